@@ -1,0 +1,44 @@
+"""First start: generated secrets; bad configuration fails loudly."""
+
+import subprocess
+
+import pytest
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
+
+from conftest import FLYTEAUTH_BIN, FlyteAuthServer, free_port
+
+pytestmark = pytest.mark.timeout(60)
+
+
+def test_signing_key_generated_as_pkcs1_pem(server):
+    pem = server.signing_key_file.read_bytes()
+    assert pem.startswith(b"-----BEGIN RSA PRIVATE KEY-----"), pem[:40]
+    key = serialization.load_pem_private_key(pem, password=None)
+    assert isinstance(key, rsa.RSAPrivateKey)
+    assert key.key_size >= 2048
+
+
+def test_database_file_created(server):
+    assert server.db_file.exists()
+
+
+@pytest.mark.parametrize(
+    "mutate,key_path",
+    [
+        (lambda c: c.replace("server:\n", "server:\n  bogusKey: 1\n", 1), "server.bogusKey"),
+        (lambda c: c + "notASection: {}\n", "notASection"),
+        (lambda c: c.replace("  grpc: { port: 0 }", "  grpc: { port: 0, colour: blue }"), "server.grpc.colour"),
+    ],
+    ids=["unknown_server_key", "unknown_top_level_key", "unknown_nested_key"],
+)
+def test_unknown_config_key_fails_with_its_path(tmp_path, mutate, key_path):
+    srv = FlyteAuthServer(tmp_dir=tmp_path, port=free_port())
+    srv.write_config()
+    srv.config_file.write_text(mutate(srv.config_file.read_text()))
+    p = subprocess.run(
+        [FLYTEAUTH_BIN, "serve", "--config", str(srv.config_file)],
+        capture_output=True, text=True, timeout=20, stdin=subprocess.DEVNULL, cwd=str(tmp_path),
+    )
+    assert p.returncode != 0, f"started with an unknown key:\n{p.stdout}\n{p.stderr}"
+    assert key_path in (p.stdout + p.stderr), p.stdout + p.stderr

@@ -1,0 +1,29 @@
+#!/usr/bin/env bash
+# End-to-end suite: real peers (flytekit, flyteidl's Python stubs, grpcio-reflection)
+# against the flyteauth binary ($FLYTEAUTH_BIN, default <repo>/target/debug/flyteauth).
+# Usage: bash tests/e2e/run.sh [pytest args...]
+set -euo pipefail
+
+E2E_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+REPO_DIR="$(cd "$E2E_DIR/../.." && pwd)"
+VENV="$E2E_DIR/.venv"
+PYTHON="${E2E_PYTHON:-python3.11}"
+STAMP="$VENV/.requirements-installed"
+
+if [[ ! -x "$VENV/bin/python" ]]; then
+    "$PYTHON" -m venv "$VENV"
+fi
+if [[ ! -f "$STAMP" || "$E2E_DIR/requirements.txt" -nt "$STAMP" ]]; then
+    "$VENV/bin/pip" install --quiet --disable-pip-version-check -r "$E2E_DIR/requirements.txt"
+    touch "$STAMP"
+fi
+
+# flytekit caches tokens in the OS keyring; headless machines have none.
+export PYTHON_KEYRING_BACKEND="keyring.backends.null.Keyring"
+export FLYTEAUTH_BIN="${FLYTEAUTH_BIN:-$REPO_DIR/target/debug/flyteauth}"
+# Never let a proxy from the environment sit between the tests and 127.0.0.1.
+export NO_PROXY="127.0.0.1,localhost${NO_PROXY:+,$NO_PROXY}"
+export no_proxy="$NO_PROXY"
+
+cd "$REPO_DIR"
+exec "$VENV/bin/python" -m pytest -q -p no:cacheprovider --timeout=120 tests/e2e/python "$@"
