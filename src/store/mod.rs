@@ -1,0 +1,291 @@
+//! Persistent state behind one trait; SQLite (embedded default) and PostgreSQL (replicas) backends.
+//!
+//! Both backends run the same SQL (SQLite accepts PostgreSQL's `$n` placeholders); only the
+//! connection setup and the substring function behind `contains` differ. Migrations are
+//! embedded from `migrations/{sqlite,postgres}` and applied by [`open`]; PostgreSQL replicas
+//! starting together serialise on sqlx's migration advisory lock.
+
+pub mod filters;
+mod postgres;
+mod sqlite;
+
+pub use filters::{parse_filters, Filter, FilterField, FilterOp, FilterValue};
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use filters::{Arg, Dialect};
+
+/// Why a store operation failed. Messages never contain SQL parameter values.
+#[derive(Debug, PartialEq, Eq, thiserror::Error)]
+pub enum StoreError {
+    /// The row does not exist.
+    #[error("not found")]
+    NotFound,
+    /// A row with the same key exists.
+    #[error("already exists")]
+    AlreadyExists,
+    /// The caller sent a bad filter, sort key or page token.
+    #[error("invalid: {0}")]
+    Invalid(String),
+    /// The database cannot be reached right now (refused, pool timeout, io, busy); retryable.
+    #[error("database unavailable: {0}")]
+    Unavailable(String),
+    /// Anything else the database reported.
+    #[error("database error: {0}")]
+    Internal(String),
+}
+
+impl From<sqlx::Error> for StoreError {
+    fn from(e: sqlx::Error) -> Self {
+        use sqlx::Error as E;
+        match e {
+            E::RowNotFound => StoreError::NotFound,
+            E::PoolTimedOut | E::PoolClosed | E::Io(_) | E::Tls(_) | E::WorkerCrashed => {
+                StoreError::Unavailable(e.to_string())
+            }
+            E::Database(db) if db.is_unique_violation() => StoreError::AlreadyExists,
+            E::Database(db) if is_transient(db.as_ref()) => StoreError::Unavailable(db.to_string()),
+            // Database messages are the server's primary message (never PostgreSQL's DETAIL,
+            // which is where key values appear); every value is bound, never in the SQL text.
+            other => StoreError::Internal(other.to_string()),
+        }
+    }
+}
+
+impl From<sqlx::migrate::MigrateError> for StoreError {
+    fn from(e: sqlx::migrate::MigrateError) -> Self {
+        match e {
+            sqlx::migrate::MigrateError::Execute(e) => e.into(),
+            other => StoreError::Internal(other.to_string()),
+        }
+    }
+}
+
+/// Errors worth retrying: PostgreSQL connection exceptions (08), insufficient resources (53)
+/// and shutdown/startup (57P); SQLite `SQLITE_BUSY`/`SQLITE_LOCKED` after the busy timeout.
+fn is_transient(db: &dyn sqlx::error::DatabaseError) -> bool {
+    let Some(code) = db.code() else { return false };
+    if db
+        .try_downcast_ref::<sqlx::postgres::PgDatabaseError>()
+        .is_some()
+    {
+        ["08", "53", "57P"].iter().any(|p| code.starts_with(p))
+    } else {
+        code.parse::<i32>().is_ok_and(|c| matches!(c & 0xff, 5 | 6))
+    }
+}
+
+/// A project as stored; `(org, id)` is the key.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProjectRecord {
+    /// Project identifier (DNS-1123 label, validated by the caller).
+    pub id: String,
+    /// Organisation; `""` is the default org.
+    pub org: String,
+    /// Display name.
+    pub name: String,
+    /// Free-text description.
+    pub description: String,
+    /// Labels, stored as JSON text.
+    pub labels: BTreeMap<String, String>,
+    /// flyteidl `Project.ProjectState` enum value.
+    pub state: i32,
+}
+
+/// Column a project listing is ordered by; ties are broken by identifier.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SortKey {
+    /// `identifier` (Flyte's default).
+    Identifier,
+    /// `name`.
+    Name,
+    /// `created_at`.
+    CreatedAt,
+}
+
+impl std::str::FromStr for SortKey {
+    type Err = StoreError;
+
+    /// Parses a `Sort.key` from a `ProjectListRequest`.
+    fn from_str(s: &str) -> Result<Self, StoreError> {
+        match s {
+            "identifier" | "id" => Ok(SortKey::Identifier),
+            "name" => Ok(SortKey::Name),
+            "created_at" => Ok(SortKey::CreatedAt),
+            _ => Err(StoreError::Invalid("unknown sort key".into())),
+        }
+    }
+}
+
+/// One page of a project listing.
+#[derive(Debug, Clone)]
+pub struct ProjectQuery {
+    /// Exact match on org (`""` = default org).
+    pub org: String,
+    /// All must match.
+    pub filters: Vec<Filter>,
+    /// Order column.
+    pub sort_key: SortKey,
+    /// Order direction.
+    pub ascending: bool,
+    /// Page size; the caller guarantees `1..=1000`.
+    pub limit: u32,
+    /// Rows to skip (the decimal page token).
+    pub offset: u64,
+}
+
+/// Persistent state shared by every replica.
+#[async_trait::async_trait]
+pub trait Store: Send + Sync + 'static {
+    /// Inserts a project; `AlreadyExists` if `(org, id)` exists. Sets `created_at`.
+    async fn create_project(&self, p: &ProjectRecord) -> Result<(), StoreError>;
+    /// Replaces name, description, labels and state; `NotFound` if missing.
+    async fn update_project(&self, p: &ProjectRecord) -> Result<(), StoreError>;
+    /// Loads one project; `NotFound` if missing.
+    async fn get_project(&self, org: &str, id: &str) -> Result<ProjectRecord, StoreError>;
+    /// One page of the org's projects matching the filters, in a stable order.
+    async fn list_projects(&self, q: &ProjectQuery) -> Result<Vec<ProjectRecord>, StoreError>;
+    /// `SELECT 1`, for readiness checks.
+    async fn ping(&self) -> Result<(), StoreError>;
+    /// Closes the pool, waiting for checked-out connections to come back.
+    async fn close(&self);
+}
+
+/// Where the data lives. Not `Debug`: a PostgreSQL URL may carry a password.
+#[derive(Clone)]
+pub enum DatabaseTarget {
+    /// An SQLite file; it and its parent directory are created if missing.
+    Sqlite {
+        /// Path of the database file.
+        path: PathBuf,
+    },
+    /// A PostgreSQL server, `postgres://user[:password]@host[:port]/dbname[?options]`.
+    Postgres {
+        /// Connection URL (plain TCP or a Unix socket; no TLS is compiled in).
+        url: String,
+    },
+}
+
+/// Opens the pool, applies the embedded migrations (sqlx::migrate!("./migrations/sqlite") / "./migrations/postgres"), returns the store.
+pub async fn open(
+    target: &DatabaseTarget,
+    max_connections: u32,
+    acquire_timeout: Duration,
+) -> Result<Arc<dyn Store>, StoreError> {
+    if max_connections == 0 {
+        return Err(StoreError::Invalid(
+            "max_connections must be at least 1".into(),
+        ));
+    }
+    Ok(match target {
+        DatabaseTarget::Sqlite { path } => {
+            Arc::new(sqlite::SqliteStore::open(path, max_connections, acquire_timeout).await?)
+        }
+        DatabaseTarget::Postgres { url } => {
+            Arc::new(postgres::PgStore::open(url, max_connections, acquire_timeout).await?)
+        }
+    })
+}
+
+// ---- SQL shared by both backends -------------------------------------------------------
+
+const COLUMNS: &str = "identifier, org, name, description, labels, state";
+
+/// `created_at` is filled in by the column default (the database's clock, one for all replicas).
+const INSERT_SQL: &str =
+    "INSERT INTO projects (identifier, org, name, description, labels, state) \
+     VALUES ($1, $2, $3, $4, $5, $6)";
+
+const UPDATE_SQL: &str =
+    "UPDATE projects SET name = $3, description = $4, labels = $5, state = $6 \
+     WHERE identifier = $1 AND org = $2";
+
+const GET_SQL: &str = "SELECT identifier, org, name, description, labels, state \
+     FROM projects WHERE org = $1 AND identifier = $2";
+
+/// A `projects` row as selected by [`COLUMNS`].
+#[derive(sqlx::FromRow)]
+struct ProjectRow {
+    identifier: String,
+    org: String,
+    name: String,
+    description: String,
+    labels: String,
+    state: i32,
+}
+
+impl TryFrom<ProjectRow> for ProjectRecord {
+    type Error = StoreError;
+
+    fn try_from(r: ProjectRow) -> Result<Self, StoreError> {
+        let labels = serde_json::from_str(&r.labels)
+            .map_err(|_| StoreError::Internal("stored project labels are not a JSON map".into()))?;
+        Ok(ProjectRecord {
+            id: r.identifier,
+            org: r.org,
+            name: r.name,
+            description: r.description,
+            labels,
+            state: r.state,
+        })
+    }
+}
+
+/// The parameters of [`INSERT_SQL`] and [`UPDATE_SQL`], in order.
+fn record_args(p: &ProjectRecord) -> Result<Vec<Arg>, StoreError> {
+    let labels = serde_json::to_string(&p.labels)
+        .map_err(|e| StoreError::Internal(format!("encoding labels: {e}")))?;
+    Ok(vec![
+        Arg::Text(p.id.clone()),
+        Arg::Text(p.org.clone()),
+        Arg::Text(p.name.clone()),
+        Arg::Text(p.description.clone()),
+        Arg::Text(labels),
+        Arg::Int(i64::from(p.state)),
+    ])
+}
+
+/// The SELECT for one page of [`ProjectQuery`], and its parameters.
+fn list_sql(q: &ProjectQuery, dialect: Dialect) -> Result<(String, Vec<Arg>), StoreError> {
+    let offset =
+        i64::try_from(q.offset).map_err(|_| StoreError::Invalid("offset too large".into()))?;
+    let mut sql = format!("SELECT {COLUMNS} FROM projects WHERE org = $1");
+    let mut args = vec![Arg::Text(q.org.clone())];
+    filters::push_where(&mut sql, &mut args, &q.filters, dialect);
+    let dir = if q.ascending { "ASC" } else { "DESC" };
+    let order = match q.sort_key {
+        SortKey::Identifier => format!("identifier {dir}"),
+        SortKey::Name => format!("name {dir}, identifier ASC"),
+        SortKey::CreatedAt => format!("created_at {dir}, identifier ASC"),
+    };
+    args.push(Arg::Int(i64::from(q.limit)));
+    args.push(Arg::Int(offset));
+    let n = args.len();
+    sql.push_str(&format!(" ORDER BY {order} LIMIT ${} OFFSET ${n}", n - 1));
+    Ok((sql, args))
+}
+
+/// Turns `args` into a parameter list for either backend (`sqlx::query_with`).
+fn arguments<'q, DB>(args: Vec<Arg>) -> Result<DB::Arguments<'q>, StoreError>
+where
+    DB: sqlx::Database,
+    String: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
+    i64: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
+{
+    use sqlx::Arguments as _;
+    let mut out = DB::Arguments::default();
+    for a in args {
+        match a {
+            Arg::Text(s) => out.add(s),
+            Arg::Int(i) => out.add(i),
+        }
+        .map_err(|e| StoreError::Internal(format!("encoding a parameter: {e}")))?;
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests;

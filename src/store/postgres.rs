@@ -1,0 +1,127 @@
+//! PostgreSQL backend: one database shared by every replica.
+
+use std::str::FromStr;
+use std::time::Duration;
+
+use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
+use sqlx::{PgPool, Postgres};
+
+use super::{
+    arguments, list_sql, record_args, Dialect, ProjectQuery, ProjectRecord, ProjectRow, Store,
+    StoreError, GET_SQL, INSERT_SQL, UPDATE_SQL,
+};
+
+/// [`Store`] on a PostgreSQL database.
+pub(super) struct PgStore {
+    pool: PgPool,
+}
+
+impl PgStore {
+    /// Connects (waiting up to `acquire_timeout` for a server that is starting) and migrates.
+    pub(super) async fn open(
+        url: &str,
+        max_connections: u32,
+        acquire_timeout: Duration,
+    ) -> Result<Self, StoreError> {
+        let options = PgConnectOptions::from_str(url)?;
+        let pool = PgPoolOptions::new()
+            .max_connections(max_connections)
+            .acquire_timeout(acquire_timeout)
+            .connect_with(options)
+            .await?;
+        sqlx::migrate!("./migrations/postgres").run(&pool).await?;
+        Ok(PgStore { pool })
+    }
+}
+
+#[async_trait::async_trait]
+impl Store for PgStore {
+    async fn create_project(&self, p: &ProjectRecord) -> Result<(), StoreError> {
+        let args = arguments::<Postgres>(record_args(p)?)?;
+        sqlx::query_with(INSERT_SQL, args)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    async fn update_project(&self, p: &ProjectRecord) -> Result<(), StoreError> {
+        let args = arguments::<Postgres>(record_args(p)?)?;
+        let done = sqlx::query_with(UPDATE_SQL, args)
+            .execute(&self.pool)
+            .await?;
+        if done.rows_affected() == 0 {
+            return Err(StoreError::NotFound);
+        }
+        Ok(())
+    }
+
+    async fn get_project(&self, org: &str, id: &str) -> Result<ProjectRecord, StoreError> {
+        let row: ProjectRow = sqlx::query_as(GET_SQL)
+            .bind(org)
+            .bind(id)
+            .fetch_one(&self.pool)
+            .await?;
+        row.try_into()
+    }
+
+    async fn list_projects(&self, q: &ProjectQuery) -> Result<Vec<ProjectRecord>, StoreError> {
+        let (sql, args) = list_sql(q, Dialect::Postgres)?;
+        let rows: Vec<ProjectRow> = sqlx::query_as_with(&sql, arguments::<Postgres>(args)?)
+            .fetch_all(&self.pool)
+            .await?;
+        rows.into_iter().map(ProjectRecord::try_from).collect()
+    }
+
+    async fn ping(&self) -> Result<(), StoreError> {
+        sqlx::query("SELECT 1").execute(&self.pool).await?;
+        Ok(())
+    }
+
+    async fn close(&self) {
+        self.pool.close().await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::tests::{add, open_store, run_postgres};
+
+    #[tokio::test]
+    async fn replicas_migrate_concurrently() {
+        run_postgres(|t| async move {
+            // Two replicas starting together on an empty database: the migrator's advisory
+            // lock lets one apply the migrations and the other find them applied.
+            let (a, b) = tokio::join!(open_store(&t), open_store(&t));
+            add(&a, "p", "P", 0).await;
+            assert_eq!(b.get_project("", "p").await.unwrap().name, "P");
+            a.close().await;
+            b.close().await;
+        })
+        .await;
+    }
+
+    #[tokio::test]
+    async fn refused_connection_is_unavailable() {
+        // Port 1 on loopback: nothing listens there.
+        let url = "postgres://postgres@127.0.0.1:1/postgres";
+        let err = PgStore::open(url, 1, Duration::from_millis(300)).await;
+        assert!(
+            matches!(err, Err(StoreError::Unavailable(_))),
+            "{:?}",
+            err.err()
+        );
+    }
+
+    #[tokio::test]
+    async fn malformed_url_is_an_error_without_the_password() {
+        let url = "postgres://u:hunter2@127.0.0.1:notaport/db";
+        let err = PgStore::open(url, 1, Duration::from_millis(300)).await;
+        let msg = err.err().expect("must fail").to_string();
+        assert!(
+            msg.starts_with("database error: error with configuration"),
+            "{msg}"
+        );
+        assert!(!msg.contains("hunter2"), "{msg}");
+    }
+}

@@ -1,0 +1,140 @@
+//! SQLite backend: one file under the data directory, WAL, for a single replica.
+
+use std::path::Path;
+use std::time::Duration;
+
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
+use sqlx::{Sqlite, SqlitePool};
+
+use super::{
+    arguments, list_sql, record_args, Dialect, ProjectQuery, ProjectRecord, ProjectRow, Store,
+    StoreError, GET_SQL, INSERT_SQL, UPDATE_SQL,
+};
+
+/// [`Store`] on an SQLite file.
+pub(super) struct SqliteStore {
+    pool: SqlitePool,
+}
+
+impl SqliteStore {
+    /// Creates the file's directory and the file if missing, opens the pool and migrates.
+    pub(super) async fn open(
+        path: &Path,
+        max_connections: u32,
+        acquire_timeout: Duration,
+    ) -> Result<Self, StoreError> {
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            tokio::fs::create_dir_all(dir)
+                .await
+                .map_err(|e| StoreError::Unavailable(format!("creating {}: {e}", dir.display())))?;
+        }
+        let options = SqliteConnectOptions::new()
+            .filename(path)
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            .synchronous(SqliteSynchronous::Normal)
+            .busy_timeout(Duration::from_secs(5))
+            .foreign_keys(true);
+        let pool = SqlitePoolOptions::new()
+            .max_connections(max_connections)
+            .acquire_timeout(acquire_timeout)
+            .connect_with(options)
+            .await?;
+        sqlx::migrate!("./migrations/sqlite").run(&pool).await?;
+        Ok(SqliteStore { pool })
+    }
+}
+
+#[async_trait::async_trait]
+impl Store for SqliteStore {
+    async fn create_project(&self, p: &ProjectRecord) -> Result<(), StoreError> {
+        let args = arguments::<Sqlite>(record_args(p)?)?;
+        sqlx::query_with(INSERT_SQL, args)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    async fn update_project(&self, p: &ProjectRecord) -> Result<(), StoreError> {
+        let args = arguments::<Sqlite>(record_args(p)?)?;
+        let done = sqlx::query_with(UPDATE_SQL, args)
+            .execute(&self.pool)
+            .await?;
+        if done.rows_affected() == 0 {
+            return Err(StoreError::NotFound);
+        }
+        Ok(())
+    }
+
+    async fn get_project(&self, org: &str, id: &str) -> Result<ProjectRecord, StoreError> {
+        let row: ProjectRow = sqlx::query_as(GET_SQL)
+            .bind(org)
+            .bind(id)
+            .fetch_one(&self.pool)
+            .await?;
+        row.try_into()
+    }
+
+    async fn list_projects(&self, q: &ProjectQuery) -> Result<Vec<ProjectRecord>, StoreError> {
+        let (sql, args) = list_sql(q, Dialect::Sqlite)?;
+        let rows: Vec<ProjectRow> = sqlx::query_as_with(&sql, arguments::<Sqlite>(args)?)
+            .fetch_all(&self.pool)
+            .await?;
+        rows.into_iter().map(ProjectRecord::try_from).collect()
+    }
+
+    async fn ping(&self) -> Result<(), StoreError> {
+        sqlx::query("SELECT 1").execute(&self.pool).await?;
+        Ok(())
+    }
+
+    async fn close(&self) {
+        self.pool.close().await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn creates_directories_and_applies_the_pragmas() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("a/b/flyteauth.db");
+        let store = SqliteStore::open(&path, 2, Duration::from_secs(5))
+            .await
+            .unwrap();
+        assert!(path.exists());
+        let pool = &store.pool;
+        let mode: String = sqlx::query_scalar("PRAGMA journal_mode")
+            .fetch_one(pool)
+            .await
+            .unwrap();
+        assert_eq!(mode, "wal");
+        for (pragma, want) in [
+            ("synchronous", 1),
+            ("busy_timeout", 5000),
+            ("foreign_keys", 1),
+        ] {
+            let got: i64 = sqlx::query_scalar(&format!("PRAGMA {pragma}"))
+                .fetch_one(pool)
+                .await
+                .unwrap();
+            assert_eq!(got, want, "PRAGMA {pragma}"); // synchronous 1 = NORMAL
+        }
+        store.close().await;
+    }
+
+    #[tokio::test]
+    async fn unusable_path_is_unavailable() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("not-a-dir");
+        std::fs::write(&file, b"").unwrap();
+        let err = SqliteStore::open(&file.join("x.db"), 1, Duration::from_secs(1)).await;
+        assert!(
+            matches!(err, Err(StoreError::Unavailable(_))),
+            "{:?}",
+            err.err()
+        );
+    }
+}
