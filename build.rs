@@ -11,6 +11,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         "proto/flyteidl2/auth/identity.proto",
     ];
     println!("cargo:rerun-if-changed=proto");
+    println!("cargo:rerun-if-changed=migrations");
     let fds = protox::compile(files, ["proto"])?;
     let out = std::path::PathBuf::from(std::env::var("OUT_DIR")?);
     std::fs::write(

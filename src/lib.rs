@@ -1,1 +1,40 @@
-pub mod pb {}
+//! flyteauth: the authentication and authorization layer of Flyte's control plane.
+//!
+//! # Layout
+//!
+//! | module | responsibility |
+//! |---|---|
+//! | [`config`] | the YAML file (Flyte's shapes) → validated [`config::Config`] |
+//! | [`secret`] | `Secret<T>` that cannot print; Flyte's secret lookup (env, then files) |
+//! | [`keys`] | signing keys, JWKS, key generation (`secret init`) |
+//! | [`clock`] | time as a parameter |
+//! | [`auth`] | resource server: token extraction, JWT verification, the tower auth layer |
+//! | [`grpc`] | one file per gRPC service (AuthMetadata, Identity, Admin projects) |
+//! | [`http`] | HTTP routes: metadata documents, JWKS, REST mirrors, `/me`, health |
+//! | [`projects`] | project/domain semantics shared by gRPC and REST |
+//! | [`metadata`] | RFC 8414 metadata and Flyte's public client config |
+//! | [`store`] | persistent state behind one trait: SQLite and PostgreSQL |
+//! | [`state`] | start-up: config → secrets, keys, store, verifier ([`state::AppState`]) |
+//! | [`server`] | the one-port listener (gRPC, gRPC-web, HTTP; TLS) and graceful shutdown |
+//! | [`cli`] | the `flyteauth` command line |
+//!
+//! The path of a protected gRPC call: [`server`] accepts the connection and routes by
+//! content-type → tonic-web (for gRPC-web) → the service's [`auth::layer::AuthLayer`]
+//! (token → [`auth::Identity`] in the request extensions, or UNAUTHENTICATED) → the handler in
+//! [`grpc`] → [`projects`] → [`store`].
+
+pub mod auth;
+pub mod cli;
+pub mod clock;
+pub mod config;
+pub mod grpc;
+pub mod http;
+pub mod keys;
+pub mod metadata;
+pub mod pb;
+pub mod projects;
+pub mod public_url;
+pub mod secret;
+pub mod server;
+pub mod state;
+pub mod store;

@@ -1,1 +1,5 @@
-fn main() {}
+//! The `flyteauth` binary: parse the command line and hand over to the library.
+
+fn main() {
+    std::process::exit(flyteauth::cli::main());
+}

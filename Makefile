@@ -1,0 +1,37 @@
+# flyteauth — run `make help` for the targets.
+CARGO ?= cargo
+BIN := target/debug/flyteauth
+
+.PHONY: help build run test test-rust test-e2e lint fmt bench clean
+
+help: ## List the targets
+	@grep -E '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  %-10s %s\n", $$1, $$2}'
+
+build: ## Build the debug binary
+	$(CARGO) build
+
+run: build ## Start the service on config.yaml (SQLite under ./data, secrets generated on first start)
+	$(BIN) serve --config config.yaml
+
+test: build test-rust test-e2e ## Everything: Rust unit + integration tests, then the e2e suite
+
+test-rust: ## Rust unit and integration tests (PostgreSQL tests use DATABASE_URL)
+	DATABASE_URL=$${DATABASE_URL:-postgres://postgres@127.0.0.1:5432/postgres} $(CARGO) nextest run --no-fail-fast
+
+test-e2e: build ## Real peers (flytekit, grpc reflection) against the debug binary
+	FLYTEAUTH_BIN=$(CURDIR)/$(BIN) bash tests/e2e/run.sh
+
+lint: ## rustfmt check + clippy with warnings as errors
+	$(CARGO) fmt --all -- --check
+	$(CARGO) clippy --all-targets -- -D warnings
+
+fmt: ## Format the code
+	$(CARGO) fmt --all
+
+bench: ## Benchmarks (release build); results go to docs/BENCHMARKS.md
+	$(CARGO) build --release
+	@echo "benchmarks: see docs/BENCHMARKS.md"
+
+clean: ## Remove build output and local data
+	$(CARGO) clean
+	rm -rf data

@@ -1,0 +1,243 @@
+//! Access-token verification (the resource-server side): signature by an allow-listed
+//! algorithm and a known key, then `iss`, `aud`, `exp`/`nbf`/`iat` with leeway, then claim
+//! normalisation into an [`Identity`] and Flyte's blanket scope rule. No store round trip.
+
+use std::sync::Arc;
+
+use jsonwebtoken::{Algorithm, Validation};
+use serde_json::{Map, Value};
+
+use super::cache::{digest, TokenCache};
+use super::{AuthError, Credential, Identity, UserInfo};
+use crate::clock::SharedClock;
+use crate::keys::PublicKey;
+
+/// Clock skew tolerated on `exp`, `nbf` and `iat` (seconds).
+pub const LEEWAY_SECS: i64 = 60;
+
+/// What a valid token must look like.
+pub struct VerifierSettings {
+    /// Verification keys, current first. A token without `kid`/`key_id` is checked against
+    /// the first one only; an unknown kid is refused.
+    pub keys: Vec<PublicKey>,
+    /// Accepted `iss` values.
+    pub issuers: Vec<String>,
+    /// Accepted `aud` values (public URLs, the issuer, configured extras).
+    pub audiences: Vec<String>,
+    /// A token must carry one of these scopes (Flyte: `all`), unless it is a user token
+    /// with neither scopes nor client id.
+    pub required_scopes: Vec<String>,
+    pub cache_entries: usize,
+}
+
+/// Verifies bearer tokens and caches the result.
+pub struct TokenVerifier {
+    keys: Vec<PublicKey>,
+    issuers: Vec<String>,
+    audiences: Vec<String>,
+    required_scopes: Vec<String>,
+    validation: Vec<(Algorithm, Validation)>,
+    cache: TokenCache,
+    clock: SharedClock,
+}
+
+fn trim_slash(s: &str) -> &str {
+    s.strip_suffix('/').unwrap_or(s)
+}
+
+impl TokenVerifier {
+    pub fn new(settings: VerifierSettings, clock: SharedClock) -> Self {
+        let mut algs: Vec<Algorithm> = settings.keys.iter().map(|k| k.alg.jwt_algorithm()).collect();
+        algs.dedup();
+        // Signature only: time, audience and issuer are checked below against the injected
+        // clock, with reasons that say which check failed.
+        let validation = algs
+            .into_iter()
+            .map(|alg| {
+                let mut v = Validation::new(alg);
+                v.validate_exp = false;
+                v.validate_nbf = false;
+                v.validate_aud = false;
+                v.required_spec_claims.clear();
+                (alg, v)
+            })
+            .collect();
+        Self {
+            keys: settings.keys,
+            issuers: settings.issuers.iter().map(|s| trim_slash(s).to_owned()).collect(),
+            audiences: settings.audiences.iter().map(|s| trim_slash(s).to_owned()).collect(),
+            required_scopes: settings.required_scopes,
+            validation,
+            cache: TokenCache::new(settings.cache_entries),
+            clock,
+        }
+    }
+
+    pub fn cache(&self) -> &TokenCache {
+        &self.cache
+    }
+
+    /// Verifies a bearer token, consulting the cache first.
+    pub fn verify(&self, token: &str) -> Result<Arc<Identity>, AuthError> {
+        let now = self.clock.now();
+        if !self.cache.enabled() {
+            return self.verify_uncached(token, now).map(Arc::new);
+        }
+        let key = digest(token);
+        if let Some(hit) = self.cache.get(&key, now, LEEWAY_SECS) {
+            return Ok(hit);
+        }
+        let identity = Arc::new(self.verify_uncached(token, now)?);
+        self.cache.insert(key, identity.clone(), now, LEEWAY_SECS);
+        Ok(identity)
+    }
+
+    fn verify_uncached(&self, token: &str, now: i64) -> Result<Identity, AuthError> {
+        if token.len() > 16 * 1024 {
+            return Err(AuthError::Malformed("token too large"));
+        }
+        if token.split('.').count() != 3 {
+            return Err(AuthError::Malformed("not a JWS compact serialization"));
+        }
+        let header = jsonwebtoken::decode_header(token)
+            .map_err(|_| AuthError::Malformed("unreadable header (or unsupported alg)"))?;
+        let (alg, validation) = self
+            .validation
+            .iter()
+            .find(|(a, _)| *a == header.alg)
+            .ok_or_else(|| AuthError::AlgorithmNotAllowed(format!("{:?}", header.alg)))?;
+        // kid, else Flyte's key_id; neither → the current key only. Unknown → refused.
+        let kid = header
+            .kid
+            .as_deref()
+            .or_else(|| header.extras.get("key_id").map(String::as_str));
+        let key = match kid {
+            Some(kid) => self.keys.iter().find(|k| k.kid == kid),
+            None => self.keys.first(),
+        }
+        .ok_or(AuthError::UnknownKey)?;
+        if key.alg.jwt_algorithm() != *alg {
+            return Err(AuthError::AlgorithmNotAllowed(format!("{alg:?} for this key")));
+        }
+        let data = jsonwebtoken::decode::<Map<String, Value>>(token, &key.decoding, validation)
+            .map_err(|e| match e.kind() {
+                jsonwebtoken::errors::ErrorKind::InvalidSignature => AuthError::BadSignature,
+                jsonwebtoken::errors::ErrorKind::InvalidAlgorithm => {
+                    AuthError::AlgorithmNotAllowed(format!("{:?}", header.alg))
+                }
+                _ => AuthError::Malformed("unreadable claims"),
+            })?;
+        self.check_claims(data.claims, now)
+    }
+
+    fn check_claims(&self, claims: Map<String, Value>, now: i64) -> Result<Identity, AuthError> {
+        let num = |name: &str| -> Result<Option<i64>, AuthError> {
+            match claims.get(name) {
+                None | Some(Value::Null) => Ok(None),
+                Some(Value::Number(n)) => n
+                    .as_i64()
+                    .or_else(|| n.as_f64().map(|f| f as i64))
+                    .map(Some)
+                    .ok_or(AuthError::Malformed("numeric date out of range")),
+                Some(_) => Err(AuthError::Malformed("numeric date claim is not a number")),
+            }
+        };
+        // RFC 7519 §4.1.4: reject at or after exp (with leeway). exp is required.
+        let exp = num("exp")?.ok_or(AuthError::Malformed("missing exp"))?;
+        if now > exp + LEEWAY_SECS {
+            return Err(AuthError::Expired);
+        }
+        // §4.1.5: not before nbf.
+        if let Some(nbf) = num("nbf")? {
+            if now + LEEWAY_SECS < nbf {
+                return Err(AuthError::NotYetValid);
+            }
+        }
+        if let Some(iat) = num("iat")? {
+            if now + LEEWAY_SECS < iat {
+                return Err(AuthError::IssuedInFuture);
+            }
+        }
+        let iss = claims.get("iss").and_then(Value::as_str).map(trim_slash);
+        if !iss.is_some_and(|iss| self.issuers.iter().any(|i| i == iss)) {
+            return Err(AuthError::IssuerMismatch(self.issuers.clone()));
+        }
+        let aud_ok = match claims.get("aud") {
+            Some(Value::String(a)) => self.audiences.iter().any(|x| x == trim_slash(a)),
+            Some(Value::Array(list)) => list
+                .iter()
+                .filter_map(Value::as_str)
+                .any(|a| self.audiences.iter().any(|x| x == trim_slash(a))),
+            _ => false,
+        };
+        if !aud_ok {
+            return Err(AuthError::AudienceMismatch(self.audiences.clone()));
+        }
+        let identity = identity_from_claims(claims, exp)?;
+        // Flyte's BlanketAuthorization: a required scope, or a user-only token (no scopes,
+        // no client id) which is treated like a browser session.
+        let user_only = identity.client_id.is_none() && identity.scopes.is_empty();
+        if !user_only
+            && !self
+                .required_scopes
+                .iter()
+                .any(|r| identity.scopes.iter().any(|s| s == r))
+        {
+            return Err(AuthError::MissingScope(self.required_scopes.clone()));
+        }
+        Ok(identity)
+    }
+}
+
+/// Builds an identity from verified claims, normalising the shapes different authorization
+/// servers use: scopes from `scp` (array or space string) ∪ `scope`; client id from
+/// `client_id` | `azp` | `cid` | `appid`.
+pub fn identity_from_claims(claims: Map<String, Value>, exp: i64) -> Result<Identity, AuthError> {
+    let mut scopes: Vec<String> = Vec::new();
+    let mut push = |s: &str| {
+        if !s.is_empty() && !scopes.iter().any(|x| x == s) {
+            scopes.push(s.to_owned());
+        }
+    };
+    match claims.get("scp") {
+        Some(Value::Array(a)) => a.iter().filter_map(Value::as_str).for_each(&mut push),
+        Some(Value::String(s)) => s.split(' ').for_each(&mut push),
+        None | Some(Value::Null) => {}
+        Some(_) => return Err(AuthError::Malformed("scp must be an array or a string")),
+    }
+    if let Some(Value::String(s)) = claims.get("scope") {
+        s.split(' ').for_each(&mut push);
+    }
+    let client_id = ["client_id", "azp", "cid", "appid"]
+        .iter()
+        .find_map(|k| claims.get(*k).and_then(Value::as_str))
+        .filter(|s| !s.is_empty())
+        .map(String::from);
+    let subject = claims
+        .get("sub")
+        .and_then(Value::as_str)
+        .map(String::from)
+        .or_else(|| client_id.clone())
+        .unwrap_or_default();
+    let mut user_info: UserInfo = match claims.get("user_info") {
+        Some(v @ Value::Object(_)) => serde_json::from_value(v.clone()).unwrap_or_default(),
+        _ => UserInfo::default(),
+    };
+    if user_info.subject.is_empty() {
+        user_info.subject = subject.clone();
+    }
+    if let Some(email) = claims.get("email").and_then(Value::as_str) {
+        user_info.email = email.to_owned();
+    }
+    let token_id = claims.get("jti").and_then(Value::as_str).map(String::from);
+    Ok(Identity {
+        subject,
+        client_id,
+        scopes,
+        user_info,
+        claims,
+        expires_at: exp,
+        token_id,
+        credential: Credential::Bearer,
+    })
+}

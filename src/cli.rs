@@ -1,0 +1,272 @@
+//! The command line: `serve`, `check-config`, `secret init`, `hash-secret`, `hash-password`.
+
+use std::io::{BufRead, Write};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use base64::Engine;
+use clap::{Parser, Subcommand};
+
+use crate::clock::SystemClock;
+use crate::config::Config;
+use crate::server::Listeners;
+use crate::state::{AppState, StartOptions};
+
+/// Exit code for bad configuration, secrets or usage (sysexits EX_USAGE).
+pub const EXIT_CONFIG: i32 = 64;
+
+#[derive(Parser)]
+#[command(name = "flyteauth", version, about = "Authentication for Flyte's control plane")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the service.
+    Serve {
+        #[arg(long, default_value = "config.yaml")]
+        config: PathBuf,
+        /// Log as JSON lines instead of text.
+        #[arg(long)]
+        log_json: bool,
+    },
+    /// Load and validate a config file (and its secrets), then exit.
+    CheckConfig {
+        #[arg(long, default_value = "config.yaml")]
+        config: PathBuf,
+    },
+    /// Secrets management.
+    Secret {
+        #[command(subcommand)]
+        command: SecretCommand,
+    },
+    /// Hash a client secret with bcrypt, printed base64-encoded as Flyte's `client_secret`
+    /// expects. Reads the secret from stdin.
+    HashSecret {
+        #[arg(long, default_value_t = 10)]
+        cost: u32,
+    },
+    /// Hash a local user's password (argon2id PHC string). Reads the password from stdin.
+    HashPassword,
+}
+
+#[derive(Subcommand)]
+enum SecretCommand {
+    /// Generate Flyte's secrets (cookie_hash_key, cookie_block_key, claim_symmetric_key,
+    /// token_rsa_key.pem) into a directory, keeping any that exist.
+    Init {
+        #[arg(long, short = 'p', default_value = "/etc/secrets")]
+        dir: PathBuf,
+    },
+}
+
+/// Runs the command line; returns the process exit code.
+pub fn main() -> i32 {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Serve { config, log_json } => {
+            init_logging(log_json);
+            serve(&config)
+        }
+        Command::CheckConfig { config } => check_config(&config),
+        Command::Secret {
+            command: SecretCommand::Init { dir },
+        } => secret_init(&dir),
+        Command::HashSecret { cost } => hash_secret(cost),
+        Command::HashPassword => hash_password(),
+    }
+}
+
+fn init_logging(json: bool) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let b = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    if json {
+        b.json().init();
+    } else {
+        b.init();
+    }
+}
+
+fn env_snapshot() -> Vec<(String, String)> {
+    std::env::vars().collect()
+}
+
+fn fail(msg: impl std::fmt::Display, code: i32) -> i32 {
+    eprintln!("flyteauth: {msg}");
+    code
+}
+
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("tokio runtime")
+}
+
+fn serve(path: &Path) -> i32 {
+    let config = match Config::load(path) {
+        Ok(c) => c,
+        Err(e) => return fail(e, EXIT_CONFIG),
+    };
+    runtime().block_on(async move {
+        let bind = |port: u16| async move {
+            tokio::net::TcpListener::bind(("0.0.0.0", port)).await
+        };
+        let http = match bind(config.server.http_port).await {
+            Ok(l) => l,
+            Err(e) => {
+                return fail(
+                    format!("server.httpPort: cannot bind port {}: {e}", config.server.http_port),
+                    EXIT_CONFIG,
+                )
+            }
+        };
+        let grpc = match config.server.grpc_port {
+            None => None,
+            Some(p) => match bind(p).await {
+                Ok(l) => Some(l),
+                Err(e) => {
+                    return fail(format!("server.grpc.port: cannot bind port {p}: {e}"), EXIT_CONFIG)
+                }
+            },
+        };
+        let http_addr = http.local_addr().expect("bound");
+        let opts = StartOptions {
+            env: env_snapshot(),
+            clock: Arc::new(SystemClock),
+            http_addr,
+        };
+        let state = match AppState::build(config, opts).await {
+            Ok(s) => s,
+            Err(e) => return fail(&e, e.exit_code()),
+        };
+        if let Err(e) = crate::server::preflight(&state) {
+            return fail(e, EXIT_CONFIG);
+        }
+        for name in &state.generated_secrets {
+            println!(
+                "generated secret {} in {}",
+                name,
+                state.secrets.dir.display()
+            );
+        }
+        let scheme = if state.tls { "https" } else { "http" };
+        println!("flyteauth listening on {scheme}://{http_addr} (gRPC, gRPC-web and HTTP)");
+        if let Some(g) = &grpc {
+            println!("gRPC-only listener on {}", g.local_addr().expect("bound"));
+        }
+        println!("public URL: {}", state.public_urls.first());
+        println!("console: {}/console", state.public_urls.first());
+        let _ = std::io::stdout().flush();
+        let listeners = Listeners { http, grpc };
+        match crate::server::run(state, listeners, shutdown_signal()).await {
+            Ok(()) => 0,
+            Err(e) => fail(e, 70),
+        }
+    })
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term =
+            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).expect("signal handler");
+        tokio::select! {
+            _ = ctrl_c => {},
+            _ = term.recv() => {},
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = ctrl_c.await;
+    }
+}
+
+fn check_config(path: &Path) -> i32 {
+    let config = match Config::load(path) {
+        Ok(c) => c,
+        Err(e) => return fail(e, EXIT_CONFIG),
+    };
+    println!("{}: configuration is valid", path.display());
+    let secrets = crate::secret::SecretStore::new(
+        config.secrets_dir.clone(),
+        config.secrets_env_prefix.clone(),
+        env_snapshot(),
+    );
+    let signing = &config.app_auth.self_auth_server.token_signing_rsa_key_secret_name;
+    if !secrets.exists(signing) {
+        println!(
+            "note: secret {signing} does not exist yet in {}; `serve` will generate it",
+            secrets.dir.display()
+        );
+    }
+    0
+}
+
+fn secret_init(dir: &Path) -> i32 {
+    let items: [(&str, Box<dyn Fn() -> Result<String, crate::keys::KeyError>>); 4] = [
+        ("claim_symmetric_key", Box::new(|| Ok(crate::keys::random_b64_secret(32)))),
+        ("cookie_hash_key", Box::new(|| Ok(crate::keys::random_b64_secret(64)))),
+        ("cookie_block_key", Box::new(|| Ok(crate::keys::random_b64_secret(32)))),
+        ("token_rsa_key.pem", Box::new(crate::keys::generate_rsa_pem)),
+    ];
+    for (name, make) in items {
+        let path = dir.join(name);
+        if path.exists() {
+            println!("kept {}", path.display());
+            continue;
+        }
+        let value = match make() {
+            Ok(v) => v,
+            Err(e) => return fail(e, 70),
+        };
+        if let Err(e) = crate::secret::write_new_secret(&path, value.as_bytes()) {
+            return fail(format!("{}: {e}", path.display()), 73);
+        }
+        println!("wrote {}", path.display());
+    }
+    0
+}
+
+fn read_stdin_line(prompt: &str) -> Option<String> {
+    eprint!("{prompt}");
+    let _ = std::io::stderr().flush();
+    let mut line = String::new();
+    std::io::stdin().lock().read_line(&mut line).ok()?;
+    let line = line.trim_end_matches(['\r', '\n']).to_owned();
+    (!line.is_empty()).then_some(line)
+}
+
+fn hash_secret(cost: u32) -> i32 {
+    let Some(secret) = read_stdin_line("client secret: ") else {
+        return fail("no secret given on stdin", EXIT_CONFIG);
+    };
+    match bcrypt::hash(secret, cost) {
+        Ok(h) => {
+            println!("{}", base64::engine::general_purpose::STANDARD.encode(h));
+            0
+        }
+        Err(e) => fail(e, EXIT_CONFIG),
+    }
+}
+
+fn hash_password() -> i32 {
+    use argon2::password_hash::{PasswordHasher, SaltString};
+    let Some(password) = read_stdin_line("password: ") else {
+        return fail("no password given on stdin", EXIT_CONFIG);
+    };
+    let salt = SaltString::encode_b64(&crate::keys::random_bytes(16)).expect("16-byte salt");
+    match argon2::Argon2::default().hash_password(password.as_bytes(), &salt) {
+        Ok(h) => {
+            println!("{h}");
+            0
+        }
+        Err(e) => fail(e, 70),
+    }
+}

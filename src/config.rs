@@ -1,0 +1,991 @@
+//! Configuration in two stages: the YAML file as written (Flyte's `server:`, `auth:`,
+//! `secrets:`, `database:` shapes, key for key, every struct `deny_unknown_fields`), then
+//! [`Config::from_file`] validates it into the typed runtime [`Config`]. Every error names the
+//! key's path (`auth.appAuth.authServerType: ...`).
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+use url::Url;
+
+use crate::store::DatabaseTarget;
+
+/// A configuration error: the key's path and what is wrong with it.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("config error at {path}: {message}")]
+pub struct ConfigError {
+    pub path: String,
+    pub message: String,
+}
+
+impl ConfigError {
+    pub fn new(path: impl Into<String>, message: impl Into<String>) -> Self {
+        Self {
+            path: path.into(),
+            message: message.into(),
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Stage 1: the file as written.
+// ---------------------------------------------------------------------------------------------
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct FileConfig {
+    pub server: ServerFile,
+    pub auth: AuthFile,
+    pub secrets: SecretsFile,
+    pub database: DatabaseFile,
+    pub admin: AdminFile,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default, rename_all = "camelCase")]
+pub struct ServerFile {
+    pub http_port: u16,
+    pub grpc: GrpcFile,
+    /// Flyte's legacy spelling of `grpc.port`.
+    pub grpc_port: Option<u16>,
+    pub security: SecurityFile,
+    /// Largest request body accepted on HTTP routes and largest gRPC message, in bytes.
+    pub max_request_bytes: usize,
+}
+
+impl Default for ServerFile {
+    fn default() -> Self {
+        Self {
+            http_port: 8088,
+            grpc: GrpcFile::default(),
+            grpc_port: None,
+            security: SecurityFile::default(),
+            max_request_bytes: 1 << 20,
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default, rename_all = "camelCase")]
+pub struct GrpcFile {
+    /// gRPC-only listener (Flyte parity); 0 disables it.
+    pub port: u16,
+    pub server_reflection: bool,
+}
+
+impl Default for GrpcFile {
+    fn default() -> Self {
+        Self {
+            port: 8089,
+            server_reflection: true,
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default, rename_all = "camelCase")]
+pub struct SecurityFile {
+    pub secure: bool,
+    pub ssl: SslFile,
+    pub use_auth: bool,
+    pub insecure_cookie_header: bool,
+    pub allow_cors: bool,
+    pub allowed_origins: Vec<String>,
+    pub allowed_headers: Vec<String>,
+}
+
+impl Default for SecurityFile {
+    fn default() -> Self {
+        Self {
+            secure: false,
+            ssl: SslFile::default(),
+            use_auth: true,
+            insecure_cookie_header: false,
+            allow_cors: true,
+            allowed_origins: Vec::new(),
+            allowed_headers: vec!["Content-Type".into(), "flyte-authorization".into()],
+        }
+    }
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, default, rename_all = "camelCase")]
+pub struct SslFile {
+    pub certificate_file: String,
+    pub key_file: String,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default, rename_all = "camelCase")]
+pub struct AuthFile {
+    pub http_authorization_header: String,
+    pub grpc_authorization_header: String,
+    pub disable_for_http: bool,
+    pub disable_for_grpc: bool,
+    pub authorized_uris: Vec<String>,
+    #[serde(rename = "httpProxyURL")]
+    pub http_proxy_url: String,
+    /// Extra accepted `aud` values for access tokens (addition; Flyte only has
+    /// `externalAuthServer.allowedAudience`).
+    pub audiences: Vec<String>,
+    /// Scopes of which a token must carry at least one (Flyte's blanket rule: `all`).
+    pub required_scopes: Vec<String>,
+    pub token_cache: TokenCacheFile,
+    pub user_auth: UserAuthFile,
+    pub app_auth: AppAuthFile,
+}
+
+impl Default for AuthFile {
+    fn default() -> Self {
+        Self {
+            http_authorization_header: "flyte-authorization".into(),
+            grpc_authorization_header: "flyte-authorization".into(),
+            disable_for_http: false,
+            disable_for_grpc: false,
+            authorized_uris: Vec::new(),
+            http_proxy_url: String::new(),
+            audiences: Vec::new(),
+            required_scopes: vec!["all".into()],
+            token_cache: TokenCacheFile::default(),
+            user_auth: UserAuthFile::default(),
+            app_auth: AppAuthFile::default(),
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default, rename_all = "camelCase")]
+pub struct TokenCacheFile {
+    /// Verified tokens kept in memory; 0 disables the cache.
+    pub max_entries: usize,
+}
+
+impl Default for TokenCacheFile {
+    fn default() -> Self {
+        Self {
+            max_entries: 100_000,
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default, rename_all = "camelCase")]
+pub struct UserAuthFile {
+    pub redirect_url: String,
+    #[serde(rename = "httpProxyURL")]
+    pub http_proxy_url: String,
+    pub cookie_hash_key_secret_name: String,
+    pub cookie_block_key_secret_name: String,
+    pub cookie_setting: CookieSettingFile,
+    pub idp_query_parameter: String,
+    pub open_id: Option<OpenIdFile>,
+    pub local_users: Vec<LocalUserFile>,
+    pub session: SessionFile,
+}
+
+impl Default for UserAuthFile {
+    fn default() -> Self {
+        Self {
+            redirect_url: "/console".into(),
+            http_proxy_url: String::new(),
+            cookie_hash_key_secret_name: "cookie_hash_key".into(),
+            cookie_block_key_secret_name: "cookie_block_key".into(),
+            cookie_setting: CookieSettingFile::default(),
+            idp_query_parameter: String::new(),
+            open_id: None,
+            local_users: Vec::new(),
+            session: SessionFile::default(),
+        }
+    }
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, default, rename_all = "camelCase")]
+pub struct CookieSettingFile {
+    pub same_site_policy: String,
+    pub domain: String,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default, rename_all = "camelCase")]
+pub struct OpenIdFile {
+    pub client_id: String,
+    pub client_secret_name: String,
+    pub client_secret_file: String,
+    pub base_url: String,
+    pub issuer_url: String,
+    pub scopes: Vec<String>,
+}
+
+impl Default for OpenIdFile {
+    fn default() -> Self {
+        Self {
+            client_id: String::new(),
+            client_secret_name: "oidc_client_secret".into(),
+            client_secret_file: String::new(),
+            base_url: String::new(),
+            issuer_url: String::new(),
+            scopes: vec!["openid".into(), "profile".into()],
+        }
+    }
+}
+
+#[derive(Debug, Default, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default, rename_all = "camelCase")]
+pub struct LocalUserFile {
+    pub username: String,
+    /// bcrypt (`$2b$...`) or argon2 PHC string.
+    pub password_hash: String,
+    /// Name of a secret holding the hash instead (e.g. generated at first start).
+    pub password_hash_secret_name: String,
+    pub name: String,
+    pub email: String,
+    pub groups: Vec<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default, rename_all = "camelCase")]
+pub struct SessionFile {
+    #[serde(with = "go_duration")]
+    pub idle_timeout: Duration,
+    #[serde(with = "go_duration")]
+    pub absolute_timeout: Duration,
+}
+
+impl Default for SessionFile {
+    fn default() -> Self {
+        Self {
+            idle_timeout: Duration::from_secs(8 * 3600),
+            absolute_timeout: Duration::from_secs(7 * 24 * 3600),
+        }
+    }
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, default, rename_all = "camelCase")]
+pub struct AppAuthFile {
+    pub auth_server_type: AuthServerType,
+    pub self_auth_server: SelfAuthServerFile,
+    pub external_auth_server: ExternalAuthServerFile,
+    pub third_party_config: ThirdPartyConfigFile,
+}
+
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq, Deserialize)]
+pub enum AuthServerType {
+    /// The built-in authorization server (`Self` in Flyte's config).
+    #[default]
+    #[serde(rename = "Self")]
+    Builtin,
+    External,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default, rename_all = "camelCase")]
+pub struct SelfAuthServerFile {
+    pub issuer: String,
+    #[serde(with = "go_duration")]
+    pub access_token_lifespan: Duration,
+    #[serde(with = "go_duration")]
+    pub refresh_token_lifespan: Duration,
+    #[serde(with = "go_duration")]
+    pub authorization_code_lifespan: Duration,
+    pub claim_symmetric_encryption_key_secret_name: String,
+    #[serde(rename = "tokenSigningRSAKeySecretName")]
+    pub token_signing_rsa_key_secret_name: String,
+    #[serde(rename = "oldTokenSigningRSAKeySecretName")]
+    pub old_token_signing_rsa_key_secret_name: String,
+    /// RS256 (default, Flyte's key), ES256 or EdDSA (addition).
+    pub signing_algorithm: String,
+    pub static_clients: Option<BTreeMap<String, StaticClientFile>>,
+}
+
+impl Default for SelfAuthServerFile {
+    fn default() -> Self {
+        Self {
+            issuer: String::new(),
+            access_token_lifespan: Duration::from_secs(30 * 60),
+            refresh_token_lifespan: Duration::from_secs(60 * 60),
+            authorization_code_lifespan: Duration::from_secs(5 * 60),
+            claim_symmetric_encryption_key_secret_name: "claim_symmetric_key".into(),
+            token_signing_rsa_key_secret_name: "token_rsa_key.pem".into(),
+            old_token_signing_rsa_key_secret_name: "token_rsa_key_old.pem".into(),
+            signing_algorithm: "RS256".into(),
+            static_clients: None,
+        }
+    }
+}
+
+/// fosite's `DefaultClient` as Flyte writes it (snake_case keys).
+#[derive(Debug, Default, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct StaticClientFile {
+    pub id: String,
+    /// base64 (std) of a bcrypt hash, as Flyte's config loader expects.
+    pub client_secret: String,
+    pub rotated_secrets: Vec<String>,
+    pub redirect_uris: Vec<String>,
+    pub grant_types: Vec<String>,
+    pub response_types: Vec<String>,
+    pub scopes: Vec<String>,
+    pub audience: Vec<String>,
+    pub public: bool,
+    /// Name of a secret holding the client secret in clear (generated at first start).
+    pub client_secret_secret_name: String,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default, rename_all = "camelCase")]
+pub struct ExternalAuthServerFile {
+    pub base_url: String,
+    pub allowed_audience: StringOrList,
+    pub metadata_url: String,
+    #[serde(rename = "httpProxyURL")]
+    pub http_proxy_url: String,
+    pub retry_attempts: u32,
+    #[serde(with = "go_duration")]
+    pub retry_delay: Duration,
+}
+
+impl Default for ExternalAuthServerFile {
+    fn default() -> Self {
+        Self {
+            base_url: String::new(),
+            allowed_audience: StringOrList::default(),
+            metadata_url: String::new(),
+            http_proxy_url: String::new(),
+            retry_attempts: 5,
+            retry_delay: Duration::from_secs(1),
+        }
+    }
+}
+
+/// Flyte accepts `allowedAudience` as a list or as one comma-separated string.
+#[derive(Debug, Default, Clone, Deserialize)]
+#[serde(from = "StringOrListRepr")]
+pub struct StringOrList(pub Vec<String>);
+
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum StringOrListRepr {
+    One(String),
+    Many(Vec<String>),
+}
+
+impl From<StringOrListRepr> for StringOrList {
+    fn from(r: StringOrListRepr) -> Self {
+        match r {
+            StringOrListRepr::One(s) => StringOrList(
+                s.split(',')
+                    .map(str::trim)
+                    .filter(|s| !s.is_empty())
+                    .map(String::from)
+                    .collect(),
+            ),
+            StringOrListRepr::Many(v) => StringOrList(v),
+        }
+    }
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, default, rename_all = "camelCase")]
+pub struct ThirdPartyConfigFile {
+    pub flyte_client: FlyteClientFile,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default, rename_all = "camelCase")]
+pub struct FlyteClientFile {
+    pub client_id: String,
+    pub redirect_uri: String,
+    pub scopes: Vec<String>,
+    pub audience: String,
+}
+
+impl Default for FlyteClientFile {
+    fn default() -> Self {
+        Self {
+            client_id: "flytectl".into(),
+            redirect_uri: "http://localhost:53593/callback".into(),
+            scopes: vec!["all".into(), "offline".into()],
+            audience: String::new(),
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SecretsFile {
+    #[serde(rename = "secrets-prefix")]
+    pub secrets_prefix: String,
+    #[serde(rename = "env-prefix")]
+    pub env_prefix: String,
+}
+
+impl Default for SecretsFile {
+    fn default() -> Self {
+        Self {
+            secrets_prefix: "/etc/secrets".into(),
+            env_prefix: "FLYTE_SECRET_".into(),
+        }
+    }
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, default, rename_all = "camelCase")]
+pub struct DatabaseFile {
+    /// Shorthand: `sqlite://path` or `postgres://user@host/db`.
+    pub url: String,
+    pub sqlite: Option<SqliteFile>,
+    pub postgres: Option<PostgresFile>,
+    pub connection_pool: ConnectionPoolFile,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SqliteFile {
+    pub file: String,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default, rename_all = "camelCase")]
+pub struct PostgresFile {
+    pub host: String,
+    pub port: u16,
+    pub dbname: String,
+    pub username: String,
+    pub password: String,
+    pub password_path: String,
+    pub options: String,
+    pub debug: bool,
+}
+
+impl Default for PostgresFile {
+    fn default() -> Self {
+        Self {
+            host: "localhost".into(),
+            port: 5432,
+            dbname: "postgres".into(),
+            username: "postgres".into(),
+            password: String::new(),
+            password_path: String::new(),
+            options: String::new(),
+            debug: false,
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default, rename_all = "camelCase")]
+pub struct ConnectionPoolFile {
+    pub max_open_connections: u32,
+    pub max_idle_connections: u32,
+    #[serde(with = "go_duration")]
+    pub conn_max_life_time: Duration,
+}
+
+impl Default for ConnectionPoolFile {
+    fn default() -> Self {
+        Self {
+            max_open_connections: 16,
+            max_idle_connections: 4,
+            conn_max_life_time: Duration::from_secs(3600),
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AdminFile {
+    pub domains: Vec<DomainFile>,
+}
+
+impl Default for AdminFile {
+    fn default() -> Self {
+        let d = |s: &str| DomainFile {
+            id: s.into(),
+            name: s.into(),
+        };
+        Self {
+            domains: vec![d("development"), d("staging"), d("production")],
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DomainFile {
+    pub id: String,
+    pub name: String,
+}
+
+/// Go-style durations (`30m`, `1h`, `1h30m0s`, `500ms`).
+mod go_duration {
+    use serde::{Deserialize, Deserializer};
+    use std::time::Duration;
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+        let s = String::deserialize(d)?;
+        super::parse_duration(&s).map_err(serde::de::Error::custom)
+    }
+}
+
+/// Parses a Go duration string (`1h30m`, `5m0s`, `300ms`, `10s`).
+pub fn parse_duration(s: &str) -> Result<Duration, String> {
+    let s = s.trim();
+    if s == "0" {
+        return Ok(Duration::ZERO);
+    }
+    humantime::parse_duration(s).map_err(|e| format!("invalid duration {s:?}: {e}"))
+}
+
+// ---------------------------------------------------------------------------------------------
+// Stage 2: the validated runtime configuration.
+// ---------------------------------------------------------------------------------------------
+
+/// The validated configuration the service runs with.
+#[derive(Debug)]
+pub struct Config {
+    pub server: ServerConfig,
+    pub auth: AuthConfig,
+    pub secrets_dir: PathBuf,
+    pub secrets_env_prefix: String,
+    pub database: DatabaseTarget,
+    pub database_pool: ConnectionPoolFile,
+    pub domains: Vec<DomainFile>,
+    /// The raw sections later issues read directly (user auth, the built-in AS).
+    pub user_auth: UserAuthFile,
+    pub app_auth: AppAuthFile,
+}
+
+#[derive(Debug, Clone)]
+pub struct ServerConfig {
+    pub http_port: u16,
+    /// `None` when the gRPC-only listener is disabled.
+    pub grpc_port: Option<u16>,
+    pub reflection: bool,
+    pub tls: Option<TlsFiles>,
+    pub use_auth: bool,
+    pub insecure_cookie_header: bool,
+    pub allow_cors: bool,
+    pub allowed_origins: Vec<String>,
+    pub allowed_headers: Vec<String>,
+    pub max_request_bytes: usize,
+}
+
+#[derive(Debug, Clone)]
+pub struct TlsFiles {
+    pub certificate_file: PathBuf,
+    pub key_file: PathBuf,
+}
+
+#[derive(Debug, Clone)]
+pub struct AuthConfig {
+    /// Lower-cased metadata key clients send the token in (besides `authorization`).
+    pub grpc_authorization_header: String,
+    pub http_authorization_header: String,
+    pub disable_for_http: bool,
+    pub disable_for_grpc: bool,
+    /// Public URLs of this deployment, first one the default.
+    pub authorized_uris: Vec<Url>,
+    pub extra_audiences: Vec<String>,
+    pub required_scopes: Vec<String>,
+    pub token_cache_entries: usize,
+    pub flyte_client: FlyteClientFile,
+    pub issuer: Option<String>,
+    pub signing_algorithm: crate::keys::SigningAlg,
+    pub auth_server_type: AuthServerType,
+}
+
+impl Config {
+    /// Parses and validates a YAML document; `base_dir` resolves relative paths.
+    pub fn from_yaml(yaml: &str, base_dir: &Path) -> Result<Self, ConfigError> {
+        let file = parse_file(yaml)?;
+        Self::from_file(file, base_dir)
+    }
+
+    /// Reads, parses and validates the config file at `path`.
+    pub fn load(path: &Path) -> Result<Self, ConfigError> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| ConfigError::new("<file>", format!("cannot read {}: {e}", path.display())))?;
+        let base = path
+            .parent()
+            .map(Path::to_path_buf)
+            .unwrap_or_else(|| PathBuf::from("."));
+        Self::from_yaml(&text, &base)
+    }
+
+    pub fn from_file(f: FileConfig, base: &Path) -> Result<Self, ConfigError> {
+        let resolve = |p: &str| -> PathBuf {
+            let p = Path::new(p);
+            if p.is_absolute() {
+                p.to_path_buf()
+            } else {
+                base.join(p)
+            }
+        };
+
+        let sec = &f.server.security;
+        let tls = if sec.secure {
+            if sec.ssl.certificate_file.is_empty() {
+                return Err(ConfigError::new(
+                    "server.security.ssl.certificateFile",
+                    "required when server.security.secure is true",
+                ));
+            }
+            if sec.ssl.key_file.is_empty() {
+                return Err(ConfigError::new(
+                    "server.security.ssl.keyFile",
+                    "required when server.security.secure is true",
+                ));
+            }
+            Some(TlsFiles {
+                certificate_file: resolve(&sec.ssl.certificate_file),
+                key_file: resolve(&sec.ssl.key_file),
+            })
+        } else {
+            None
+        };
+        if sec.allowed_origins.iter().any(|o| o == "*") {
+            return Err(ConfigError::new(
+                "server.security.allowedOrigins",
+                "\"*\" cannot be used with credentialed (cookie) requests; list the console origins",
+            ));
+        }
+        for (i, o) in sec.allowed_origins.iter().enumerate() {
+            let u = Url::parse(o).map_err(|e| {
+                ConfigError::new(format!("server.security.allowedOrigins[{i}]"), e.to_string())
+            })?;
+            if u.origin().ascii_serialization() != o.trim_end_matches('/') {
+                return Err(ConfigError::new(
+                    format!("server.security.allowedOrigins[{i}]"),
+                    "must be an origin (scheme://host[:port]) without a path",
+                ));
+            }
+        }
+        let grpc_port = f.server.grpc_port.unwrap_or(f.server.grpc.port);
+        let server = ServerConfig {
+            http_port: f.server.http_port,
+            grpc_port: (grpc_port != 0).then_some(grpc_port),
+            reflection: f.server.grpc.server_reflection,
+            tls,
+            use_auth: sec.use_auth,
+            insecure_cookie_header: sec.insecure_cookie_header,
+            allow_cors: sec.allow_cors,
+            allowed_origins: sec.allowed_origins.clone(),
+            allowed_headers: sec.allowed_headers.clone(),
+            max_request_bytes: f.server.max_request_bytes,
+        };
+        if server.max_request_bytes < 1024 {
+            return Err(ConfigError::new("server.maxRequestBytes", "must be at least 1024"));
+        }
+
+        let a = &f.auth;
+        let mut authorized_uris = Vec::new();
+        for (i, u) in a.authorized_uris.iter().enumerate() {
+            let url = Url::parse(u)
+                .map_err(|e| ConfigError::new(format!("auth.authorizedUris[{i}]"), e.to_string()))?;
+            if !matches!(url.scheme(), "http" | "https") || url.host_str().is_none() {
+                return Err(ConfigError::new(
+                    format!("auth.authorizedUris[{i}]"),
+                    "must be an absolute http(s) URL",
+                ));
+            }
+            authorized_uris.push(url);
+        }
+        let header = |path: &str, v: &str| -> Result<String, ConfigError> {
+            let v = v.trim().to_ascii_lowercase();
+            if v.is_empty() {
+                return Ok("authorization".into());
+            }
+            http::HeaderName::from_bytes(v.as_bytes())
+                .map_err(|_| ConfigError::new(path, "not a valid header name"))?;
+            Ok(v)
+        };
+        let self_as = &f.auth.app_auth.self_auth_server;
+        let signing_algorithm = self_as.signing_algorithm.parse().map_err(|e: String| {
+            ConfigError::new("auth.appAuth.selfAuthServer.signingAlgorithm", e)
+        })?;
+        for (path, d) in [
+            ("accessTokenLifespan", self_as.access_token_lifespan),
+            ("refreshTokenLifespan", self_as.refresh_token_lifespan),
+            ("authorizationCodeLifespan", self_as.authorization_code_lifespan),
+        ] {
+            if d.is_zero() {
+                return Err(ConfigError::new(
+                    format!("auth.appAuth.selfAuthServer.{path}"),
+                    "must be greater than zero",
+                ));
+            }
+        }
+        if a.required_scopes.is_empty() {
+            return Err(ConfigError::new(
+                "auth.requiredScopes",
+                "must list at least one scope (Flyte's default is [all])",
+            ));
+        }
+        if let Some(oidc) = &f.auth.user_auth.open_id {
+            if oidc.client_id.trim().is_empty() {
+                return Err(ConfigError::new(
+                    "auth.userAuth.openId.clientId",
+                    "must not be empty (an empty client id would disable ID-token checks)",
+                ));
+            }
+            if Url::parse(&oidc.base_url).is_err() {
+                return Err(ConfigError::new(
+                    "auth.userAuth.openId.baseUrl",
+                    "must be the IdP's absolute issuer URL",
+                ));
+            }
+        }
+        for (i, u) in f.auth.user_auth.local_users.iter().enumerate() {
+            if u.username.trim().is_empty() {
+                return Err(ConfigError::new(
+                    format!("auth.userAuth.localUsers[{i}].username"),
+                    "must not be empty",
+                ));
+            }
+            if u.password_hash.is_empty() && u.password_hash_secret_name.is_empty() {
+                return Err(ConfigError::new(
+                    format!("auth.userAuth.localUsers[{i}].passwordHash"),
+                    "set passwordHash or passwordHashSecretName",
+                ));
+            }
+        }
+        let auth = AuthConfig {
+            grpc_authorization_header: header(
+                "auth.grpcAuthorizationHeader",
+                &a.grpc_authorization_header,
+            )?,
+            http_authorization_header: header(
+                "auth.httpAuthorizationHeader",
+                &a.http_authorization_header,
+            )?,
+            disable_for_http: a.disable_for_http,
+            disable_for_grpc: a.disable_for_grpc,
+            authorized_uris,
+            extra_audiences: a
+                .audiences
+                .iter()
+                .chain(&a.app_auth.external_auth_server.allowed_audience.0)
+                .cloned()
+                .collect(),
+            required_scopes: a.required_scopes.clone(),
+            token_cache_entries: a.token_cache.max_entries,
+            flyte_client: a.app_auth.third_party_config.flyte_client.clone(),
+            issuer: (!self_as.issuer.is_empty()).then(|| self_as.issuer.clone()),
+            signing_algorithm,
+            auth_server_type: a.app_auth.auth_server_type,
+        };
+
+        let database = database_target(&f.database, &resolve)?;
+        if f.admin.domains.is_empty() {
+            return Err(ConfigError::new("admin.domains", "must list at least one domain"));
+        }
+        for (i, d) in f.admin.domains.iter().enumerate() {
+            if d.id.is_empty() {
+                return Err(ConfigError::new(format!("admin.domains[{i}].id"), "must not be empty"));
+            }
+        }
+        if f.secrets.secrets_prefix.is_empty() {
+            return Err(ConfigError::new("secrets.secrets-prefix", "must not be empty"));
+        }
+
+        Ok(Config {
+            server,
+            auth,
+            secrets_dir: resolve(&f.secrets.secrets_prefix),
+            secrets_env_prefix: f.secrets.env_prefix,
+            database,
+            database_pool: f.database.connection_pool,
+            domains: f.admin.domains,
+            user_auth: f.auth.user_auth,
+            app_auth: f.auth.app_auth,
+        })
+    }
+}
+
+impl std::fmt::Debug for DatabaseTarget {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            DatabaseTarget::Sqlite { path } => write!(f, "Sqlite({})", path.display()),
+            // The URL may carry a password: print only where it points.
+            DatabaseTarget::Postgres { url } => match Url::parse(url) {
+                Ok(u) => write!(
+                    f,
+                    "Postgres({}:{}{})",
+                    u.host_str().unwrap_or(""),
+                    u.port().unwrap_or(5432),
+                    u.path()
+                ),
+                Err(_) => f.write_str("Postgres(<unparsable url>)"),
+            },
+        }
+    }
+}
+
+fn database_target(
+    d: &DatabaseFile,
+    resolve: &dyn Fn(&str) -> PathBuf,
+) -> Result<DatabaseTarget, ConfigError> {
+    let set = [!d.url.is_empty(), d.sqlite.is_some(), d.postgres.is_some()];
+    if set.iter().filter(|b| **b).count() > 1 {
+        return Err(ConfigError::new(
+            "database",
+            "set only one of database.url, database.sqlite, database.postgres",
+        ));
+    }
+    if !d.url.is_empty() {
+        if let Some(rest) = d.url.strip_prefix("sqlite://") {
+            return Ok(DatabaseTarget::Sqlite {
+                path: resolve(rest),
+            });
+        }
+        if d.url.starts_with("postgres://") || d.url.starts_with("postgresql://") {
+            Url::parse(&d.url).map_err(|e| ConfigError::new("database.url", e.to_string()))?;
+            return Ok(DatabaseTarget::Postgres { url: d.url.clone() });
+        }
+        return Err(ConfigError::new(
+            "database.url",
+            "must start with sqlite:// or postgres://",
+        ));
+    }
+    if let Some(pg) = &d.postgres {
+        let mut url = Url::parse("postgres://localhost").expect("static url");
+        url.set_host(Some(&pg.host))
+            .map_err(|e| ConfigError::new("database.postgres.host", e.to_string()))?;
+        let _ = url.set_port(Some(pg.port));
+        let _ = url.set_username(&pg.username);
+        let password = if !pg.password_path.is_empty() {
+            std::fs::read_to_string(resolve(&pg.password_path))
+                .map_err(|e| ConfigError::new("database.postgres.passwordPath", e.to_string()))?
+                .trim_end()
+                .to_owned()
+        } else {
+            pg.password.clone()
+        };
+        if !password.is_empty() {
+            let _ = url.set_password(Some(&password));
+        }
+        url.set_path(&pg.dbname);
+        // Flyte's `options` is a libpq keyword string such as "sslmode=disable".
+        for kv in pg.options.split_whitespace() {
+            let (k, v) = kv.split_once('=').ok_or_else(|| {
+                ConfigError::new("database.postgres.options", "expected key=value pairs")
+            })?;
+            url.query_pairs_mut().append_pair(k, v);
+        }
+        return Ok(DatabaseTarget::Postgres { url: url.into() });
+    }
+    let file = d
+        .sqlite
+        .as_ref()
+        .map(|s| s.file.clone())
+        .filter(|f| !f.is_empty())
+        .unwrap_or_else(|| "data/flyteauth.db".into());
+    Ok(DatabaseTarget::Sqlite {
+        path: resolve(&file),
+    })
+}
+
+/// Parses the YAML text into the file structs; errors carry the key path.
+pub fn parse_file(yaml: &str) -> Result<FileConfig, ConfigError> {
+    if yaml.trim().is_empty() {
+        return Ok(FileConfig::default());
+    }
+    let de = serde_norway::Deserializer::from_str(yaml);
+    serde_path_to_error::deserialize(de).map_err(|e| {
+        let path = e.path().to_string();
+        let path = if path == "." { "<root>".to_string() } else { path };
+        // serde_norway prefixes messages with the path again; keep the inner message short.
+        ConfigError::new(path, e.into_inner().to_string())
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn load(yaml: &str) -> Result<Config, ConfigError> {
+        Config::from_yaml(yaml, Path::new("/cfg"))
+    }
+
+    #[test]
+    fn empty_config_has_flyte_defaults() {
+        let c = load("").unwrap();
+        assert_eq!(c.server.http_port, 8088);
+        assert_eq!(c.server.grpc_port, Some(8089));
+        assert_eq!(c.auth.grpc_authorization_header, "flyte-authorization");
+        assert_eq!(c.auth.flyte_client.client_id, "flytectl");
+        assert_eq!(c.auth.required_scopes, vec!["all"]);
+        assert_eq!(c.domains.len(), 3);
+        assert_eq!(c.secrets_dir, PathBuf::from("/etc/secrets"));
+    }
+
+    #[test]
+    fn unknown_key_names_its_path() {
+        let e = load("auth:\n  userAuth:\n    openId:\n      clientIdd: x\n").unwrap_err();
+        assert_eq!(e.path, "auth.userAuth.openId", "{e}");
+        assert!(e.message.contains("clientIdd"), "{e}");
+    }
+
+    #[test]
+    fn bad_value_names_its_path() {
+        let e = load("auth:\n  appAuth:\n    authServerType: Foo\n").unwrap_err();
+        assert_eq!(e.path, "auth.appAuth.authServerType", "{e}");
+        let e = load("auth:\n  appAuth:\n    selfAuthServer:\n      accessTokenLifespan: soon\n")
+            .unwrap_err();
+        assert_eq!(e.path, "auth.appAuth.selfAuthServer.accessTokenLifespan", "{e}");
+        let e = load("server:\n  httpPort: 99999\n").unwrap_err();
+        assert_eq!(e.path, "server.httpPort", "{e}");
+        let e = load("auth:\n  authorizedUris: ['not a url']\n").unwrap_err();
+        assert_eq!(e.path, "auth.authorizedUris[0]", "{e}");
+        let e = load("auth:\n  userAuth:\n    openId:\n      clientId: ''\n      baseUrl: https://idp\n")
+            .unwrap_err();
+        assert_eq!(e.path, "auth.userAuth.openId.clientId", "{e}");
+        let e = load("server:\n  security:\n    allowedOrigins: ['*']\n").unwrap_err();
+        assert_eq!(e.path, "server.security.allowedOrigins", "{e}");
+    }
+
+    #[test]
+    fn flyte_shapes_load() {
+        let yaml = r#"
+server:
+  httpPort: 8088
+  grpc: { port: 0 }
+  security: { secure: false, useAuth: true, allowCors: true, allowedOrigins: ["http://localhost:8088"], allowedHeaders: [Content-Type, flyte-authorization] }
+auth:
+  authorizedUris: [https://flyte.example.com, http://flyteadmin:80]
+  appAuth:
+    authServerType: Self
+    selfAuthServer:
+      accessTokenLifespan: 1h0m0s
+      staticClients:
+        flytepropeller:
+          id: flytepropeller
+          client_secret: JDJhJDA2JGQ2UFFuMlFBRlUzY0w1VjhNRGtldXVrNjN4dWJxVXhOeGp0ZlB3LkZjOU1VbEFDb0pZZG1hUw==
+          redirect_uris: [http://localhost:3846/callback]
+          grant_types: [refresh_token, client_credentials]
+          response_types: [token]
+          scopes: [all, offline, access_token]
+          public: false
+    externalAuthServer: { allowedAudience: "a,b", retryDelay: 1s }
+    thirdPartyConfig: { flyteClient: { clientId: flytectl, redirectUri: "http://localhost:53593/callback", scopes: [all, offline] } }
+secrets: { secrets-prefix: ./secrets }
+database:
+  postgres: { host: db, port: 5433, dbname: flyte, username: flyte, options: "sslmode=disable" }
+"#;
+        let c = load(yaml).unwrap();
+        assert_eq!(c.server.grpc_port, None);
+        assert_eq!(c.auth.authorized_uris.len(), 2);
+        assert_eq!(c.auth.extra_audiences, vec!["a", "b"]);
+        assert_eq!(c.secrets_dir, PathBuf::from("/cfg/./secrets"));
+        match c.database {
+            DatabaseTarget::Postgres { url } => {
+                assert_eq!(url, "postgres://flyte@db:5433/flyte?sslmode=disable")
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+}

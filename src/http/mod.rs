@@ -1,0 +1,76 @@
+//! The HTTP side of the one port: metadata documents, JWKS, the REST mirrors, health.
+//! (gRPC and gRPC-web requests are routed away before they reach this router.)
+
+pub mod error;
+pub mod rest;
+
+use std::sync::Arc;
+
+use axum::extract::{DefaultBodyLimit, State};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::{Json, Router};
+use http::header;
+
+use crate::grpc::RequestOrigin;
+use crate::metadata::{oauth2_metadata, public_client_config};
+use crate::state::AppState;
+
+/// Builds the HTTP router.
+pub fn router(state: Arc<AppState>) -> Router {
+    let max = state.config.server.max_request_bytes;
+    Router::new()
+        .route("/healthcheck", get(healthcheck))
+        .route("/.well-known/oauth-authorization-server", get(oauth_metadata))
+        .route("/config/v1/flyte_client", get(flyte_client))
+        .route("/oauth2/jwks", get(jwks))
+        .route("/me", get(rest::me))
+        .route(
+            "/api/v1/projects",
+            get(rest::list_projects).post(rest::register_project),
+        )
+        .route(
+            "/api/v1/projects/{id}",
+            get(rest::get_project).put(rest::update_project),
+        )
+        .route("/api/v1/domains", get(rest::get_domains))
+        .fallback(not_found)
+        .layer(DefaultBodyLimit::max(max))
+        .with_state(state)
+}
+
+async fn healthcheck() -> &'static str {
+    ""
+}
+
+async fn not_found() -> Response {
+    (
+        http::StatusCode::NOT_FOUND,
+        Json(serde_json::json!({"code": 5, "message": "not found", "details": []})),
+    )
+        .into_response()
+}
+
+async fn oauth_metadata(
+    State(state): State<Arc<AppState>>,
+    origin: Option<axum::Extension<RequestOrigin>>,
+) -> Response {
+    let (authority, scheme) = match &origin {
+        Some(axum::Extension(o)) => (o.authority.as_deref(), o.scheme),
+        None => (None, "http"),
+    };
+    let public = state.public_urls.resolve(authority, scheme);
+    Json(oauth2_metadata(&state, public)).into_response()
+}
+
+async fn flyte_client(State(state): State<Arc<AppState>>) -> Response {
+    Json(public_client_config(&state)).into_response()
+}
+
+async fn jwks(State(state): State<Arc<AppState>>) -> Response {
+    (
+        [(header::CACHE_CONTROL, "public, max-age=300")],
+        Json(state.keys.jwks()),
+    )
+        .into_response()
+}

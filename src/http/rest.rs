@@ -1,0 +1,278 @@
+//! REST mirrors of the gRPC API, JSON like grpc-gateway emits it (snake_case field names,
+//! every field present, enums by name): `/api/v1/projects`, `/api/v1/projects/{id}`,
+//! `/api/v1/domains`, `/me`.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+
+use axum::extract::rejection::JsonRejection;
+use axum::extract::{FromRequestParts, Path, Query, State};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use http::request::Parts;
+use http::{HeaderName, HeaderValue};
+use serde::{Deserialize, Serialize};
+
+use super::error::{bad_request, ApiError};
+use crate::auth::Identity;
+use crate::pb::flyteidl::admin as pb;
+use crate::projects;
+use crate::state::AppState;
+
+/// The authenticated caller of a REST route (bearer token in `Authorization` or
+/// `auth.httpAuthorizationHeader`). `None` only under `disableForHttp`.
+pub struct Caller(pub Option<Arc<Identity>>);
+
+impl FromRequestParts<Arc<AppState>> for Caller {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &Arc<AppState>,
+    ) -> Result<Self, Self::Rejection> {
+        if !state.config.server.use_auth {
+            return Ok(Caller(None));
+        }
+        match state
+            .authenticator
+            .authenticate_with(&parts.headers, &state.config.auth.http_authorization_header)
+        {
+            Ok(id) => Ok(Caller(Some(id))),
+            Err(_) if state.config.auth.disable_for_http => Ok(Caller(None)),
+            Err(e) => {
+                tracing::info!(target: "flyteauth::audit", route = parts.uri.path(), reason = e.kind(), outcome = "deny");
+                Err(e.into())
+            }
+        }
+    }
+}
+
+#[derive(Debug, Default, Serialize, Deserialize)]
+#[serde(default)]
+pub struct DomainJson {
+    pub id: String,
+    pub name: String,
+}
+
+#[derive(Debug, Default, Serialize, Deserialize)]
+#[serde(default)]
+pub struct LabelsJson {
+    pub values: BTreeMap<String, String>,
+}
+
+/// A project state by name (`"ACTIVE"`) or number, as protojson accepts.
+#[derive(Debug, Default, Deserialize)]
+#[serde(untagged)]
+pub enum StateJson {
+    #[default]
+    Missing,
+    Name(String),
+    Number(i32),
+}
+
+#[derive(Debug, Default, Serialize, Deserialize)]
+#[serde(default)]
+pub struct ProjectJson {
+    pub id: String,
+    pub name: String,
+    pub domains: Vec<DomainJson>,
+    pub description: String,
+    pub labels: Option<LabelsJson>,
+    #[serde(serialize_with = "ser_state", deserialize_with = "de_state")]
+    pub state: i32,
+    pub org: String,
+}
+
+fn ser_state<S: serde::Serializer>(state: &i32, s: S) -> Result<S::Ok, S::Error> {
+    match pb::project::ProjectState::try_from(*state) {
+        Ok(v) => s.serialize_str(v.as_str_name()),
+        Err(_) => s.serialize_i32(*state),
+    }
+}
+
+fn de_state<'de, D: serde::Deserializer<'de>>(d: D) -> Result<i32, D::Error> {
+    match StateJson::deserialize(d)? {
+        StateJson::Missing => Ok(0),
+        StateJson::Number(n) => Ok(n),
+        StateJson::Name(n) => pb::project::ProjectState::from_str_name(&n)
+            .map(|v| v as i32)
+            .ok_or_else(|| serde::de::Error::custom(format!("unknown project state {n:?}"))),
+    }
+}
+
+impl From<pb::Project> for ProjectJson {
+    fn from(p: pb::Project) -> Self {
+        let labels = projects::sorted_labels(&p);
+        Self {
+            id: p.id,
+            name: p.name,
+            domains: p
+                .domains
+                .into_iter()
+                .map(|d| DomainJson {
+                    id: d.id,
+                    name: d.name,
+                })
+                .collect(),
+            description: p.description,
+            labels: Some(LabelsJson { values: labels }),
+            state: p.state,
+            org: p.org,
+        }
+    }
+}
+
+impl From<ProjectJson> for pb::Project {
+    fn from(p: ProjectJson) -> Self {
+        Self {
+            id: p.id,
+            name: p.name,
+            domains: p
+                .domains
+                .into_iter()
+                .map(|d| pb::Domain {
+                    id: d.id,
+                    name: d.name,
+                })
+                .collect(),
+            description: p.description,
+            labels: p.labels.map(|l| pb::Labels {
+                values: l.values.into_iter().collect(),
+            }),
+            state: p.state,
+            org: p.org,
+        }
+    }
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+pub struct RegisterJson {
+    pub project: Option<ProjectJson>,
+}
+
+pub async fn register_project(
+    State(state): State<Arc<AppState>>,
+    _caller: Caller,
+    body: Result<Json<RegisterJson>, JsonRejection>,
+) -> Result<Response, ApiError> {
+    let Json(body) = body.map_err(|e| bad_request(e.body_text()))?;
+    projects::register(
+        &state,
+        pb::ProjectRegisterRequest {
+            project: body.project.map(Into::into),
+        },
+    )
+    .await?;
+    Ok(Json(serde_json::json!({})).into_response())
+}
+
+pub async fn update_project(
+    State(state): State<Arc<AppState>>,
+    _caller: Caller,
+    Path(id): Path<String>,
+    body: Result<Json<ProjectJson>, JsonRejection>,
+) -> Result<Response, ApiError> {
+    let Json(mut body) = body.map_err(|e| bad_request(e.body_text()))?;
+    body.id = id;
+    projects::update(&state, body.into()).await?;
+    Ok(Json(serde_json::json!({})).into_response())
+}
+
+pub async fn get_project(
+    State(state): State<Arc<AppState>>,
+    _caller: Caller,
+    Path(id): Path<String>,
+    Query(q): Query<HashMap<String, String>>,
+) -> Result<Json<ProjectJson>, ApiError> {
+    let org = q.get("org").cloned().unwrap_or_default();
+    let p = projects::get(&state, pb::ProjectGetRequest { id, org }).await?;
+    Ok(Json(p.into()))
+}
+
+#[derive(Serialize)]
+pub struct ProjectsJson {
+    projects: Vec<ProjectJson>,
+    token: String,
+}
+
+pub async fn list_projects(
+    State(state): State<Arc<AppState>>,
+    _caller: Caller,
+    Query(q): Query<HashMap<String, String>>,
+) -> Result<Json<ProjectsJson>, ApiError> {
+    let limit = match q.get("limit") {
+        None => 0,
+        Some(l) => l.parse().map_err(|_| bad_request("limit must be a number"))?,
+    };
+    let direction = match q.get("sort_by.direction").map(String::as_str) {
+        None | Some("DESCENDING") | Some("0") => pb::sort::Direction::Descending,
+        Some("ASCENDING") | Some("1") => pb::sort::Direction::Ascending,
+        Some(other) => return Err(bad_request(format!("invalid sort direction {other:?}"))),
+    };
+    let sort_by = q.get("sort_by.key").map(|key| pb::Sort {
+        key: key.clone(),
+        direction: direction as i32,
+    });
+    let req = pb::ProjectListRequest {
+        limit,
+        token: q.get("token").cloned().unwrap_or_default(),
+        filters: q.get("filters").cloned().unwrap_or_default(),
+        sort_by,
+        org: q.get("org").cloned().unwrap_or_default(),
+    };
+    let page = projects::list(&state, req).await?;
+    Ok(Json(ProjectsJson {
+        projects: page.projects.into_iter().map(Into::into).collect(),
+        token: page.token,
+    }))
+}
+
+pub async fn get_domains(
+    State(state): State<Arc<AppState>>,
+    _caller: Caller,
+) -> Json<serde_json::Value> {
+    let domains: Vec<DomainJson> = projects::get_domains(&state)
+        .domains
+        .into_iter()
+        .map(|d| DomainJson {
+            id: d.id,
+            name: d.name,
+        })
+        .collect();
+    Json(serde_json::json!({ "domains": domains }))
+}
+
+/// `/me`: UserInfo as JSON, plus `X-User-Subject` and `X-User-Claim-*` headers so it can
+/// serve as an nginx `auth_request` endpoint (spec §2.5).
+pub async fn me(Caller(caller): Caller) -> Result<Response, ApiError> {
+    let Some(id) = caller else {
+        return Err(crate::auth::AuthError::MissingToken.into());
+    };
+    let u = &id.user_info;
+    let body = serde_json::json!({
+        "subject": u.subject,
+        "name": u.name,
+        "preferred_username": u.preferred_username,
+        "given_name": u.given_name,
+        "family_name": u.family_name,
+        "email": u.email,
+        "picture": u.picture,
+        "additional_claims": id.claims,
+    });
+    let mut resp = Json(body).into_response();
+    let headers = resp.headers_mut();
+    if let Ok(v) = HeaderValue::from_str(&u.subject) {
+        headers.insert("x-user-subject", v);
+    }
+    for (k, v) in &id.claims {
+        let name = format!("x-user-claim-{}", k.replace('_', "-"));
+        if let (Ok(n), Ok(v)) = (
+            HeaderName::from_bytes(name.as_bytes()),
+            HeaderValue::from_str(&v.to_string()),
+        ) {
+            headers.insert(n, v);
+        }
+    }
+    Ok(resp)
+}

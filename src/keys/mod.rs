@@ -1,0 +1,362 @@
+//! Signing keys of the built-in authorization server and the public keys that verify its
+//! tokens: PEM parsing (PKCS#1 and PKCS#8), RFC 7638 thumbprints as key ids, the JWKS
+//! document, JWT signing with a key parsed once, and key generation for `secret init`.
+
+mod der;
+
+use std::fmt;
+use std::str::FromStr;
+
+use aws_lc_rs::encoding::AsDer;
+use aws_lc_rs::rand::SystemRandom;
+use aws_lc_rs::signature::{self, KeyPair};
+use base64::engine::general_purpose::{STANDARD_NO_PAD, URL_SAFE_NO_PAD};
+use base64::Engine;
+use jsonwebtoken::{Algorithm, DecodingKey};
+use serde_json::json;
+use sha2::{Digest, Sha256};
+
+/// The algorithms the built-in AS can sign with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SigningAlg {
+    RS256,
+    ES256,
+    EdDSA,
+}
+
+impl FromStr for SigningAlg {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "RS256" => Ok(Self::RS256),
+            "ES256" => Ok(Self::ES256),
+            "EdDSA" => Ok(Self::EdDSA),
+            other => Err(format!("unsupported algorithm {other:?}; use RS256, ES256 or EdDSA")),
+        }
+    }
+}
+
+impl SigningAlg {
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::RS256 => "RS256",
+            Self::ES256 => "ES256",
+            Self::EdDSA => "EdDSA",
+        }
+    }
+    pub fn jwt_algorithm(self) -> Algorithm {
+        match self {
+            Self::RS256 => Algorithm::RS256,
+            Self::ES256 => Algorithm::ES256,
+            Self::EdDSA => Algorithm::EdDSA,
+        }
+    }
+}
+
+/// A key that failed to load.
+#[derive(Debug, thiserror::Error)]
+pub enum KeyError {
+    #[error("not a PEM document")]
+    NotPem,
+    #[error("unsupported PEM block {0:?}")]
+    UnsupportedPem(String),
+    #[error("the key was rejected: {0}")]
+    Rejected(String),
+    #[error("key generation failed")]
+    Generation,
+}
+
+enum Private {
+    Rsa(signature::RsaKeyPair),
+    Ec(signature::EcdsaKeyPair),
+    Ed(signature::Ed25519KeyPair),
+}
+
+/// A parsed private key, ready to sign (parsed once: signing never re-reads the PEM).
+pub struct SigningKey {
+    alg: SigningAlg,
+    kid: String,
+    private: Private,
+    public: PublicKey,
+}
+
+impl fmt::Debug for SigningKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SigningKey")
+            .field("alg", &self.alg)
+            .field("kid", &self.kid)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The public half: its JWK and a ready-made verification key.
+#[derive(Clone)]
+pub struct PublicKey {
+    pub alg: SigningAlg,
+    pub kid: String,
+    pub jwk: serde_json::Value,
+    pub decoding: DecodingKey,
+}
+
+impl fmt::Debug for PublicKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("PublicKey")
+            .field("alg", &self.alg)
+            .field("kid", &self.kid)
+            .finish()
+    }
+}
+
+fn b64u(bytes: &[u8]) -> String {
+    URL_SAFE_NO_PAD.encode(bytes)
+}
+
+/// RFC 7638: SHA-256 over the required members in lexicographic order, no whitespace.
+fn thumbprint(canonical: &str) -> String {
+    b64u(&Sha256::digest(canonical.as_bytes()))
+}
+
+impl SigningKey {
+    /// Loads a PEM private key: `RSA PRIVATE KEY` (PKCS#1, Flyte's format) or `PRIVATE KEY`
+    /// (PKCS#8: RSA, P-256 or Ed25519, chosen by `alg`).
+    pub fn from_pem(pem_bytes: &[u8], alg: SigningAlg) -> Result<Self, KeyError> {
+        let doc = pem::parse(pem_bytes).map_err(|_| KeyError::NotPem)?;
+        let der = doc.contents();
+        let rejected = |e: &dyn fmt::Display| KeyError::Rejected(e.to_string());
+        match (doc.tag(), alg) {
+            ("RSA PRIVATE KEY", SigningAlg::RS256) => {
+                Self::from_rsa(signature::RsaKeyPair::from_der(der).map_err(|e| rejected(&e))?)
+            }
+            ("PRIVATE KEY", SigningAlg::RS256) => {
+                Self::from_rsa(signature::RsaKeyPair::from_pkcs8(der).map_err(|e| rejected(&e))?)
+            }
+            ("PRIVATE KEY", SigningAlg::ES256) => {
+                let kp = signature::EcdsaKeyPair::from_pkcs8(
+                    &signature::ECDSA_P256_SHA256_FIXED_SIGNING,
+                    der,
+                )
+                .map_err(|e| rejected(&e))?;
+                Self::from_ec(kp)
+            }
+            ("PRIVATE KEY", SigningAlg::EdDSA) => {
+                let kp = signature::Ed25519KeyPair::from_pkcs8_maybe_unchecked(der)
+                    .map_err(|e| rejected(&e))?;
+                Self::from_ed(kp)
+            }
+            (tag, _) => Err(KeyError::UnsupportedPem(format!("{tag} for {}", alg.name()))),
+        }
+    }
+
+    fn from_rsa(kp: signature::RsaKeyPair) -> Result<Self, KeyError> {
+        let (n, e) = der::rsa_public_components(kp.public_key().as_ref())
+            .ok_or_else(|| KeyError::Rejected("unreadable RSA public key".into()))?;
+        let (n64, e64) = (b64u(&n), b64u(&e));
+        let kid = thumbprint(&format!(r#"{{"e":"{e64}","kty":"RSA","n":"{n64}"}}"#));
+        let jwk = json!({"kty": "RSA", "alg": "RS256", "use": "sig", "kid": kid, "n": n64, "e": e64});
+        let public = PublicKey {
+            alg: SigningAlg::RS256,
+            kid: kid.clone(),
+            jwk,
+            decoding: DecodingKey::from_rsa_raw_components(&n, &e),
+        };
+        Ok(Self {
+            alg: SigningAlg::RS256,
+            kid,
+            private: Private::Rsa(kp),
+            public,
+        })
+    }
+
+    fn from_ec(kp: signature::EcdsaKeyPair) -> Result<Self, KeyError> {
+        let point = kp.public_key().as_ref();
+        if point.len() != 65 || point[0] != 4 {
+            return Err(KeyError::Rejected("unexpected P-256 point encoding".into()));
+        }
+        let (x, y) = (b64u(&point[1..33]), b64u(&point[33..]));
+        let kid = thumbprint(&format!(
+            r#"{{"crv":"P-256","kty":"EC","x":"{x}","y":"{y}"}}"#
+        ));
+        let decoding = DecodingKey::from_ec_components(&x, &y)
+            .map_err(|e| KeyError::Rejected(e.to_string()))?;
+        let jwk = json!({"kty": "EC", "crv": "P-256", "alg": "ES256", "use": "sig", "kid": kid, "x": x, "y": y});
+        Ok(Self {
+            alg: SigningAlg::ES256,
+            kid: kid.clone(),
+            private: Private::Ec(kp),
+            public: PublicKey {
+                alg: SigningAlg::ES256,
+                kid,
+                jwk,
+                decoding,
+            },
+        })
+    }
+
+    fn from_ed(kp: signature::Ed25519KeyPair) -> Result<Self, KeyError> {
+        let x = b64u(kp.public_key().as_ref());
+        let kid = thumbprint(&format!(r#"{{"crv":"Ed25519","kty":"OKP","x":"{x}"}}"#));
+        let decoding =
+            DecodingKey::from_ed_components(&x).map_err(|e| KeyError::Rejected(e.to_string()))?;
+        let jwk = json!({"kty": "OKP", "crv": "Ed25519", "alg": "EdDSA", "use": "sig", "kid": kid, "x": x});
+        Ok(Self {
+            alg: SigningAlg::EdDSA,
+            kid: kid.clone(),
+            private: Private::Ed(kp),
+            public: PublicKey {
+                alg: SigningAlg::EdDSA,
+                kid,
+                jwk,
+                decoding,
+            },
+        })
+    }
+
+    pub fn alg(&self) -> SigningAlg {
+        self.alg
+    }
+    pub fn kid(&self) -> &str {
+        &self.kid
+    }
+    pub fn public(&self) -> &PublicKey {
+        &self.public
+    }
+
+    /// Signs a JWT with header `{alg, typ, kid, key_id}` (`key_id` is Flyte's header name).
+    pub fn sign_jwt(&self, typ: &str, claims: &serde_json::Value) -> String {
+        let header = json!({"alg": self.alg.name(), "typ": typ, "kid": self.kid, "key_id": self.kid});
+        let mut out = String::with_capacity(1024);
+        out.push_str(&b64u(header.to_string().as_bytes()));
+        out.push('.');
+        out.push_str(&b64u(claims.to_string().as_bytes()));
+        let sig = self.sign(out.as_bytes());
+        out.push('.');
+        out.push_str(&b64u(&sig));
+        out
+    }
+
+    fn sign(&self, msg: &[u8]) -> Vec<u8> {
+        let rng = SystemRandom::new();
+        match &self.private {
+            Private::Rsa(kp) => {
+                let mut sig = vec![0u8; kp.public_modulus_len()];
+                kp.sign(&signature::RSA_PKCS1_SHA256, &rng, msg, &mut sig)
+                    .expect("RSA signing with a validated key cannot fail");
+                sig
+            }
+            Private::Ec(kp) => kp
+                .sign(&rng, msg)
+                .expect("ECDSA signing with a validated key cannot fail")
+                .as_ref()
+                .to_vec(),
+            Private::Ed(kp) => kp.sign(msg).as_ref().to_vec(),
+        }
+    }
+}
+
+/// The keys of the built-in AS: the current one signs, both verify.
+#[derive(Debug)]
+pub struct KeySet {
+    pub current: SigningKey,
+    pub old: Option<PublicKey>,
+}
+
+impl KeySet {
+    /// Public keys that verify tokens, current first.
+    pub fn verification_keys(&self) -> Vec<PublicKey> {
+        std::iter::once(self.current.public.clone())
+            .chain(self.old.clone())
+            .collect()
+    }
+
+    /// The JWKS document: the current key, then the old one.
+    pub fn jwks(&self) -> serde_json::Value {
+        let keys: Vec<_> = self.verification_keys().into_iter().map(|k| k.jwk).collect();
+        json!({ "keys": keys })
+    }
+}
+
+/// A new RSA-2048 private key as PKCS#1 PEM (`RSA PRIVATE KEY`), as Flyte's `secret init`.
+pub fn generate_rsa_pem() -> Result<String, KeyError> {
+    let kp = aws_lc_rs::rsa::KeyPair::generate(aws_lc_rs::rsa::KeySize::Rsa2048)
+        .map_err(|_| KeyError::Generation)?;
+    let pkcs8 = kp.as_der().map_err(|_| KeyError::Generation)?;
+    let pkcs1 = der::pkcs8_to_pkcs1(pkcs8.as_ref()).ok_or(KeyError::Generation)?;
+    Ok(pem::encode(&pem::Pem::new("RSA PRIVATE KEY", pkcs1)))
+}
+
+/// A new private key for `alg` as PKCS#8 PEM (RSA keys use PKCS#1, see [`generate_rsa_pem`]).
+pub fn generate_pem(alg: SigningAlg) -> Result<String, KeyError> {
+    let rng = SystemRandom::new();
+    let der = match alg {
+        SigningAlg::RS256 => return generate_rsa_pem(),
+        SigningAlg::ES256 => {
+            signature::EcdsaKeyPair::generate_pkcs8(&signature::ECDSA_P256_SHA256_FIXED_SIGNING, &rng)
+                .map_err(|_| KeyError::Generation)?
+                .as_ref()
+                .to_vec()
+        }
+        SigningAlg::EdDSA => signature::Ed25519KeyPair::generate()
+            .and_then(|kp| kp.to_pkcs8())
+            .map_err(|_| KeyError::Generation)?
+            .as_ref()
+            .to_vec(),
+    };
+    Ok(pem::encode(&pem::Pem::new("PRIVATE KEY", der)))
+}
+
+/// `n` random bytes encoded as Flyte's `secret init` does (base64 std, no padding).
+pub fn random_b64_secret(n: usize) -> String {
+    STANDARD_NO_PAD.encode(random_bytes(n))
+}
+
+/// Cryptographically random bytes.
+pub fn random_bytes(n: usize) -> Vec<u8> {
+    let mut buf = vec![0u8; n];
+    aws_lc_rs::rand::fill(&mut buf).expect("the system RNG does not fail");
+    buf
+}
+
+/// A 256-bit random opaque token, base64url (codes, refresh tokens, session ids).
+pub fn random_token() -> String {
+    b64u(&random_bytes(32))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rsa_pkcs1_and_pkcs8_give_the_same_kid() {
+        let pem1 = generate_rsa_pem().unwrap();
+        assert!(pem1.contains("BEGIN RSA PRIVATE KEY"));
+        let k1 = SigningKey::from_pem(pem1.as_bytes(), SigningAlg::RS256).unwrap();
+        let doc = pem::parse(pem1.as_bytes()).unwrap();
+        let kp = signature::RsaKeyPair::from_der(doc.contents()).unwrap();
+        let pkcs8 = aws_lc_rs::encoding::AsDer::<aws_lc_rs::encoding::Pkcs8V1Der>::as_der(&kp).unwrap();
+        let pem8 = pem::encode(&pem::Pem::new("PRIVATE KEY", pkcs8.as_ref().to_vec()));
+        let k8 = SigningKey::from_pem(pem8.as_bytes(), SigningAlg::RS256).unwrap();
+        assert_eq!(k1.kid(), k8.kid());
+        assert_eq!(k1.kid().len(), 43);
+    }
+
+    #[test]
+    fn every_algorithm_signs_what_jsonwebtoken_verifies() {
+        for alg in [SigningAlg::RS256, SigningAlg::ES256, SigningAlg::EdDSA] {
+            let pem = generate_pem(alg).unwrap();
+            let key = SigningKey::from_pem(pem.as_bytes(), alg).unwrap();
+            let jwt = key.sign_jwt("at+jwt", &json!({"sub": "x", "exp": 4_000_000_000u64}));
+            let mut v = jsonwebtoken::Validation::new(alg.jwt_algorithm());
+            v.validate_aud = false;
+            let data = jsonwebtoken::decode::<serde_json::Value>(&jwt, &key.public().decoding, &v)
+                .unwrap_or_else(|e| panic!("{alg:?}: {e}"));
+            assert_eq!(data.claims["sub"], "x");
+            assert_eq!(data.header.kid.as_deref(), Some(key.kid()));
+            assert_eq!(data.header.extras.get("key_id").map(String::as_str), Some(key.kid()));
+        }
+    }
+
+    #[test]
+    fn garbage_is_rejected() {
+        assert!(matches!(SigningKey::from_pem(b"nope", SigningAlg::RS256), Err(KeyError::NotPem)));
+    }
+}

@@ -1,0 +1,299 @@
+//! One process, one port: every connection on `server.httpPort` is served by hyper's
+//! auto (HTTP/1.1 + HTTP/2) connection, over TLS when configured; each request goes to gRPC
+//! (h2c/h2, and gRPC-web through tonic-web) when its content-type is `application/grpc*`,
+//! else to the HTTP router. The optional `server.grpc.port` serves gRPC only. Shutdown stops
+//! accepting, lets in-flight calls finish (bounded), and closes the store.
+
+use std::convert::Infallible;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::body::Body;
+use http::{header, Request, Response};
+use hyper::body::Incoming;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::server::conn::auto;
+use hyper_util::server::graceful::{GracefulShutdown, Watcher};
+use tokio::net::{TcpListener, TcpStream};
+use tokio_rustls::TlsAcceptor;
+use tower::util::BoxCloneSyncService;
+use tower::{ServiceBuilder, ServiceExt};
+use tower_http::cors::{AllowOrigin, CorsLayer};
+
+use crate::grpc::RequestOrigin;
+use crate::state::AppState;
+
+type HttpService = BoxCloneSyncService<Request<Body>, Response<Body>, Infallible>;
+
+/// How long shutdown waits for in-flight calls before closing connections.
+const DRAIN_TIMEOUT: Duration = Duration::from_secs(20);
+
+/// The listeners the service runs on (bound by the caller, so tests can use port 0).
+pub struct Listeners {
+    pub http: TcpListener,
+    pub grpc: Option<TcpListener>,
+}
+
+/// The peer address of a request, in its extensions.
+#[derive(Debug, Clone, Copy)]
+pub struct PeerAddr(pub SocketAddr);
+
+#[derive(Clone)]
+struct Dispatch {
+    http: HttpService,
+    grpc: HttpService,
+    grpc_only: bool,
+    scheme: &'static str,
+}
+
+impl Dispatch {
+    fn call(&self, peer: SocketAddr, mut req: Request<Incoming>) -> impl Future<Output = Result<Response<Body>, Infallible>> {
+        let is_grpc = req
+            .headers()
+            .get(header::CONTENT_TYPE)
+            .is_some_and(|v| v.as_bytes().starts_with(b"application/grpc"));
+        let authority = req
+            .uri()
+            .authority()
+            .map(|a| a.as_str().to_owned())
+            .or_else(|| {
+                req.headers()
+                    .get(header::HOST)
+                    .and_then(|h| h.to_str().ok())
+                    .map(String::from)
+            });
+        let ext = req.extensions_mut();
+        ext.insert(RequestOrigin {
+            authority,
+            scheme: self.scheme,
+        });
+        ext.insert(PeerAddr(peer));
+        let svc = if is_grpc || self.grpc_only {
+            self.grpc.clone()
+        } else {
+            self.http.clone()
+        };
+        svc.oneshot(req.map(Body::new))
+    }
+}
+
+fn cors_layer(state: &AppState) -> Option<CorsLayer> {
+    let s = &state.config.server;
+    if !s.allow_cors || s.allowed_origins.is_empty() {
+        return None;
+    }
+    let origins: Vec<http::HeaderValue> = s
+        .allowed_origins
+        .iter()
+        .filter_map(|o| o.trim_end_matches('/').parse().ok())
+        .collect();
+    let mut headers: Vec<http::HeaderName> = s
+        .allowed_headers
+        .iter()
+        .filter_map(|h| h.to_ascii_lowercase().parse().ok())
+        .collect();
+    for h in ["x-grpc-web", "x-user-agent", "grpc-timeout", "x-csrf-token", "content-type"] {
+        headers.push(http::HeaderName::from_static(h));
+    }
+    Some(
+        CorsLayer::new()
+            .allow_origin(AllowOrigin::list(origins))
+            .allow_credentials(true)
+            .allow_methods([
+                http::Method::GET,
+                http::Method::POST,
+                http::Method::PUT,
+                http::Method::DELETE,
+                http::Method::OPTIONS,
+            ])
+            .allow_headers(headers)
+            .expose_headers([
+                http::HeaderName::from_static("grpc-status"),
+                http::HeaderName::from_static("grpc-message"),
+                http::HeaderName::from_static("grpc-status-details-bin"),
+            ])
+            .max_age(Duration::from_secs(600)),
+    )
+}
+
+/// The (gRPC, HTTP) services.
+fn build_services(state: &Arc<AppState>) -> (HttpService, HttpService) {
+    let cors = cors_layer(state);
+    let grpc = ServiceBuilder::new()
+        .option_layer(cors.clone())
+        .layer(tonic_web::GrpcWebLayer::new())
+        .service(crate::grpc::routes(state))
+        .map_request(|r: Request<Body>| r)
+        .map_response(|r: Response<tonic::body::Body>| r.map(Body::new));
+    let http = ServiceBuilder::new()
+        .option_layer(cors)
+        .service(crate::http::router(state.clone()))
+        .map_request(|r: Request<Body>| r)
+        .map_response(|r: Response<Body>| r);
+    (BoxCloneSyncService::new(grpc), BoxCloneSyncService::new(http))
+}
+
+fn tls_acceptor(state: &AppState) -> anyhow::Result<Option<TlsAcceptor>> {
+    use rustls::pki_types::pem::PemObject;
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+    let Some(tls) = &state.config.server.tls else {
+        return Ok(None);
+    };
+    let certs = CertificateDer::pem_file_iter(&tls.certificate_file)
+        .and_then(|it| it.collect::<Result<Vec<_>, _>>())
+        .map_err(|e| {
+            anyhow::anyhow!(
+                "server.security.ssl.certificateFile: cannot read {}: {e}",
+                tls.certificate_file.display()
+            )
+        })?;
+    let key = PrivateKeyDer::from_pem_file(&tls.key_file).map_err(|e| {
+        anyhow::anyhow!(
+            "server.security.ssl.keyFile: cannot read {}: {e}",
+            tls.key_file.display()
+        )
+    })?;
+    let mut config = rustls::ServerConfig::builder_with_provider(Arc::new(
+        rustls::crypto::aws_lc_rs::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()?
+    .with_no_client_auth()
+    .with_single_cert(certs, key)
+    .map_err(|e| anyhow::anyhow!("server.security.ssl: {e}"))?;
+    config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    Ok(Some(TlsAcceptor::from(Arc::new(config))))
+}
+
+/// Checks what `run` would refuse (TLS files), so `serve` can fail before binding.
+pub fn preflight(state: &AppState) -> anyhow::Result<()> {
+    tls_acceptor(state).map(|_| ())
+}
+
+/// Serves until `shutdown` resolves, then drains.
+pub async fn run(
+    state: Arc<AppState>,
+    listeners: Listeners,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
+    let tls = tls_acceptor(&state)?;
+    let (grpc, http) = build_services(&state);
+    let scheme = if tls.is_some() { "https" } else { "http" };
+    let main = Dispatch {
+        http: http.clone(),
+        grpc: grpc.clone(),
+        grpc_only: false,
+        scheme,
+    };
+    let graceful = Arc::new(GracefulShutdown::new());
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+
+    let mut tasks = tokio::task::JoinSet::new();
+    tasks.spawn(accept_loop(
+        listeners.http,
+        main.clone(),
+        tls.clone(),
+        graceful.clone(),
+        stop_rx.clone(),
+    ));
+    if let Some(l) = listeners.grpc {
+        let d = Dispatch {
+            grpc_only: true,
+            ..main
+        };
+        tasks.spawn(accept_loop(l, d, tls, graceful.clone(), stop_rx));
+    }
+
+    shutdown.await;
+    tracing::info!("shutting down: no new connections, draining in-flight calls");
+    let _ = stop_tx.send(true);
+    while tasks.join_next().await.is_some() {}
+    let graceful = Arc::try_unwrap(graceful).unwrap_or_else(|_| unreachable!("accept loops ended"));
+    tokio::select! {
+        _ = graceful.shutdown() => tracing::info!("all connections drained"),
+        _ = tokio::time::sleep(DRAIN_TIMEOUT) => tracing::warn!("drain timed out; closing remaining connections"),
+    }
+    state.store.close().await;
+    Ok(())
+}
+
+async fn accept_loop(
+    listener: TcpListener,
+    dispatch: Dispatch,
+    tls: Option<TlsAcceptor>,
+    graceful: Arc<GracefulShutdown>,
+    mut stop: tokio::sync::watch::Receiver<bool>,
+) {
+    loop {
+        let (stream, peer) = tokio::select! {
+            r = listener.accept() => match r {
+                Ok(c) => c,
+                Err(e) => {
+                    // EMFILE and friends: back off instead of spinning.
+                    tracing::warn!(error = %e, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+            _ = stop.changed() => return,
+        };
+        let _ = stream.set_nodelay(true);
+        let dispatch = dispatch.clone();
+        let tls = tls.clone();
+        let watcher = graceful.watcher();
+        tokio::spawn(async move {
+            serve_connection(stream, peer, dispatch, tls, watcher).await;
+        });
+    }
+}
+
+fn builder() -> auto::Builder<TokioExecutor> {
+    let mut b = auto::Builder::new(TokioExecutor::new());
+    b.http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(Duration::from_secs(15))
+        .max_buf_size(64 * 1024);
+    b.http2()
+        .timer(TokioTimer::new())
+        .max_header_list_size(64 * 1024)
+        .keep_alive_interval(Duration::from_secs(60))
+        .keep_alive_timeout(Duration::from_secs(20));
+    b
+}
+
+async fn serve_connection(
+    stream: TcpStream,
+    peer: SocketAddr,
+    dispatch: Dispatch,
+    tls: Option<TlsAcceptor>,
+    watcher: Watcher,
+) {
+    let svc = hyper::service::service_fn(move |req| dispatch.call(peer, req));
+    let b = builder();
+    let result = match tls {
+        None => {
+            let conn = b.serve_connection_with_upgrades(TokioIo::new(stream), svc);
+            watcher.watch(conn).await
+        }
+        Some(acceptor) => {
+            let handshake = tokio::time::timeout(Duration::from_secs(10), acceptor.accept(stream));
+            let stream = match handshake.await {
+                Ok(Ok(s)) => s,
+                Ok(Err(e)) => {
+                    tracing::debug!(%peer, error = %e, "TLS handshake failed");
+                    return;
+                }
+                Err(_) => {
+                    tracing::debug!(%peer, "TLS handshake timed out");
+                    return;
+                }
+            };
+            let conn = b.serve_connection_with_upgrades(TokioIo::new(stream), svc);
+            watcher.watch(conn).await
+        }
+    };
+    if let Err(e) = result {
+        tracing::debug!(%peer, error = %e, "connection ended with an error");
+    }
+}

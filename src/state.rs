@@ -1,0 +1,277 @@
+//! Start-up: turns a validated [`Config`] into the shared [`AppState`] — secrets (generated
+//! on first start where Flyte's `secret init` would), signing keys, the store, the token
+//! verifier and the public URLs.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use url::Url;
+
+use crate::auth::{Authenticator, TokenVerifier, VerifierSettings};
+use crate::clock::SharedClock;
+use crate::config::{AuthServerType, Config, ConfigError};
+use crate::keys::{self, KeyError, KeySet, SigningAlg, SigningKey};
+use crate::public_url::PublicUrls;
+use crate::secret::{write_new_secret, SecretError, SecretStore};
+use crate::store::{self, Store, StoreError};
+
+/// Why the service could not start. Each variant names the config key involved.
+#[derive(Debug, thiserror::Error)]
+pub enum StartupError {
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    #[error("{key}: {source}")]
+    Secret { key: String, source: SecretError },
+    #[error("{key}: cannot use key `{name}`: {source}")]
+    Key {
+        key: String,
+        name: String,
+        source: KeyError,
+    },
+    #[error("secrets directory {}: {source}", dir.display())]
+    SecretsDir {
+        dir: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("database: {0}")]
+    Store(#[from] StoreError),
+    #[error("{0}")]
+    Other(String),
+}
+
+impl StartupError {
+    /// Process exit code: 64 (EX_USAGE) for configuration and secrets, 69 (EX_UNAVAILABLE)
+    /// for a database that cannot be reached, 70 otherwise.
+    pub fn exit_code(&self) -> i32 {
+        match self {
+            Self::Config(_) | Self::Secret { .. } | Self::Key { .. } | Self::SecretsDir { .. } => 64,
+            Self::Store(_) => 69,
+            Self::Other(_) => 70,
+        }
+    }
+}
+
+/// What `serve` needs besides the config: the environment snapshot (secrets by env), the
+/// clock, and where the main listener is bound (to derive the public URL when
+/// `auth.authorizedUris` is empty).
+pub struct StartOptions {
+    pub env: Vec<(String, String)>,
+    pub clock: SharedClock,
+    pub http_addr: SocketAddr,
+}
+
+/// Everything the handlers share.
+pub struct AppState {
+    pub config: Config,
+    pub clock: SharedClock,
+    pub secrets: SecretStore,
+    pub store: Arc<dyn Store>,
+    pub keys: Arc<KeySet>,
+    pub authenticator: Arc<Authenticator>,
+    pub public_urls: PublicUrls,
+    /// The `iss` of tokens the built-in AS issues (configured issuer, else first public URL).
+    pub issuer: String,
+    /// Secrets created by this start (names only), for the start-up banner.
+    pub generated_secrets: Vec<String>,
+    pub tls: bool,
+}
+
+impl AppState {
+    pub async fn build(config: Config, opts: StartOptions) -> Result<Arc<Self>, StartupError> {
+        if config.auth.auth_server_type == AuthServerType::External {
+            return Err(ConfigError::new(
+                "auth.appAuth.authServerType",
+                "External is not supported by this build yet; use Self",
+            )
+            .into());
+        }
+        let secrets = SecretStore::new(
+            config.secrets_dir.clone(),
+            config.secrets_env_prefix.clone(),
+            opts.env,
+        );
+        let signing_secret = signing_key_secret_name(&config);
+        let generated_secrets = ensure_secrets(&secrets, &config, &signing_secret)?;
+        let keys = Arc::new(load_keys(&secrets, &config, &signing_secret)?);
+        check_named_secrets(&secrets, &config)?;
+
+        let tls = config.server.tls.is_some();
+        let public_urls = if config.auth.authorized_uris.is_empty() {
+            let scheme = if tls { "https" } else { "http" };
+            let port = opts.http_addr.port();
+            PublicUrls::new(vec![
+                Url::parse(&format!("{scheme}://localhost:{port}")).expect("valid url"),
+                Url::parse(&format!("{scheme}://127.0.0.1:{port}")).expect("valid url"),
+            ])
+        } else {
+            PublicUrls::new(config.auth.authorized_uris.clone())
+        };
+        let issuer = config
+            .auth
+            .issuer
+            .clone()
+            .unwrap_or_else(|| public_urls.first().to_owned());
+        let mut audiences: Vec<String> = public_urls.all().map(String::from).collect();
+        audiences.push(issuer.clone());
+        audiences.extend(config.auth.extra_audiences.iter().cloned());
+        let mut issuers: Vec<String> = vec![issuer.clone()];
+        if config.auth.issuer.is_none() {
+            issuers.extend(public_urls.all().map(String::from));
+        }
+        issuers.dedup();
+        let verifier = TokenVerifier::new(
+            VerifierSettings {
+                keys: keys.verification_keys(),
+                issuers,
+                audiences,
+                required_scopes: config.auth.required_scopes.clone(),
+                cache_entries: config.auth.token_cache_entries,
+            },
+            opts.clock.clone(),
+        );
+        let authenticator = Arc::new(Authenticator {
+            verifier,
+            custom_header: config.auth.grpc_authorization_header.clone(),
+        });
+
+        let store = store::open(
+            &config.database,
+            config.database_pool.max_open_connections.max(1),
+            std::time::Duration::from_secs(5),
+        )
+        .await?;
+
+        Ok(Arc::new(Self {
+            config,
+            clock: opts.clock,
+            secrets,
+            store,
+            keys,
+            authenticator,
+            public_urls,
+            issuer,
+            generated_secrets,
+            tls,
+        }))
+    }
+}
+
+fn signing_key_secret_name(config: &Config) -> String {
+    let s = &config.app_auth.self_auth_server;
+    match config.auth.signing_algorithm {
+        SigningAlg::RS256 => s.token_signing_rsa_key_secret_name.clone(),
+        SigningAlg::ES256 => "token_es256_key.pem".into(),
+        SigningAlg::EdDSA => "token_ed25519_key.pem".into(),
+    }
+}
+
+/// Creates the secrets Flyte's `secret init` would create, where they are missing.
+fn ensure_secrets(
+    secrets: &SecretStore,
+    config: &Config,
+    signing_secret: &str,
+) -> Result<Vec<String>, StartupError> {
+    let ua = &config.user_auth;
+    let mut wanted: Vec<(String, Box<dyn Fn() -> Result<String, KeyError>>)> = vec![
+        (ua.cookie_hash_key_secret_name.clone(), Box::new(|| Ok(keys::random_b64_secret(64)))),
+        (ua.cookie_block_key_secret_name.clone(), Box::new(|| Ok(keys::random_b64_secret(32)))),
+        (
+            config
+                .app_auth
+                .self_auth_server
+                .claim_symmetric_encryption_key_secret_name
+                .clone(),
+            Box::new(|| Ok(keys::random_b64_secret(32))),
+        ),
+    ];
+    let alg = config.auth.signing_algorithm;
+    wanted.push((signing_secret.to_owned(), Box::new(move || keys::generate_pem(alg))));
+    let mut generated = Vec::new();
+    for (name, make) in wanted {
+        if secrets.exists(&name) {
+            continue;
+        }
+        let value = make().map_err(|source| StartupError::Key {
+            key: "secrets".into(),
+            name: name.clone(),
+            source,
+        })?;
+        write_new_secret(&secrets.path_of(&name), value.as_bytes()).map_err(|source| {
+            StartupError::SecretsDir {
+                dir: secrets.dir.clone(),
+                source,
+            }
+        })?;
+        generated.push(name);
+    }
+    Ok(generated)
+}
+
+fn load_keys(
+    secrets: &SecretStore,
+    config: &Config,
+    signing_secret: &str,
+) -> Result<KeySet, StartupError> {
+    let key_path = "auth.appAuth.selfAuthServer.tokenSigningRSAKeySecretName";
+    let pem = secrets.get(signing_secret).map_err(|source| StartupError::Secret {
+        key: key_path.into(),
+        source,
+    })?;
+    let current = SigningKey::from_pem(pem.expose(), config.auth.signing_algorithm).map_err(
+        |source| StartupError::Key {
+            key: key_path.into(),
+            name: signing_secret.into(),
+            source,
+        },
+    )?;
+    let old_name = &config
+        .app_auth
+        .self_auth_server
+        .old_token_signing_rsa_key_secret_name;
+    let old_path = "auth.appAuth.selfAuthServer.oldTokenSigningRSAKeySecretName";
+    let old = match secrets.get_optional(old_name).map_err(|source| StartupError::Secret {
+        key: old_path.into(),
+        source,
+    })? {
+        None => None,
+        Some(pem) => Some(
+            [SigningAlg::RS256, SigningAlg::ES256, SigningAlg::EdDSA]
+                .into_iter()
+                .find_map(|alg| SigningKey::from_pem(pem.expose(), alg).ok())
+                .ok_or_else(|| StartupError::Key {
+                    key: old_path.into(),
+                    name: old_name.clone(),
+                    source: KeyError::Rejected("not an RS256, ES256 or EdDSA private key".into()),
+                })?
+                .public()
+                .clone(),
+        ),
+    };
+    Ok(KeySet { current, old })
+}
+
+/// Secrets the config names that are never generated: they must exist.
+fn check_named_secrets(secrets: &SecretStore, config: &Config) -> Result<(), StartupError> {
+    if let Some(oidc) = &config.user_auth.open_id {
+        if oidc.client_secret_file.is_empty() {
+            secrets
+                .get(&oidc.client_secret_name)
+                .map_err(|source| StartupError::Secret {
+                    key: "auth.userAuth.openId.clientSecretName".into(),
+                    source,
+                })?;
+        }
+    }
+    for (i, u) in config.user_auth.local_users.iter().enumerate() {
+        if !u.password_hash_secret_name.is_empty() {
+            secrets
+                .get(&u.password_hash_secret_name)
+                .map_err(|source| StartupError::Secret {
+                    key: format!("auth.userAuth.localUsers[{i}].passwordHashSecretName"),
+                    source,
+                })?;
+        }
+    }
+    Ok(())
+}
