@@ -8,6 +8,7 @@ $FLYTEAUTH_BIN (default <repo>/target/debug/flyteauth).
 from __future__ import annotations
 
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -199,7 +200,7 @@ admin:
             f = self.tmp_dir / f"flyteauth.{i}.log"
             if f.exists():
                 chunks.append(f"--- start #{i} ---\n" + f.read_text(errors="replace"))
-        text = "\n".join(chunks)
+        text = re.sub(r"\x1b\[[0-9;]*m", "", "\n".join(chunks))  # drop ANSI colours
         return text[-max_chars:]
 
 
@@ -232,13 +233,42 @@ def tls_server(tmp_path_factory, request):
     srv.stop()
 
 
+@pytest.fixture
+def server_factory(tmp_path_factory, request):
+    """Servers owned by one test: factory(prepare=None, tls=False) -> started FlyteAuthServer.
+    `prepare(srv)` runs before the first start (write secrets, edit the config, ...)."""
+    made = []
+
+    def factory(prepare=None, tls=False):
+        tmp = tmp_path_factory.mktemp(request.node.name[:40].replace("[", "_").replace("]", "_"))
+        srv = FlyteAuthServer(tmp_dir=tmp, port=free_port())
+        if tls:
+            from helpers import make_tls_files
+
+            srv.tls = make_tls_files(tmp)
+        made.append(srv)
+        if prepare is not None:
+            prepare(srv)
+        srv.start()
+        return srv
+
+    factory.servers = made
+    yield factory
+    for srv in made:
+        srv.stop()
+
+
 @pytest.hookimpl(hookwrapper=True)
 def pytest_runtest_makereport(item, call):
     """Attach the server's output to every failing test that used a server."""
     outcome = yield
     report = outcome.get_result()
     if report.failed:
-        for name in ("server", "tls_server", "restartable_server"):
-            srv = item.funcargs.get(name) if hasattr(item, "funcargs") else None
+        funcargs = getattr(item, "funcargs", {}) or {}
+        for name in ("server", "tls_server"):
+            srv = funcargs.get(name)
             if isinstance(srv, FlyteAuthServer):
                 report.sections.append((f"flyteauth output ({name})", srv.log_tail()))
+        factory = funcargs.get("server_factory")
+        for i, srv in enumerate(getattr(factory, "servers", []) or []):
+            report.sections.append((f"flyteauth output (server_factory #{i})", srv.log_tail()))

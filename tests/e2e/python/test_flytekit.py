@@ -125,3 +125,16 @@ def test_flytekit_update_project(server, tmp_path):
         "d2",
         Project.ProjectState.ACTIVE,
     )
+
+
+def test_flyte_remote_client(server, tmp_path):
+    """The FlyteRemote entry point builds the same authenticated client."""
+    from flytekit.configuration import Config
+    from flytekit.remote import FlyteRemote
+
+    cmd = TokenCommand(tmp_path, mint_token(server))
+    cfg = PlatformConfig(endpoint=server.endpoint, insecure=True, auth_mode="ExternalCommand",
+                         command=cmd.command, rpc_retries=1)
+    remote = FlyteRemote(Config(platform=cfg), default_project="flytesnacks", default_domain="development")
+    assert [(d.id, d.name) for d in remote.client.get_domains()] == DOMAINS
+    assert cmd.calls == 1

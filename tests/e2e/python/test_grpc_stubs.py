@@ -255,7 +255,9 @@ def test_invalid_tokens_are_unauthenticated(identity_stub, admin_stub, server, v
         assert code == U, (key, details)
         assert details and len(details) < 500, details
         if len(tok) > 20:
-            assert tok not in details and tok.split(".")[-1] not in details, "token echoed in the error"
+            assert tok not in details, "token echoed in the error"
+            sig = tok.split(".")[-1]
+            assert not sig or sig not in details, "token signature echoed in the error"
     code, details = call_code(admin_stub.ListProjects, project_pb2.ProjectListRequest(limit=10), bearer(tok))
     assert code == U, details
 

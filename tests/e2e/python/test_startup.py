@@ -42,3 +42,25 @@ def test_unknown_config_key_fails_with_its_path(tmp_path, mutate, key_path):
     )
     assert p.returncode != 0, f"started with an unknown key:\n{p.stdout}\n{p.stderr}"
     assert key_path in (p.stdout + p.stderr), p.stdout + p.stderr
+
+
+def test_check_config_accepts_the_fixture_config(tmp_path):
+    srv = FlyteAuthServer(tmp_dir=tmp_path, port=free_port())
+    srv.write_config()
+    p = subprocess.run(
+        [FLYTEAUTH_BIN, "check-config", "--config", str(srv.config_file)],
+        capture_output=True, text=True, timeout=20, stdin=subprocess.DEVNULL, cwd=str(tmp_path),
+    )
+    assert p.returncode == 0, p.stdout + p.stderr
+
+
+def test_check_config_rejects_an_unknown_key_with_its_path(tmp_path):
+    srv = FlyteAuthServer(tmp_dir=tmp_path, port=free_port())
+    srv.write_config()
+    srv.config_file.write_text(srv.config_file.read_text().replace("auth:\n", "auth:\n  notAnAuthKey: true\n", 1))
+    p = subprocess.run(
+        [FLYTEAUTH_BIN, "check-config", "--config", str(srv.config_file)],
+        capture_output=True, text=True, timeout=20, stdin=subprocess.DEVNULL, cwd=str(tmp_path),
+    )
+    assert p.returncode != 0, p.stdout + p.stderr
+    assert "auth.notAnAuthKey" in p.stdout + p.stderr, p.stdout + p.stderr
