@@ -1,5 +1,6 @@
 """flyteidl's generated Python stubs (as shipped with flytekit) over a plain h2c channel."""
 
+import functools
 import secrets
 
 import grpc
@@ -133,6 +134,9 @@ def test_health_check_anonymous(channel):
     stub = health_pb2_grpc.HealthStub(channel)
     resp = stub.Check(health_pb2.HealthCheckRequest(service=""), timeout=RPC_TIMEOUT_S)
     assert resp.status == health_pb2.HealthCheckResponse.SERVING
+    # anonymous means a bad token is ignored too
+    resp = stub.Check(health_pb2.HealthCheckRequest(service=""), metadata=bearer("garbage"), timeout=RPC_TIMEOUT_S)
+    assert resp.status == health_pb2.HealthCheckResponse.SERVING
 
 
 # --------------------------------------------------------------------------- IdentityService
@@ -217,8 +221,28 @@ def test_valid_token_variants_are_accepted(identity_stub, server, variant):
     assert resp.subject == "alice"
 
 
+def tamper_free_no_exp(server):
+    """A correctly signed token without `exp` (RFC 9068 requires it)."""
+    import time as _t
+
+    import jwt as _jwt
+
+    key = load_signing_key(server)
+    now = int(_t.time())
+    return _jwt.encode(
+        {"iss": server.url, "aud": server.url, "sub": "alice", "client_id": "flytectl", "scp": ["all"],
+         "iat": now, "jti": secrets.token_hex(8)},
+        key, algorithm="RS256", headers={"kid": rsa_jwk_thumbprint(key.public_key())},
+    )
+
+
+@functools.lru_cache(maxsize=1)
+def _other_key() -> rsa.RSAPrivateKey:
+    return rsa.generate_private_key(public_exponent=65537, key_size=2048)
+
+
 def _invalid_variants(server):
-    other_key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    other_key = _other_key()
     real_kid = rsa_jwk_thumbprint(load_signing_key(server).public_key())
     return {
         "garbage": "garbage",
@@ -226,6 +250,8 @@ def _invalid_variants(server):
         "wrong_audience": mint_token(server, aud="https://elsewhere.example.com"),
         "no_audience": mint_token(server, aud=None),
         "wrong_issuer": mint_token(server, iss="https://evil.example.com"),
+        "no_issuer": mint_token(server, iss=None),
+        "no_exp": tamper_free_no_exp(server),
         "expired": mint_token(server, iat_offset=-7200, exp_offset=-3600),
         "not_yet_valid": mint_token(server, nbf_offset=3600, exp_offset=7200),
         "issued_in_future": mint_token(server, iat_offset=3600, exp_offset=7200),
@@ -241,7 +267,7 @@ def _invalid_variants(server):
 
 
 INVALID = [
-    "garbage", "empty", "wrong_audience", "no_audience", "wrong_issuer", "expired", "not_yet_valid",
+    "garbage", "empty", "wrong_audience", "no_audience", "wrong_issuer", "no_issuer", "no_exp", "expired", "not_yet_valid",
     "issued_in_future", "unknown_kid", "alg_none", "hs256_with_public_key", "tampered_payload",
     "other_key_with_real_kid", "other_key_without_kid", "scope_without_all", "client_token_without_scopes",
 ]

@@ -105,6 +105,19 @@ def test_v1_lists_services(channel):
     assert not missing, f"missing {sorted(missing)}; listed {sorted(services)}"
 
 
+def test_reflection_ignores_a_bad_token(channel):
+    fn = channel.stream_stream(
+        "/grpc.reflection.v1alpha.ServerReflection/ServerReflectionInfo",
+        request_serializer=reflection_pb2.ServerReflectionRequest.SerializeToString,
+        response_deserializer=reflection_pb2.ServerReflectionResponse.FromString,
+    )
+    (resp,) = list(
+        fn(iter([reflection_pb2.ServerReflectionRequest(list_services="")]),
+           metadata=(("authorization", "Bearer garbage"),), timeout=RPC_TIMEOUT_S)
+    )
+    assert "flyteidl.service.AdminService" in {s.name for s in resp.list_services_response.service}
+
+
 def test_v1_resolves_admin_service(channel):
     (resp,) = _v1_call(
         channel, [reflection_pb2.ServerReflectionRequest(file_containing_symbol="flyteidl.service.AdminService")]
