@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import datetime
+import functools
 import hashlib
 import hmac
 import ipaddress
@@ -31,9 +32,15 @@ def b64url(data: bytes) -> str:
     return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
 
 
+@functools.lru_cache(maxsize=16)
+def _load_pem_key(pem: bytes):
+    return serialization.load_pem_private_key(pem, password=None)
+
+
 def load_signing_key(server) -> rsa.RSAPrivateKey:
+    """The server's current signing key, read from <secrets>/token_rsa_key.pem."""
     pem = server.signing_key_file.read_bytes()
-    key = serialization.load_pem_private_key(pem, password=None)
+    key = _load_pem_key(pem)
     assert isinstance(key, rsa.RSAPrivateKey), f"{server.signing_key_file} is not an RSA key"
     return key
 
