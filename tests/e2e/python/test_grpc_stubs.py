@@ -2,8 +2,10 @@
 
 import functools
 import secrets
+import time
 
 import grpc
+import jwt
 import pytest
 from cryptography.hazmat.primitives.asymmetric import rsa
 from flyteidl.admin import project_pb2
@@ -221,15 +223,11 @@ def test_valid_token_variants_are_accepted(identity_stub, server, variant):
     assert resp.subject == "alice"
 
 
-def tamper_free_no_exp(server):
+def token_without_exp(server):
     """A correctly signed token without `exp` (RFC 9068 requires it)."""
-    import time as _t
-
-    import jwt as _jwt
-
     key = load_signing_key(server)
-    now = int(_t.time())
-    return _jwt.encode(
+    now = int(time.time())
+    return jwt.encode(
         {"iss": server.url, "aud": server.url, "sub": "alice", "client_id": "flytectl", "scp": ["all"],
          "iat": now, "jti": secrets.token_hex(8)},
         key, algorithm="RS256", headers={"kid": rsa_jwk_thumbprint(key.public_key())},
@@ -251,11 +249,13 @@ def _invalid_variants(server):
         "no_audience": mint_token(server, aud=None),
         "wrong_issuer": mint_token(server, iss="https://evil.example.com"),
         "no_issuer": mint_token(server, iss=None),
-        "no_exp": tamper_free_no_exp(server),
+        "no_exp": token_without_exp(server),
         "expired": mint_token(server, iat_offset=-7200, exp_offset=-3600),
         "not_yet_valid": mint_token(server, nbf_offset=3600, exp_offset=7200),
         "issued_in_future": mint_token(server, iat_offset=3600, exp_offset=7200),
         "unknown_kid": mint_token(server, kid="unknown-" + secrets.token_hex(8)),
+        # Flyte falls back to the first key on an unknown key_id; flyteauth must refuse.
+        "unknown_key_id": mint_token(server, kid=None, extra_headers={"key_id": "unknown-" + secrets.token_hex(8)}),
         "alg_none": unsigned_token(server),
         "hs256_with_public_key": hs256_with_public_key_token(server),
         "tampered_payload": tamper_payload(mint_token(server), sub="mallory"),
@@ -268,7 +268,7 @@ def _invalid_variants(server):
 
 INVALID = [
     "garbage", "empty", "wrong_audience", "no_audience", "wrong_issuer", "no_issuer", "no_exp", "expired", "not_yet_valid",
-    "issued_in_future", "unknown_kid", "alg_none", "hs256_with_public_key", "tampered_payload",
+    "issued_in_future", "unknown_kid", "unknown_key_id", "alg_none", "hs256_with_public_key", "tampered_payload",
     "other_key_with_real_kid", "other_key_without_kid", "scope_without_all", "client_token_without_scopes",
 ]
 
