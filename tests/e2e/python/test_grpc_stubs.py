@@ -211,11 +211,20 @@ def _valid_variants(server):
         "user_token_without_scopes": mint_token(server, client_id=None, scp=None),
         # extra scopes next to "all"
         "extra_scopes": mint_token(server, scp=["offline", "all"]),
+        # scp as a space-separated string (DESIGN §5 claim normalisation)
+        "scp_string": mint_token(server, scp="offline all"),
+        # 60 s leeway on exp / nbf (DESIGN §5)
+        "expired_within_leeway": mint_token(server, iat_offset=-600, exp_offset=-30),
+        "nbf_within_leeway": mint_token(server, nbf_offset=30),
     }
 
 
 @pytest.mark.parametrize(
-    "variant", ["no_kid", "key_id_header", "key_id_only", "aud_array", "user_token_without_scopes", "extra_scopes"]
+    "variant",
+    [
+        "no_kid", "key_id_header", "key_id_only", "aud_array", "user_token_without_scopes", "extra_scopes",
+        "scp_string", "expired_within_leeway", "nbf_within_leeway",
+    ],
 )
 def test_valid_token_variants_are_accepted(identity_stub, server, variant):
     tok = _valid_variants(server)[variant]
