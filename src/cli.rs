@@ -16,7 +16,11 @@ use crate::state::{AppState, StartOptions};
 pub const EXIT_CONFIG: i32 = 64;
 
 #[derive(Parser)]
-#[command(name = "flyteauth", version, about = "Authentication for Flyte's control plane")]
+#[command(
+    name = "flyteauth",
+    version,
+    about = "Authentication for Flyte's control plane"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -84,7 +88,8 @@ fn init_logging(json: bool) {
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
     let b = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr);
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()));
     if json {
         b.json().init();
     } else {
@@ -114,14 +119,16 @@ fn serve(path: &Path) -> i32 {
         Err(e) => return fail(e, EXIT_CONFIG),
     };
     runtime().block_on(async move {
-        let bind = |port: u16| async move {
-            tokio::net::TcpListener::bind(("0.0.0.0", port)).await
-        };
+        let bind =
+            |port: u16| async move { tokio::net::TcpListener::bind(("0.0.0.0", port)).await };
         let http = match bind(config.server.http_port).await {
             Ok(l) => l,
             Err(e) => {
                 return fail(
-                    format!("server.httpPort: cannot bind port {}: {e}", config.server.http_port),
+                    format!(
+                        "server.httpPort: cannot bind port {}: {e}",
+                        config.server.http_port
+                    ),
                     EXIT_CONFIG,
                 )
             }
@@ -131,7 +138,10 @@ fn serve(path: &Path) -> i32 {
             Some(p) => match bind(p).await {
                 Ok(l) => Some(l),
                 Err(e) => {
-                    return fail(format!("server.grpc.port: cannot bind port {p}: {e}"), EXIT_CONFIG)
+                    return fail(
+                        format!("server.grpc.port: cannot bind port {p}: {e}"),
+                        EXIT_CONFIG,
+                    )
                 }
             },
         };
@@ -175,8 +185,8 @@ async fn shutdown_signal() {
     let ctrl_c = tokio::signal::ctrl_c();
     #[cfg(unix)]
     {
-        let mut term =
-            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).expect("signal handler");
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+            .expect("signal handler");
         tokio::select! {
             _ = ctrl_c => {},
             _ = term.recv() => {},
@@ -199,7 +209,10 @@ fn check_config(path: &Path) -> i32 {
         config.secrets_env_prefix.clone(),
         env_snapshot(),
     );
-    let signing = &config.app_auth.self_auth_server.token_signing_rsa_key_secret_name;
+    let signing = &config
+        .app_auth
+        .self_auth_server
+        .token_signing_rsa_key_secret_name;
     if !secrets.exists(signing) {
         println!(
             "note: secret {signing} does not exist yet in {}; `serve` will generate it",
@@ -210,10 +223,19 @@ fn check_config(path: &Path) -> i32 {
 }
 
 fn secret_init(dir: &Path) -> i32 {
-    let items: [(&str, Box<dyn Fn() -> Result<String, crate::keys::KeyError>>); 4] = [
-        ("claim_symmetric_key", Box::new(|| Ok(crate::keys::random_b64_secret(32)))),
-        ("cookie_hash_key", Box::new(|| Ok(crate::keys::random_b64_secret(64)))),
-        ("cookie_block_key", Box::new(|| Ok(crate::keys::random_b64_secret(32)))),
+    let items: [(&str, crate::state::SecretMaker); 4] = [
+        (
+            "claim_symmetric_key",
+            Box::new(|| Ok(crate::keys::random_b64_secret(32))),
+        ),
+        (
+            "cookie_hash_key",
+            Box::new(|| Ok(crate::keys::random_b64_secret(64))),
+        ),
+        (
+            "cookie_block_key",
+            Box::new(|| Ok(crate::keys::random_b64_secret(32))),
+        ),
         ("token_rsa_key.pem", Box::new(crate::keys::generate_rsa_pem)),
     ];
     for (name, make) in items {

@@ -607,8 +607,9 @@ impl Config {
 
     /// Reads, parses and validates the config file at `path`.
     pub fn load(path: &Path) -> Result<Self, ConfigError> {
-        let text = std::fs::read_to_string(path)
-            .map_err(|e| ConfigError::new("<file>", format!("cannot read {}: {e}", path.display())))?;
+        let text = std::fs::read_to_string(path).map_err(|e| {
+            ConfigError::new("<file>", format!("cannot read {}: {e}", path.display()))
+        })?;
         let base = path
             .parent()
             .map(Path::to_path_buf)
@@ -655,7 +656,10 @@ impl Config {
         }
         for (i, o) in sec.allowed_origins.iter().enumerate() {
             let u = Url::parse(o).map_err(|e| {
-                ConfigError::new(format!("server.security.allowedOrigins[{i}]"), e.to_string())
+                ConfigError::new(
+                    format!("server.security.allowedOrigins[{i}]"),
+                    e.to_string(),
+                )
             })?;
             if u.origin().ascii_serialization() != o.trim_end_matches('/') {
                 return Err(ConfigError::new(
@@ -678,14 +682,18 @@ impl Config {
             max_request_bytes: f.server.max_request_bytes,
         };
         if server.max_request_bytes < 1024 {
-            return Err(ConfigError::new("server.maxRequestBytes", "must be at least 1024"));
+            return Err(ConfigError::new(
+                "server.maxRequestBytes",
+                "must be at least 1024",
+            ));
         }
 
         let a = &f.auth;
         let mut authorized_uris = Vec::new();
         for (i, u) in a.authorized_uris.iter().enumerate() {
-            let url = Url::parse(u)
-                .map_err(|e| ConfigError::new(format!("auth.authorizedUris[{i}]"), e.to_string()))?;
+            let url = Url::parse(u).map_err(|e| {
+                ConfigError::new(format!("auth.authorizedUris[{i}]"), e.to_string())
+            })?;
             if !matches!(url.scheme(), "http" | "https") || url.host_str().is_none() {
                 return Err(ConfigError::new(
                     format!("auth.authorizedUris[{i}]"),
@@ -710,7 +718,10 @@ impl Config {
         for (path, d) in [
             ("accessTokenLifespan", self_as.access_token_lifespan),
             ("refreshTokenLifespan", self_as.refresh_token_lifespan),
-            ("authorizationCodeLifespan", self_as.authorization_code_lifespan),
+            (
+                "authorizationCodeLifespan",
+                self_as.authorization_code_lifespan,
+            ),
         ] {
             if d.is_zero() {
                 return Err(ConfigError::new(
@@ -781,15 +792,24 @@ impl Config {
 
         let database = database_target(&f.database, &resolve)?;
         if f.admin.domains.is_empty() {
-            return Err(ConfigError::new("admin.domains", "must list at least one domain"));
+            return Err(ConfigError::new(
+                "admin.domains",
+                "must list at least one domain",
+            ));
         }
         for (i, d) in f.admin.domains.iter().enumerate() {
             if d.id.is_empty() {
-                return Err(ConfigError::new(format!("admin.domains[{i}].id"), "must not be empty"));
+                return Err(ConfigError::new(
+                    format!("admin.domains[{i}].id"),
+                    "must not be empty",
+                ));
             }
         }
         if f.secrets.secrets_prefix.is_empty() {
-            return Err(ConfigError::new("secrets.secrets-prefix", "must not be empty"));
+            return Err(ConfigError::new(
+                "secrets.secrets-prefix",
+                "must not be empty",
+            ));
         }
 
         Ok(Config {
@@ -897,9 +917,18 @@ pub fn parse_file(yaml: &str) -> Result<FileConfig, ConfigError> {
     let de = serde_norway::Deserializer::from_str(yaml);
     serde_path_to_error::deserialize(de).map_err(|e| {
         let path = e.path().to_string();
-        let path = if path == "." { "<root>".to_string() } else { path };
-        // serde_norway prefixes messages with the path again; keep the inner message short.
-        ConfigError::new(path, e.into_inner().to_string())
+        let path = if path == "." {
+            "<root>".to_string()
+        } else {
+            path
+        };
+        // serde_norway prefixes its message with the (parent) path again: drop that.
+        let inner = e.into_inner().to_string();
+        let message = match inner.split_once(": ") {
+            Some((prefix, rest)) if path.starts_with(prefix) => rest.to_owned(),
+            _ => inner,
+        };
+        ConfigError::new(path, message)
     })
 }
 
@@ -926,7 +955,8 @@ mod tests {
     #[test]
     fn unknown_key_names_its_path() {
         let e = load("auth:\n  userAuth:\n    openId:\n      clientIdd: x\n").unwrap_err();
-        assert_eq!(e.path, "auth.userAuth.openId", "{e}");
+        assert_eq!(e.path, "auth.userAuth.openId.clientIdd", "{e}");
+        assert!(e.message.starts_with("unknown field `clientIdd`"), "{e}");
         assert!(e.message.contains("clientIdd"), "{e}");
     }
 
@@ -936,13 +966,18 @@ mod tests {
         assert_eq!(e.path, "auth.appAuth.authServerType", "{e}");
         let e = load("auth:\n  appAuth:\n    selfAuthServer:\n      accessTokenLifespan: soon\n")
             .unwrap_err();
-        assert_eq!(e.path, "auth.appAuth.selfAuthServer.accessTokenLifespan", "{e}");
+        assert_eq!(
+            e.path, "auth.appAuth.selfAuthServer.accessTokenLifespan",
+            "{e}"
+        );
         let e = load("server:\n  httpPort: 99999\n").unwrap_err();
         assert_eq!(e.path, "server.httpPort", "{e}");
         let e = load("auth:\n  authorizedUris: ['not a url']\n").unwrap_err();
         assert_eq!(e.path, "auth.authorizedUris[0]", "{e}");
-        let e = load("auth:\n  userAuth:\n    openId:\n      clientId: ''\n      baseUrl: https://idp\n")
-            .unwrap_err();
+        let e = load(
+            "auth:\n  userAuth:\n    openId:\n      clientId: ''\n      baseUrl: https://idp\n",
+        )
+        .unwrap_err();
         assert_eq!(e.path, "auth.userAuth.openId.clientId", "{e}");
         let e = load("server:\n  security:\n    allowedOrigins: ['*']\n").unwrap_err();
         assert_eq!(e.path, "server.security.allowedOrigins", "{e}");

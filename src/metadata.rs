@@ -57,7 +57,11 @@ pub fn oauth2_metadata(state: &AppState, public: &str) -> OAuth2Metadata {
         ]),
         jwks_uri: url("/oauth2/jwks"),
         code_challenge_methods_supported: strings(&["S256"]),
-        grant_types_supported: strings(&["authorization_code", "client_credentials", "refresh_token"]),
+        grant_types_supported: strings(&[
+            "authorization_code",
+            "client_credentials",
+            "refresh_token",
+        ]),
         device_authorization_endpoint: String::new(),
     }
 }

@@ -37,7 +37,8 @@ pub fn is_dns1123_label(s: &str) -> bool {
     let b = s.as_bytes();
     !b.is_empty()
         && b.len() <= 63
-        && b.iter().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || *c == b'-')
+        && b.iter()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || *c == b'-')
         && b[0] != b'-'
         && b[b.len() - 1] != b'-'
 }
@@ -71,7 +72,10 @@ fn validate(project: &pb::Project, registering: bool) -> Result<(), Status> {
         ));
     }
     if pb::project::ProjectState::try_from(project.state).is_err() {
-        return Err(Status::invalid_argument(format!("invalid project state {}", project.state)));
+        return Err(Status::invalid_argument(format!(
+            "invalid project state {}",
+            project.state
+        )));
     }
     if let Some(labels) = &project.labels {
         for (k, v) in &labels.values {
@@ -99,7 +103,12 @@ fn to_record(p: &pb::Project) -> ProjectRecord {
         labels: p
             .labels
             .as_ref()
-            .map(|l| l.values.iter().map(|(k, v)| (k.clone(), v.clone())).collect())
+            .map(|l| {
+                l.values
+                    .iter()
+                    .map(|(k, v)| (k.clone(), v.clone()))
+                    .collect()
+            })
             .unwrap_or_default(),
         state: p.state,
     }
@@ -124,7 +133,10 @@ fn from_record(r: ProjectRecord, domains: Vec<pb::Domain>) -> pb::Project {
         domains,
         description: r.description,
         labels: Some(pb::Labels {
-            values: r.labels.into_iter().collect::<std::collections::HashMap<_, _>>(),
+            values: r
+                .labels
+                .into_iter()
+                .collect::<std::collections::HashMap<_, _>>(),
         }),
         state: r.state,
         org: r.org,
@@ -155,10 +167,14 @@ pub async fn update(state: &AppState, project: pb::Project) -> Result<(), Status
     if record.name.is_empty() {
         record.name = existing.name;
     }
-    state.store.update_project(&record).await.map_err(|e| match e {
-        StoreError::NotFound => not_found(&project.id),
-        other => other.into(),
-    })
+    state
+        .store
+        .update_project(&record)
+        .await
+        .map_err(|e| match e {
+            StoreError::NotFound => not_found(&project.id),
+            other => other.into(),
+        })
 }
 
 fn not_found(id: &str) -> Status {
@@ -176,14 +192,19 @@ pub async fn get(state: &AppState, req: pb::ProjectGetRequest) -> Result<pb::Pro
     if req.id.is_empty() {
         return Err(Status::invalid_argument("missing project_id"));
     }
-    Ok(from_record(get_record(state, &req.org, &req.id).await?, domains(state)))
+    Ok(from_record(
+        get_record(state, &req.org, &req.id).await?,
+        domains(state),
+    ))
 }
 
 pub async fn list(state: &AppState, req: pb::ProjectListRequest) -> Result<pb::Projects, Status> {
     let limit = match req.limit {
         0 => DEFAULT_LIMIT,
         n if n > MAX_LIMIT => {
-            return Err(Status::invalid_argument(format!("limit must be at most {MAX_LIMIT}")))
+            return Err(Status::invalid_argument(format!(
+                "limit must be at most {MAX_LIMIT}"
+            )))
         }
         n => n,
     };
@@ -254,7 +275,12 @@ pub fn get_domains(state: &AppState) -> pb::GetDomainsResponse {
 pub fn sorted_labels(p: &pb::Project) -> BTreeMap<String, String> {
     p.labels
         .as_ref()
-        .map(|l| l.values.iter().map(|(k, v)| (k.clone(), v.clone())).collect())
+        .map(|l| {
+            l.values
+                .iter()
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect()
+        })
         .unwrap_or_default()
 }
 

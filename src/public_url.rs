@@ -55,7 +55,9 @@ impl PublicUrls {
                 }
             }
         }
-        host_port_match.or(host_match).unwrap_or_else(|| self.first())
+        host_port_match
+            .or(host_match)
+            .unwrap_or_else(|| self.first())
     }
 }
 
@@ -70,8 +72,14 @@ mod tests {
             Url::parse("http://flyteadmin:80").unwrap(),
         ]);
         assert_eq!(p.resolve(Some("flyteadmin"), "http"), "http://flyteadmin");
-        assert_eq!(p.resolve(Some("flyte.example.com"), "http"), "https://flyte.example.com");
-        assert_eq!(p.resolve(Some("other:1"), "http"), "https://flyte.example.com");
+        assert_eq!(
+            p.resolve(Some("flyte.example.com"), "http"),
+            "https://flyte.example.com"
+        );
+        assert_eq!(
+            p.resolve(Some("other:1"), "http"),
+            "https://flyte.example.com"
+        );
         assert_eq!(p.resolve(None, "http"), "https://flyte.example.com");
     }
 }

@@ -49,7 +49,11 @@ struct Dispatch {
 }
 
 impl Dispatch {
-    fn call(&self, peer: SocketAddr, mut req: Request<Incoming>) -> impl Future<Output = Result<Response<Body>, Infallible>> {
+    fn call(
+        &self,
+        peer: SocketAddr,
+        mut req: Request<Incoming>,
+    ) -> impl Future<Output = Result<Response<Body>, Infallible>> {
         let is_grpc = req
             .headers()
             .get(header::CONTENT_TYPE)
@@ -94,7 +98,13 @@ fn cors_layer(state: &AppState) -> Option<CorsLayer> {
         .iter()
         .filter_map(|h| h.to_ascii_lowercase().parse().ok())
         .collect();
-    for h in ["x-grpc-web", "x-user-agent", "grpc-timeout", "x-csrf-token", "content-type"] {
+    for h in [
+        "x-grpc-web",
+        "x-user-agent",
+        "grpc-timeout",
+        "x-csrf-token",
+        "content-type",
+    ] {
         headers.push(http::HeaderName::from_static(h));
     }
     Some(
@@ -132,7 +142,10 @@ fn build_services(state: &Arc<AppState>) -> (HttpService, HttpService) {
         .service(crate::http::router(state.clone()))
         .map_request(|r: Request<Body>| r)
         .map_response(|r: Response<Body>| r);
-    (BoxCloneSyncService::new(grpc), BoxCloneSyncService::new(http))
+    (
+        BoxCloneSyncService::new(grpc),
+        BoxCloneSyncService::new(http),
+    )
 }
 
 fn tls_acceptor(state: &AppState) -> anyhow::Result<Option<TlsAcceptor>> {

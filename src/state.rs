@@ -45,7 +45,9 @@ impl StartupError {
     /// for a database that cannot be reached, 70 otherwise.
     pub fn exit_code(&self) -> i32 {
         match self {
-            Self::Config(_) | Self::Secret { .. } | Self::Key { .. } | Self::SecretsDir { .. } => 64,
+            Self::Config(_) | Self::Secret { .. } | Self::Key { .. } | Self::SecretsDir { .. } => {
+                64
+            }
             Self::Store(_) => 69,
             Self::Other(_) => 70,
         }
@@ -119,7 +121,8 @@ impl AppState {
         if config.auth.issuer.is_none() {
             issuers.extend(public_urls.all().map(String::from));
         }
-        issuers.dedup();
+        dedup(&mut issuers);
+        dedup(&mut audiences);
         let verifier = TokenVerifier::new(
             VerifierSettings {
                 keys: keys.verification_keys(),
@@ -166,6 +169,9 @@ fn signing_key_secret_name(config: &Config) -> String {
     }
 }
 
+/// Produces the value of a generated secret.
+pub type SecretMaker = Box<dyn Fn() -> Result<String, KeyError>>;
+
 /// Creates the secrets Flyte's `secret init` would create, where they are missing.
 fn ensure_secrets(
     secrets: &SecretStore,
@@ -173,9 +179,15 @@ fn ensure_secrets(
     signing_secret: &str,
 ) -> Result<Vec<String>, StartupError> {
     let ua = &config.user_auth;
-    let mut wanted: Vec<(String, Box<dyn Fn() -> Result<String, KeyError>>)> = vec![
-        (ua.cookie_hash_key_secret_name.clone(), Box::new(|| Ok(keys::random_b64_secret(64)))),
-        (ua.cookie_block_key_secret_name.clone(), Box::new(|| Ok(keys::random_b64_secret(32)))),
+    let mut wanted: Vec<(String, SecretMaker)> = vec![
+        (
+            ua.cookie_hash_key_secret_name.clone(),
+            Box::new(|| Ok(keys::random_b64_secret(64))),
+        ),
+        (
+            ua.cookie_block_key_secret_name.clone(),
+            Box::new(|| Ok(keys::random_b64_secret(32))),
+        ),
         (
             config
                 .app_auth
@@ -186,7 +198,10 @@ fn ensure_secrets(
         ),
     ];
     let alg = config.auth.signing_algorithm;
-    wanted.push((signing_secret.to_owned(), Box::new(move || keys::generate_pem(alg))));
+    wanted.push((
+        signing_secret.to_owned(),
+        Box::new(move || keys::generate_pem(alg)),
+    ));
     let mut generated = Vec::new();
     for (name, make) in wanted {
         if secrets.exists(&name) {
@@ -214,26 +229,31 @@ fn load_keys(
     signing_secret: &str,
 ) -> Result<KeySet, StartupError> {
     let key_path = "auth.appAuth.selfAuthServer.tokenSigningRSAKeySecretName";
-    let pem = secrets.get(signing_secret).map_err(|source| StartupError::Secret {
-        key: key_path.into(),
-        source,
-    })?;
-    let current = SigningKey::from_pem(pem.expose(), config.auth.signing_algorithm).map_err(
-        |source| StartupError::Key {
+    let pem = secrets
+        .get(signing_secret)
+        .map_err(|source| StartupError::Secret {
             key: key_path.into(),
-            name: signing_secret.into(),
             source,
-        },
-    )?;
+        })?;
+    let current =
+        SigningKey::from_pem(pem.expose(), config.auth.signing_algorithm).map_err(|source| {
+            StartupError::Key {
+                key: key_path.into(),
+                name: signing_secret.into(),
+                source,
+            }
+        })?;
     let old_name = &config
         .app_auth
         .self_auth_server
         .old_token_signing_rsa_key_secret_name;
     let old_path = "auth.appAuth.selfAuthServer.oldTokenSigningRSAKeySecretName";
-    let old = match secrets.get_optional(old_name).map_err(|source| StartupError::Secret {
-        key: old_path.into(),
-        source,
-    })? {
+    let old = match secrets
+        .get_optional(old_name)
+        .map_err(|source| StartupError::Secret {
+            key: old_path.into(),
+            source,
+        })? {
         None => None,
         Some(pem) => Some(
             [SigningAlg::RS256, SigningAlg::ES256, SigningAlg::EdDSA]
@@ -274,4 +294,10 @@ fn check_named_secrets(secrets: &SecretStore, config: &Config) -> Result<(), Sta
         }
     }
     Ok(())
+}
+
+/// Removes repeated entries, keeping the first occurrence's position.
+fn dedup(v: &mut Vec<String>) {
+    let mut seen = std::collections::HashSet::new();
+    v.retain(|s| seen.insert(s.clone()));
 }

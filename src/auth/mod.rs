@@ -50,13 +50,18 @@ impl Authenticator {
 
 /// The bearer token of a request: `custom_header` wins over `authorization`; scheme
 /// `Bearer`, case-insensitive.
-pub fn bearer_token<'a>(headers: &'a http::HeaderMap, custom_header: &str) -> Result<&'a str, AuthError> {
+pub fn bearer_token<'a>(
+    headers: &'a http::HeaderMap,
+    custom_header: &str,
+) -> Result<&'a str, AuthError> {
     {
         let value = headers
             .get(custom_header)
             .or_else(|| headers.get(http::header::AUTHORIZATION))
             .ok_or(AuthError::MissingToken)?;
-        let value = value.to_str().map_err(|_| AuthError::Malformed("non-ASCII header"))?;
+        let value = value
+            .to_str()
+            .map_err(|_| AuthError::Malformed("non-ASCII header"))?;
         let (scheme, token) = value.trim().split_once(' ').ok_or(AuthError::WrongScheme)?;
         if !scheme.eq_ignore_ascii_case("bearer") {
             return Err(AuthError::WrongScheme);

@@ -47,7 +47,11 @@ fn trim_slash(s: &str) -> &str {
 
 impl TokenVerifier {
     pub fn new(settings: VerifierSettings, clock: SharedClock) -> Self {
-        let mut algs: Vec<Algorithm> = settings.keys.iter().map(|k| k.alg.jwt_algorithm()).collect();
+        let mut algs: Vec<Algorithm> = settings
+            .keys
+            .iter()
+            .map(|k| k.alg.jwt_algorithm())
+            .collect();
         algs.dedup();
         // Signature only: time, audience and issuer are checked below against the injected
         // clock, with reasons that say which check failed.
@@ -64,8 +68,16 @@ impl TokenVerifier {
             .collect();
         Self {
             keys: settings.keys,
-            issuers: settings.issuers.iter().map(|s| trim_slash(s).to_owned()).collect(),
-            audiences: settings.audiences.iter().map(|s| trim_slash(s).to_owned()).collect(),
+            issuers: settings
+                .issuers
+                .iter()
+                .map(|s| trim_slash(s).to_owned())
+                .collect(),
+            audiences: settings
+                .audiences
+                .iter()
+                .map(|s| trim_slash(s).to_owned())
+                .collect(),
             required_scopes: settings.required_scopes,
             validation,
             cache: TokenCache::new(settings.cache_entries),
@@ -117,7 +129,9 @@ impl TokenVerifier {
         }
         .ok_or(AuthError::UnknownKey)?;
         if key.alg.jwt_algorithm() != *alg {
-            return Err(AuthError::AlgorithmNotAllowed(format!("{alg:?} for this key")));
+            return Err(AuthError::AlgorithmNotAllowed(format!(
+                "{alg:?} for this key"
+            )));
         }
         let data = jsonwebtoken::decode::<Map<String, Value>>(token, &key.decoding, validation)
             .map_err(|e| match e.kind() {

@@ -42,14 +42,18 @@ impl AdminService for AdminApi {
         &self,
         req: Request<pb::ProjectGetRequest>,
     ) -> Result<Response<pb::Project>, Status> {
-        Ok(Response::new(projects::get(&self.state, req.into_inner()).await?))
+        Ok(Response::new(
+            projects::get(&self.state, req.into_inner()).await?,
+        ))
     }
 
     async fn list_projects(
         &self,
         req: Request<pb::ProjectListRequest>,
     ) -> Result<Response<pb::Projects>, Status> {
-        Ok(Response::new(projects::list(&self.state, req.into_inner()).await?))
+        Ok(Response::new(
+            projects::list(&self.state, req.into_inner()).await?,
+        ))
     }
 
     async fn get_domains(

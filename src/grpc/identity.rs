@@ -39,7 +39,10 @@ pub fn to_proto_value(v: &serde_json::Value) -> prost_types::Value {
 
 pub fn to_proto_struct(o: &serde_json::Map<String, serde_json::Value>) -> prost_types::Struct {
     prost_types::Struct {
-        fields: o.iter().map(|(k, v)| (k.clone(), to_proto_value(v))).collect(),
+        fields: o
+            .iter()
+            .map(|(k, v)| (k.clone(), to_proto_value(v)))
+            .collect(),
     }
 }
 

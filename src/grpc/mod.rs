@@ -45,9 +45,9 @@ pub fn routes(state: &Arc<AppState>) -> Routes {
             .max_decoding_message_size(max),
         )
         .add_service(
-            v2::auth_metadata_service_server::AuthMetadataServiceServer::new(
-                AuthMetadataApi::new(state.clone()),
-            )
+            v2::auth_metadata_service_server::AuthMetadataServiceServer::new(AuthMetadataApi::new(
+                state.clone(),
+            ))
             .max_decoding_message_size(max),
         );
 
@@ -72,14 +72,20 @@ pub fn routes(state: &Arc<AppState>) -> Routes {
     }
 
     if state.config.server.reflection {
-        let v1_reflection = tonic_reflection::server::Builder::configure()
-            .register_encoded_file_descriptor_set(crate::pb::FILE_DESCRIPTOR_SET)
-            .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+        // Both reflection versions list every service, both reflection services included.
+        let reflection = || {
+            tonic_reflection::server::Builder::configure()
+                .register_encoded_file_descriptor_set(crate::pb::FILE_DESCRIPTOR_SET)
+                .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+                .register_encoded_file_descriptor_set(tonic_reflection::pb::v1::FILE_DESCRIPTOR_SET)
+                .register_encoded_file_descriptor_set(
+                    tonic_reflection::pb::v1alpha::FILE_DESCRIPTOR_SET,
+                )
+        };
+        let v1_reflection = reflection()
             .build_v1()
             .expect("the embedded descriptor set is valid");
-        let v1alpha_reflection = tonic_reflection::server::Builder::configure()
-            .register_encoded_file_descriptor_set(crate::pb::FILE_DESCRIPTOR_SET)
-            .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+        let v1alpha_reflection = reflection()
             .build_v1alpha()
             .expect("the embedded descriptor set is valid");
         builder
@@ -106,5 +112,7 @@ pub fn routes(state: &Arc<AppState>) -> Routes {
 
 /// The caller's identity as put in place by the auth layer.
 pub fn identity<T>(req: &tonic::Request<T>) -> Option<Arc<crate::auth::Identity>> {
-    req.extensions().get::<Arc<crate::auth::Identity>>().cloned()
+    req.extensions()
+        .get::<Arc<crate::auth::Identity>>()
+        .cloned()
 }

@@ -14,6 +14,8 @@ use crate::auth::AuthError;
 pub enum ApiError {
     Status(tonic::Status),
     Auth(AuthError),
+    /// A body over `server.maxRequestBytes`: 413.
+    TooLarge,
 }
 
 impl From<tonic::Status> for ApiError {
@@ -57,6 +59,10 @@ impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         match self {
             ApiError::Status(s) => status_body(s.code(), s.message()),
+            ApiError::TooLarge => {
+                let body = json!({"code": Code::ResourceExhausted as i32, "message": "request body too large", "details": []});
+                (StatusCode::PAYLOAD_TOO_LARGE, Json(body)).into_response()
+            }
             ApiError::Auth(e) => {
                 let status: tonic::Status = e.clone().into();
                 let mut resp = status_body(status.code(), status.message());
@@ -78,4 +84,13 @@ impl IntoResponse for ApiError {
 /// A 400 for a body or query the route could not read.
 pub fn bad_request(message: impl std::fmt::Display) -> ApiError {
     ApiError::Status(tonic::Status::invalid_argument(message.to_string()))
+}
+
+/// A JSON body the route could not read: 413 when over the size limit, else 400.
+pub fn json_rejection(e: axum::extract::rejection::JsonRejection) -> ApiError {
+    if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
+        ApiError::TooLarge
+    } else {
+        bad_request(e.body_text())
+    }
 }

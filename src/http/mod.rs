@@ -21,7 +21,10 @@ pub fn router(state: Arc<AppState>) -> Router {
     let max = state.config.server.max_request_bytes;
     Router::new()
         .route("/healthcheck", get(healthcheck))
-        .route("/.well-known/oauth-authorization-server", get(oauth_metadata))
+        .route(
+            "/.well-known/oauth-authorization-server",
+            get(oauth_metadata),
+        )
         .route("/config/v1/flyte_client", get(flyte_client))
         .route("/oauth2/jwks", get(jwks))
         .route("/me", get(rest::me))

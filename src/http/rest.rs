@@ -13,7 +13,7 @@ use http::request::Parts;
 use http::{HeaderName, HeaderValue};
 use serde::{Deserialize, Serialize};
 
-use super::error::{bad_request, ApiError};
+use super::error::{bad_request, json_rejection, ApiError};
 use crate::auth::Identity;
 use crate::pb::flyteidl::admin as pb;
 use crate::projects;
@@ -156,7 +156,7 @@ pub async fn register_project(
     _caller: Caller,
     body: Result<Json<RegisterJson>, JsonRejection>,
 ) -> Result<Response, ApiError> {
-    let Json(body) = body.map_err(|e| bad_request(e.body_text()))?;
+    let Json(body) = body.map_err(json_rejection)?;
     projects::register(
         &state,
         pb::ProjectRegisterRequest {
@@ -173,7 +173,7 @@ pub async fn update_project(
     Path(id): Path<String>,
     body: Result<Json<ProjectJson>, JsonRejection>,
 ) -> Result<Response, ApiError> {
-    let Json(mut body) = body.map_err(|e| bad_request(e.body_text()))?;
+    let Json(mut body) = body.map_err(json_rejection)?;
     body.id = id;
     projects::update(&state, body.into()).await?;
     Ok(Json(serde_json::json!({})).into_response())
@@ -203,7 +203,9 @@ pub async fn list_projects(
 ) -> Result<Json<ProjectsJson>, ApiError> {
     let limit = match q.get("limit") {
         None => 0,
-        Some(l) => l.parse().map_err(|_| bad_request("limit must be a number"))?,
+        Some(l) => l
+            .parse()
+            .map_err(|_| bad_request("limit must be a number"))?,
     };
     let direction = match q.get("sort_by.direction").map(String::as_str) {
         None | Some("DESCENDING") | Some("0") => pb::sort::Direction::Descending,

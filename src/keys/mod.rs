@@ -31,7 +31,9 @@ impl FromStr for SigningAlg {
             "RS256" => Ok(Self::RS256),
             "ES256" => Ok(Self::ES256),
             "EdDSA" => Ok(Self::EdDSA),
-            other => Err(format!("unsupported algorithm {other:?}; use RS256, ES256 or EdDSA")),
+            other => Err(format!(
+                "unsupported algorithm {other:?}; use RS256, ES256 or EdDSA"
+            )),
         }
     }
 }
@@ -143,7 +145,10 @@ impl SigningKey {
                     .map_err(|e| rejected(&e))?;
                 Self::from_ed(kp)
             }
-            (tag, _) => Err(KeyError::UnsupportedPem(format!("{tag} for {}", alg.name()))),
+            (tag, _) => Err(KeyError::UnsupportedPem(format!(
+                "{tag} for {}",
+                alg.name()
+            ))),
         }
     }
 
@@ -152,7 +157,8 @@ impl SigningKey {
             .ok_or_else(|| KeyError::Rejected("unreadable RSA public key".into()))?;
         let (n64, e64) = (b64u(&n), b64u(&e));
         let kid = thumbprint(&format!(r#"{{"e":"{e64}","kty":"RSA","n":"{n64}"}}"#));
-        let jwk = json!({"kty": "RSA", "alg": "RS256", "use": "sig", "kid": kid, "n": n64, "e": e64});
+        let jwk =
+            json!({"kty": "RSA", "alg": "RS256", "use": "sig", "kid": kid, "n": n64, "e": e64});
         let public = PublicKey {
             alg: SigningAlg::RS256,
             kid: kid.clone(),
@@ -223,7 +229,8 @@ impl SigningKey {
 
     /// Signs a JWT with header `{alg, typ, kid, key_id}` (`key_id` is Flyte's header name).
     pub fn sign_jwt(&self, typ: &str, claims: &serde_json::Value) -> String {
-        let header = json!({"alg": self.alg.name(), "typ": typ, "kid": self.kid, "key_id": self.kid});
+        let header =
+            json!({"alg": self.alg.name(), "typ": typ, "kid": self.kid, "key_id": self.kid});
         let mut out = String::with_capacity(1024);
         out.push_str(&b64u(header.to_string().as_bytes()));
         out.push('.');
@@ -270,7 +277,11 @@ impl KeySet {
 
     /// The JWKS document: the current key, then the old one.
     pub fn jwks(&self) -> serde_json::Value {
-        let keys: Vec<_> = self.verification_keys().into_iter().map(|k| k.jwk).collect();
+        let keys: Vec<_> = self
+            .verification_keys()
+            .into_iter()
+            .map(|k| k.jwk)
+            .collect();
         json!({ "keys": keys })
     }
 }
@@ -289,12 +300,13 @@ pub fn generate_pem(alg: SigningAlg) -> Result<String, KeyError> {
     let rng = SystemRandom::new();
     let der = match alg {
         SigningAlg::RS256 => return generate_rsa_pem(),
-        SigningAlg::ES256 => {
-            signature::EcdsaKeyPair::generate_pkcs8(&signature::ECDSA_P256_SHA256_FIXED_SIGNING, &rng)
-                .map_err(|_| KeyError::Generation)?
-                .as_ref()
-                .to_vec()
-        }
+        SigningAlg::ES256 => signature::EcdsaKeyPair::generate_pkcs8(
+            &signature::ECDSA_P256_SHA256_FIXED_SIGNING,
+            &rng,
+        )
+        .map_err(|_| KeyError::Generation)?
+        .as_ref()
+        .to_vec(),
         SigningAlg::EdDSA => signature::Ed25519KeyPair::generate()
             .and_then(|kp| kp.to_pkcs8())
             .map_err(|_| KeyError::Generation)?
@@ -332,7 +344,8 @@ mod tests {
         let k1 = SigningKey::from_pem(pem1.as_bytes(), SigningAlg::RS256).unwrap();
         let doc = pem::parse(pem1.as_bytes()).unwrap();
         let kp = signature::RsaKeyPair::from_der(doc.contents()).unwrap();
-        let pkcs8 = aws_lc_rs::encoding::AsDer::<aws_lc_rs::encoding::Pkcs8V1Der>::as_der(&kp).unwrap();
+        let pkcs8 =
+            aws_lc_rs::encoding::AsDer::<aws_lc_rs::encoding::Pkcs8V1Der>::as_der(&kp).unwrap();
         let pem8 = pem::encode(&pem::Pem::new("PRIVATE KEY", pkcs8.as_ref().to_vec()));
         let k8 = SigningKey::from_pem(pem8.as_bytes(), SigningAlg::RS256).unwrap();
         assert_eq!(k1.kid(), k8.kid());
@@ -351,12 +364,18 @@ mod tests {
                 .unwrap_or_else(|e| panic!("{alg:?}: {e}"));
             assert_eq!(data.claims["sub"], "x");
             assert_eq!(data.header.kid.as_deref(), Some(key.kid()));
-            assert_eq!(data.header.extras.get("key_id").map(String::as_str), Some(key.kid()));
+            assert_eq!(
+                data.header.extras.get("key_id").map(String::as_str),
+                Some(key.kid())
+            );
         }
     }
 
     #[test]
     fn garbage_is_rejected() {
-        assert!(matches!(SigningKey::from_pem(b"nope", SigningAlg::RS256), Err(KeyError::NotPem)));
+        assert!(matches!(
+            SigningKey::from_pem(b"nope", SigningAlg::RS256),
+            Err(KeyError::NotPem)
+        ));
     }
 }

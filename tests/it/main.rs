@@ -1,0 +1,10 @@
+//! One integration-test crate (one link step): the server started in-process on
+//! 127.0.0.1:0 and driven by generated tonic clients and reqwest.
+
+mod support;
+
+mod cli;
+mod grpc_auth;
+mod projects;
+mod rest;
+mod tls;

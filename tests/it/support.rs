@@ -1,0 +1,173 @@
+//! Starting a server for a test and minting tokens with its keys.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use flyteauth::clock::SystemClock;
+use flyteauth::config::Config;
+use flyteauth::keys::{SigningAlg, SigningKey};
+use flyteauth::pb::flyteidl::service as v1;
+use flyteauth::server::Listeners;
+use flyteauth::state::{AppState, StartOptions};
+use serde_json::{json, Value};
+use tokio::net::TcpListener;
+use tokio::sync::oneshot;
+use tonic::transport::Channel;
+
+pub struct TestServer {
+    pub addr: SocketAddr,
+    /// `http://127.0.0.1:PORT` (also an accepted audience and issuer).
+    pub url: String,
+    pub dir: Arc<tempfile::TempDir>,
+    pub state: Arc<AppState>,
+    shutdown: Option<oneshot::Sender<()>>,
+    task: Option<tokio::task::JoinHandle<anyhow::Result<()>>>,
+}
+
+/// The YAML every test server starts from; `extra` is appended (top-level sections).
+pub fn base_yaml(dir: &std::path::Path, extra: &str) -> String {
+    format!(
+        r#"
+{server}
+secrets:
+  secrets-prefix: {dir}/secrets
+{db}
+{extra}
+"#,
+        dir = dir.display(),
+        server = if extra.contains("server:") {
+            ""
+        } else {
+            "server:\n  httpPort: 0\n  grpc: { port: 0 }"
+        },
+        db = if extra.contains("database:") {
+            String::new()
+        } else {
+            format!(
+                "database:\n  sqlite: {{ file: {}/flyteauth.db }}",
+                dir.display()
+            )
+        },
+    )
+}
+
+impl TestServer {
+    pub async fn start() -> Self {
+        Self::start_with("").await
+    }
+
+    pub async fn start_with(extra: &str) -> Self {
+        let dir = Arc::new(tempfile::tempdir().unwrap());
+        Self::start_in(dir, extra).await
+    }
+
+    /// Starts on an existing directory (restart tests).
+    pub async fn start_in(dir: Arc<tempfile::TempDir>, extra: &str) -> Self {
+        let yaml = base_yaml(dir.path(), extra);
+        let config = Config::from_yaml(&yaml, dir.path()).expect("test config");
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let state = AppState::build(
+            config,
+            StartOptions {
+                env: vec![],
+                clock: Arc::new(SystemClock),
+                http_addr: addr,
+            },
+        )
+        .await
+        .expect("server starts");
+        let (tx, rx) = oneshot::channel();
+        let task = tokio::spawn(flyteauth::server::run(
+            state.clone(),
+            Listeners {
+                http: listener,
+                grpc: None,
+            },
+            async {
+                let _ = rx.await;
+            },
+        ));
+        let scheme = if state.tls { "https" } else { "http" };
+        TestServer {
+            addr,
+            url: format!("{scheme}://127.0.0.1:{}", addr.port()),
+            dir,
+            state,
+            shutdown: Some(tx),
+            task: Some(task),
+        }
+    }
+
+    pub async fn stop(mut self) {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+        if let Some(t) = self.task.take() {
+            t.await.unwrap().unwrap();
+        }
+    }
+
+    pub async fn channel(&self) -> Channel {
+        Channel::from_shared(format!("http://{}", self.addr))
+            .unwrap()
+            .connect()
+            .await
+            .unwrap()
+    }
+
+    pub async fn admin(&self) -> v1::admin_service_client::AdminServiceClient<Channel> {
+        v1::admin_service_client::AdminServiceClient::new(self.channel().await)
+    }
+
+    pub async fn identity(&self) -> v1::identity_service_client::IdentityServiceClient<Channel> {
+        v1::identity_service_client::IdentityServiceClient::new(self.channel().await)
+    }
+
+    pub fn signing_key(&self) -> SigningKey {
+        let pem = std::fs::read(self.dir.path().join("secrets/token_rsa_key.pem")).unwrap();
+        SigningKey::from_pem(&pem, SigningAlg::RS256).unwrap()
+    }
+
+    /// Claims of a valid token for this server; tests change what they need.
+    pub fn claims(&self) -> Value {
+        let now = now();
+        json!({
+            "iss": self.url, "aud": [self.url], "sub": "alice", "client_id": "flytectl",
+            "scp": ["all", "offline"], "iat": now, "exp": now + 600, "jti": "t-1",
+            "user_info": {"name": "Alice Example", "email": "alice@example.com", "preferred_username": "alice"},
+        })
+    }
+
+    pub fn mint(&self, claims: &Value) -> String {
+        self.signing_key().sign_jwt("at+jwt", claims)
+    }
+
+    pub fn token(&self) -> String {
+        self.mint(&self.claims())
+    }
+}
+
+impl Drop for TestServer {
+    fn drop(&mut self) {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+    }
+}
+
+#[allow(clippy::disallowed_methods)]
+pub fn now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64
+}
+
+/// A tonic request carrying `Bearer <token>` in `key`.
+pub fn with_token<T>(msg: T, key: &'static str, token: &str) -> tonic::Request<T> {
+    let mut req = tonic::Request::new(msg);
+    req.metadata_mut()
+        .insert(key, format!("Bearer {token}").parse().unwrap());
+    req
+}
