@@ -5,10 +5,16 @@
 //! embedded from `migrations/{sqlite,postgres}` and applied by [`open`]; PostgreSQL replicas
 //! starting together serialise on sqlx's migration advisory lock.
 
+mod authz;
+mod authz_ops;
 pub mod filters;
 mod postgres;
 mod sqlite;
 
+pub use authz::{
+    AuthCodeRecord, CodeRedemption, RefreshRedemption, RefreshTokenRecord, RevokedToken,
+    SessionRecord,
+};
 pub use filters::{parse_filters, Filter, FilterField, FilterOp, FilterValue};
 
 use std::collections::BTreeMap;
@@ -148,6 +154,82 @@ pub trait Store: Send + Sync + 'static {
     async fn get_project(&self, org: &str, id: &str) -> Result<ProjectRecord, StoreError>;
     /// One page of the org's projects matching the filters, in a stable order.
     async fn list_projects(&self, q: &ProjectQuery) -> Result<Vec<ProjectRecord>, StoreError>;
+
+    // ---- authorization server (see `authz`); times are unix seconds -------------------
+
+    /// Inserts a code; `AlreadyExists` if its hash exists, `Invalid` for an unstorable scope.
+    async fn insert_auth_code(&self, c: &AuthCodeRecord) -> Result<(), StoreError>;
+    /// Atomically marks the code used at `now` and returns it (`Fresh`), or `Replayed` when
+    /// it was already used. `NotFound` if unknown. Expiry is the caller's check.
+    async fn redeem_auth_code(
+        &self,
+        code_hash: &str,
+        now: i64,
+    ) -> Result<CodeRedemption, StoreError>;
+    /// Inserts a refresh token; `AlreadyExists` if its hash exists. A token inserted into a
+    /// revoked family is stored but redeems as `FamilyRevoked`.
+    async fn insert_refresh_token(&self, r: &RefreshTokenRecord) -> Result<(), StoreError>;
+    /// Atomically marks the token used at `now` (exactly one concurrent caller gets
+    /// `Fresh`). `FamilyRevoked` wins over `Replayed`. `NotFound` if unknown.
+    async fn redeem_refresh_token(
+        &self,
+        token_hash: &str,
+        now: i64,
+    ) -> Result<RefreshRedemption, StoreError>;
+    /// Remembers that access token `jti` (expiring at `expires_at`) belongs to `family_id`.
+    /// Idempotent. If the family is already revoked (a revocation racing the issue), the jti
+    /// is listed as revoked at once, `revoked_at` = the later of the family's revocation time
+    /// and the database's clock.
+    async fn record_access_token(
+        &self,
+        family_id: &str,
+        jti: &str,
+        expires_at: i64,
+    ) -> Result<(), StoreError>;
+    /// Revokes a family: marks it revoked, marks all its refresh tokens unusable, and moves
+    /// the jtis of its recorded (unexpired) access tokens into the revoked-token list with
+    /// `revoked_at = now`. Returns those jtis (by jti). Idempotent: a repeat returns the same
+    /// jtis with their first `revoked_at`.
+    async fn revoke_family(
+        &self,
+        family_id: &str,
+        now: i64,
+    ) -> Result<Vec<RevokedToken>, StoreError>;
+    /// Revokes a single access token by jti (RFC 7009). Idempotent; the first `revoked_at`
+    /// is kept.
+    async fn revoke_access_token(
+        &self,
+        jti: &str,
+        expires_at: i64,
+        now: i64,
+    ) -> Result<(), StoreError>;
+    /// Revoked tokens with `revoked_at >= since` (for replicas to poll), unexpired at `now`
+    /// (`expires_at > now`), ordered by `revoked_at`, then jti.
+    async fn revoked_tokens_since(
+        &self,
+        since: i64,
+        now: i64,
+    ) -> Result<Vec<RevokedToken>, StoreError>;
+    /// Inserts a session; `AlreadyExists` if its hash exists.
+    async fn create_session(&self, s: &SessionRecord) -> Result<(), StoreError>;
+    /// Loads a session (expired or not: the caller checks); `NotFound` if missing.
+    async fn get_session(&self, id_hash: &str) -> Result<SessionRecord, StoreError>;
+    /// Sets `last_seen_at = now` (never backwards); `NotFound` if missing.
+    async fn touch_session(&self, id_hash: &str, now: i64) -> Result<(), StoreError>;
+    /// Replaces (or clears) the encrypted IdP refresh token; `NotFound` if missing.
+    async fn update_session_idp_refresh_token(
+        &self,
+        id_hash: &str,
+        token: Option<&[u8]>,
+    ) -> Result<(), StoreError>;
+    /// Deletes a session. Idempotent.
+    async fn delete_session(&self, id_hash: &str) -> Result<(), StoreError>;
+    /// Deletes codes, refresh tokens, recorded and revoked access tokens with
+    /// `expires_at <= now`, sessions past their absolute expiry or idle
+    /// (`last_seen_at + session_idle_secs < now`; no idle limit if `session_idle_secs <= 0`),
+    /// then families nothing refers to. Returns the number of rows removed.
+    async fn purge_expired(&self, now: i64, session_idle_secs: i64) -> Result<u64, StoreError>;
+
     /// `SELECT 1`, for readiness checks.
     async fn ping(&self) -> Result<(), StoreError>;
     /// Closes the pool, waiting for checked-out connections to come back.
@@ -287,5 +369,7 @@ where
     Ok(out)
 }
 
+#[cfg(test)]
+mod authz_tests;
 #[cfg(test)]
 mod tests;

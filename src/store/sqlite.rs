@@ -6,9 +6,14 @@ use std::time::Duration;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 use sqlx::{Sqlite, SqlitePool};
 
+use super::authz_ops::sqlite as ops;
 use super::{
     arguments, list_sql, record_args, Dialect, ProjectQuery, ProjectRecord, ProjectRow, Store,
     StoreError, GET_SQL, INSERT_SQL, UPDATE_SQL,
+};
+use super::{
+    AuthCodeRecord, CodeRedemption, RefreshRedemption, RefreshTokenRecord, RevokedToken,
+    SessionRecord,
 };
 
 /// [`Store`] on an SQLite file.
@@ -81,6 +86,92 @@ impl Store for SqliteStore {
             .fetch_all(&self.pool)
             .await?;
         rows.into_iter().map(ProjectRecord::try_from).collect()
+    }
+
+    async fn insert_auth_code(&self, c: &AuthCodeRecord) -> Result<(), StoreError> {
+        ops::insert_auth_code(&self.pool, c).await
+    }
+
+    async fn redeem_auth_code(
+        &self,
+        code_hash: &str,
+        now: i64,
+    ) -> Result<CodeRedemption, StoreError> {
+        ops::redeem_auth_code(&self.pool, code_hash, now).await
+    }
+
+    async fn insert_refresh_token(&self, r: &RefreshTokenRecord) -> Result<(), StoreError> {
+        ops::insert_refresh_token(&self.pool, r).await
+    }
+
+    async fn redeem_refresh_token(
+        &self,
+        token_hash: &str,
+        now: i64,
+    ) -> Result<RefreshRedemption, StoreError> {
+        ops::redeem_refresh_token(&self.pool, token_hash, now).await
+    }
+
+    async fn record_access_token(
+        &self,
+        family_id: &str,
+        jti: &str,
+        expires_at: i64,
+    ) -> Result<(), StoreError> {
+        ops::record_access_token(&self.pool, family_id, jti, expires_at).await
+    }
+
+    async fn revoke_family(
+        &self,
+        family_id: &str,
+        now: i64,
+    ) -> Result<Vec<RevokedToken>, StoreError> {
+        ops::revoke_family(&self.pool, family_id, now).await
+    }
+
+    async fn revoke_access_token(
+        &self,
+        jti: &str,
+        expires_at: i64,
+        now: i64,
+    ) -> Result<(), StoreError> {
+        ops::revoke_access_token(&self.pool, jti, expires_at, now).await
+    }
+
+    async fn revoked_tokens_since(
+        &self,
+        since: i64,
+        now: i64,
+    ) -> Result<Vec<RevokedToken>, StoreError> {
+        ops::revoked_tokens_since(&self.pool, since, now).await
+    }
+
+    async fn create_session(&self, s: &SessionRecord) -> Result<(), StoreError> {
+        ops::create_session(&self.pool, s).await
+    }
+
+    async fn get_session(&self, id_hash: &str) -> Result<SessionRecord, StoreError> {
+        ops::get_session(&self.pool, id_hash).await
+    }
+
+    async fn touch_session(&self, id_hash: &str, now: i64) -> Result<(), StoreError> {
+        ops::touch_session(&self.pool, id_hash, now).await
+    }
+
+    async fn update_session_idp_refresh_token(
+        &self,
+        id_hash: &str,
+        token: Option<&[u8]>,
+    ) -> Result<(), StoreError> {
+        ops::update_session_idp_refresh_token(&self.pool, id_hash, token).await
+    }
+
+    async fn delete_session(&self, id_hash: &str) -> Result<(), StoreError> {
+        ops::delete_session(&self.pool, id_hash).await
+    }
+
+    async fn purge_expired(&self, now: i64, session_idle_secs: i64) -> Result<u64, StoreError> {
+        ops::purge_expired(&self.pool, now, session_idle_secs).await
     }
 
     async fn ping(&self) -> Result<(), StoreError> {

@@ -12,7 +12,7 @@ pub(super) async fn open_store(t: &DatabaseTarget) -> Arc<dyn Store> {
     open(t, 4, TIMEOUT).await.expect("open store")
 }
 
-async fn run_sqlite<F: Future<Output = ()>>(case: impl FnOnce(DatabaseTarget) -> F) {
+pub(super) async fn run_sqlite<F: Future<Output = ()>>(case: impl FnOnce(DatabaseTarget) -> F) {
     let dir = tempfile::tempdir().unwrap();
     // A missing parent directory: `open` must create it.
     let path = dir.path().join("data/flyteauth.db");
@@ -59,6 +59,8 @@ macro_rules! on_both_backends {
         mod postgres { $(#[tokio::test] async fn $case() { super::run_postgres(super::$case).await })* }
     };
 }
+
+pub(super) use on_both_backends;
 
 on_both_backends!(
     roundtrip_with_labels,

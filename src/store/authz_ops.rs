@@ -1,0 +1,317 @@
+//! The authorization-state operations, written once and expanded for each backend (sqlx's
+//! executor traits make a generic version a wall of bounds). The backends differ only in how
+//! a write transaction starts, in the database's clock and in the spelling of `GREATEST`:
+//!
+//! - SQLite: `BEGIN IMMEDIATE`, so a transaction takes the write lock (waiting out the busy
+//!   timeout) before it reads, and never fails to upgrade a read snapshot mid-way.
+//! - PostgreSQL: `BEGIN` (READ COMMITTED). Every read-then-write decision is either one
+//!   statement or made under the family row's lock ([`LOCK_FAMILY_SQL`]).
+
+use super::authz::*;
+use super::StoreError;
+
+macro_rules! authz_backend {
+    ($module:ident, $db:ty, $begin:literal, $greatest:literal, $db_now:literal) => {
+        /// The operations on this backend's pool.
+        pub(super) mod $module {
+            use super::*;
+
+            type Pool = sqlx::Pool<$db>;
+
+            /// Lists a jti as revoked without a caller's `now`: stamped with the later of the
+            /// family's revocation (`$3`, the caller's clock) and the database's clock, so a
+            /// poller's window catches it whichever clock runs ahead.
+            const REVOKE_ACCESS_LATE_SQL: &str = concat!(
+                "INSERT INTO revoked_tokens (jti, expires_at, revoked_at) VALUES ($1, $2, ",
+                $greatest,
+                "($3, ",
+                $db_now,
+                ")) ON CONFLICT (jti) DO NOTHING"
+            );
+
+            pub(crate) async fn insert_auth_code(
+                pool: &Pool,
+                c: &AuthCodeRecord,
+            ) -> Result<(), StoreError> {
+                sqlx::query(INSERT_CODE_SQL)
+                    .bind(&c.code_hash)
+                    .bind(&c.client_id)
+                    .bind(&c.redirect_uri)
+                    .bind(&c.subject)
+                    .bind(&c.user_info)
+                    .bind(join_scopes(&c.scopes)?)
+                    .bind(&c.code_challenge)
+                    .bind(&c.family_id)
+                    .bind(c.auth_time)
+                    .bind(c.expires_at)
+                    .execute(pool)
+                    .await?;
+                Ok(())
+            }
+
+            pub(crate) async fn redeem_auth_code(
+                pool: &Pool,
+                code_hash: &str,
+                now: i64,
+            ) -> Result<CodeRedemption, StoreError> {
+                for _ in 0..REDEEM_ATTEMPTS {
+                    let won: Option<CodeRow> = sqlx::query_as(REDEEM_CODE_SQL)
+                        .bind(code_hash)
+                        .bind(now)
+                        .fetch_optional(pool)
+                        .await?;
+                    if let Some(row) = won {
+                        return Ok(CodeRedemption::Fresh(row.into()));
+                    }
+                    let state: CodeState = sqlx::query_as(GET_CODE_SQL)
+                        .bind(code_hash)
+                        .fetch_one(pool)
+                        .await?;
+                    if let Some(outcome) = code_outcome(state) {
+                        return Ok(outcome);
+                    }
+                }
+                Err(contended())
+            }
+
+            pub(crate) async fn insert_refresh_token(
+                pool: &Pool,
+                r: &RefreshTokenRecord,
+            ) -> Result<(), StoreError> {
+                sqlx::query(INSERT_REFRESH_SQL)
+                    .bind(&r.token_hash)
+                    .bind(&r.family_id)
+                    .bind(&r.client_id)
+                    .bind(&r.subject)
+                    .bind(&r.user_info)
+                    .bind(join_scopes(&r.scopes)?)
+                    .bind(r.auth_time)
+                    .bind(r.expires_at)
+                    .execute(pool)
+                    .await?;
+                Ok(())
+            }
+
+            pub(crate) async fn redeem_refresh_token(
+                pool: &Pool,
+                token_hash: &str,
+                now: i64,
+            ) -> Result<RefreshRedemption, StoreError> {
+                for _ in 0..REDEEM_ATTEMPTS {
+                    let won: Option<RefreshRow> = sqlx::query_as(REDEEM_REFRESH_SQL)
+                        .bind(token_hash)
+                        .bind(now)
+                        .fetch_optional(pool)
+                        .await?;
+                    if let Some(row) = won {
+                        return Ok(RefreshRedemption::Fresh(row.into()));
+                    }
+                    let state: RefreshState = sqlx::query_as(GET_REFRESH_SQL)
+                        .bind(token_hash)
+                        .fetch_one(pool)
+                        .await?;
+                    if let Some(outcome) = refresh_outcome(state) {
+                        return Ok(outcome);
+                    }
+                }
+                Err(contended())
+            }
+
+            /// Under the family's lock, so it serialises with [`revoke_family`]: a token
+            /// recorded into a family revoked meanwhile is listed as revoked at once.
+            pub(crate) async fn record_access_token(
+                pool: &Pool,
+                family_id: &str,
+                jti: &str,
+                expires_at: i64,
+            ) -> Result<(), StoreError> {
+                let mut tx = pool.begin_with($begin).await?;
+                let revoked: Option<i64> = sqlx::query_scalar(LOCK_FAMILY_SQL)
+                    .bind(family_id)
+                    .fetch_one(&mut *tx)
+                    .await?;
+                sqlx::query(INSERT_ACCESS_SQL)
+                    .bind(jti)
+                    .bind(family_id)
+                    .bind(expires_at)
+                    .execute(&mut *tx)
+                    .await?;
+                if let Some(revoked_at) = revoked {
+                    sqlx::query(REVOKE_ACCESS_LATE_SQL)
+                        .bind(jti)
+                        .bind(expires_at)
+                        .bind(revoked_at)
+                        .execute(&mut *tx)
+                        .await?;
+                }
+                tx.commit().await?;
+                Ok(())
+            }
+
+            pub(crate) async fn revoke_family(
+                pool: &Pool,
+                family_id: &str,
+                now: i64,
+            ) -> Result<Vec<RevokedToken>, StoreError> {
+                let mut tx = pool.begin_with($begin).await?;
+                for sql in [
+                    REVOKE_FAMILY_SQL,
+                    SPEND_FAMILY_REFRESH_SQL,
+                    REVOKE_FAMILY_ACCESS_SQL,
+                ] {
+                    sqlx::query(sql)
+                        .bind(family_id)
+                        .bind(now)
+                        .execute(&mut *tx)
+                        .await?;
+                }
+                let revoked: Vec<RevokedToken> = sqlx::query_as(FAMILY_REVOKED_SQL)
+                    .bind(family_id)
+                    .bind(now)
+                    .fetch_all(&mut *tx)
+                    .await?;
+                tx.commit().await?;
+                Ok(revoked)
+            }
+
+            pub(crate) async fn revoke_access_token(
+                pool: &Pool,
+                jti: &str,
+                expires_at: i64,
+                now: i64,
+            ) -> Result<(), StoreError> {
+                sqlx::query(REVOKE_ACCESS_SQL)
+                    .bind(jti)
+                    .bind(expires_at)
+                    .bind(now)
+                    .execute(pool)
+                    .await?;
+                Ok(())
+            }
+
+            pub(crate) async fn revoked_tokens_since(
+                pool: &Pool,
+                since: i64,
+                now: i64,
+            ) -> Result<Vec<RevokedToken>, StoreError> {
+                Ok(sqlx::query_as(REVOKED_SINCE_SQL)
+                    .bind(since)
+                    .bind(now)
+                    .fetch_all(pool)
+                    .await?)
+            }
+
+            pub(crate) async fn create_session(
+                pool: &Pool,
+                s: &SessionRecord,
+            ) -> Result<(), StoreError> {
+                sqlx::query(INSERT_SESSION_SQL)
+                    .bind(&s.id_hash)
+                    .bind(&s.subject)
+                    .bind(&s.user_info)
+                    .bind(&s.csrf_token)
+                    .bind(s.created_at)
+                    .bind(s.last_seen_at)
+                    .bind(s.expires_at)
+                    .bind(s.idp_refresh_token.as_deref())
+                    .execute(pool)
+                    .await?;
+                Ok(())
+            }
+
+            pub(crate) async fn get_session(
+                pool: &Pool,
+                id_hash: &str,
+            ) -> Result<SessionRecord, StoreError> {
+                Ok(sqlx::query_as(GET_SESSION_SQL)
+                    .bind(id_hash)
+                    .fetch_one(pool)
+                    .await?)
+            }
+
+            pub(crate) async fn touch_session(
+                pool: &Pool,
+                id_hash: &str,
+                now: i64,
+            ) -> Result<(), StoreError> {
+                let done = sqlx::query(TOUCH_SESSION_SQL)
+                    .bind(id_hash)
+                    .bind(now)
+                    .execute(pool)
+                    .await?;
+                found(done.rows_affected())
+            }
+
+            pub(crate) async fn update_session_idp_refresh_token(
+                pool: &Pool,
+                id_hash: &str,
+                token: Option<&[u8]>,
+            ) -> Result<(), StoreError> {
+                let done = sqlx::query(SESSION_IDP_TOKEN_SQL)
+                    .bind(id_hash)
+                    .bind(token)
+                    .execute(pool)
+                    .await?;
+                found(done.rows_affected())
+            }
+
+            pub(crate) async fn delete_session(
+                pool: &Pool,
+                id_hash: &str,
+            ) -> Result<(), StoreError> {
+                sqlx::query(DELETE_SESSION_SQL)
+                    .bind(id_hash)
+                    .execute(pool)
+                    .await?;
+                Ok(())
+            }
+
+            /// One statement per table, each atomic on its own: a purge holds no lock
+            /// across tables.
+            pub(crate) async fn purge_expired(
+                pool: &Pool,
+                now: i64,
+                session_idle_secs: i64,
+            ) -> Result<u64, StoreError> {
+                let cutoff = idle_cutoff(now, session_idle_secs);
+                let mut removed = 0;
+                for sql in PURGE_SQL {
+                    let done = sqlx::query(sql).bind(now).execute(pool).await?;
+                    removed += done.rows_affected();
+                }
+                let done = sqlx::query(PURGE_SESSIONS_SQL)
+                    .bind(now)
+                    .bind(cutoff)
+                    .execute(pool)
+                    .await?;
+                removed += done.rows_affected();
+                let done = sqlx::query(PURGE_FAMILIES_SQL).execute(pool).await?;
+                Ok(removed + done.rows_affected())
+            }
+        }
+    };
+}
+
+authz_backend!(
+    sqlite,
+    sqlx::Sqlite,
+    "BEGIN IMMEDIATE",
+    "MAX",
+    "CAST(strftime('%s', 'now') AS INTEGER)"
+);
+authz_backend!(
+    postgres,
+    sqlx::Postgres,
+    "BEGIN",
+    "GREATEST",
+    "floor(extract(epoch FROM now()))::BIGINT"
+);
+
+/// `NotFound` when an `UPDATE` by key touched nothing.
+fn found(rows: u64) -> Result<(), StoreError> {
+    if rows == 0 {
+        Err(StoreError::NotFound)
+    } else {
+        Ok(())
+    }
+}
