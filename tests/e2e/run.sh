@@ -18,6 +18,15 @@ if [[ ! -f "$STAMP" || "$E2E_DIR/requirements.txt" -nt "$STAMP" ]]; then
     touch "$STAMP"
 fi
 
+# Node peers (openid-client): npm ci from the committed lock file when node_modules is missing
+# or older than package.json / package-lock.json.
+NODE_DIR="$E2E_DIR/node"
+NODE_STAMP="$NODE_DIR/node_modules/.e2e-npm-ci"
+if [[ ! -f "$NODE_STAMP" || "$NODE_DIR/package-lock.json" -nt "$NODE_STAMP" || "$NODE_DIR/package.json" -nt "$NODE_STAMP" ]]; then
+    (cd "$NODE_DIR" && npm ci --no-audit --no-fund --loglevel=error)
+    touch "$NODE_STAMP"
+fi
+
 # flytekit caches tokens in the OS keyring; headless machines have none.
 export PYTHON_KEYRING_BACKEND="keyring.backends.null.Keyring"
 export FLYTEAUTH_BIN="${FLYTEAUTH_BIN:-$REPO_DIR/target/debug/flyteauth}"

@@ -58,6 +58,8 @@ class FlyteAuthServer:
     tmp_dir: Path
     port: int
     tls: Optional[TlsFiles] = None
+    # Extra keys under `auth:` (merged after authorizedUris), e.g. userAuth / appAuth / clockSkew.
+    auth_extra: dict = field(default_factory=dict)
     proc: Optional[subprocess.Popen] = field(default=None, repr=False)
     starts: int = 0
 
@@ -126,13 +128,21 @@ database:
   sqlite: {{ file: {self.db_file} }}
 auth:
   authorizedUris: ["{self.url}"]
-admin:
+{self._auth_extra_yaml()}admin:
   domains:
     - {{id: development, name: development}}
     - {{id: staging, name: staging}}
     - {{id: production, name: production}}
 """
         )
+
+    def _auth_extra_yaml(self) -> str:
+        if not self.auth_extra:
+            return ""
+        import yaml
+
+        text = yaml.safe_dump(self.auth_extra, sort_keys=False, default_flow_style=False)
+        return "".join("  " + line + "\n" for line in text.splitlines())
 
     # --- process -------------------------------------------------------------
     def start(self) -> None:
@@ -233,15 +243,31 @@ def tls_server(tmp_path_factory, request):
     srv.stop()
 
 
+@pytest.fixture(scope="module")
+def as_server(tmp_path_factory, request):
+    """A flyteauth with local users (oauth.ALICE, oauth.BOB) and the built-in AS, one per module.
+    A module can set AS_AUTH_EXTRA (a dict, see oauth.auth_extra) to change the `auth:` keys."""
+    import oauth
+
+    extra = getattr(request.module, "AS_AUTH_EXTRA", None)
+    if extra is None:
+        extra = oauth.auth_extra()
+    tmp = tmp_path_factory.mktemp(request.module.__name__.rsplit(".", 1)[-1] + "_as")
+    srv = FlyteAuthServer(tmp_dir=tmp, port=free_port(), auth_extra=dict(extra))
+    srv.start()
+    yield srv
+    srv.stop()
+
+
 @pytest.fixture
 def server_factory(tmp_path_factory, request):
-    """Servers owned by one test: factory(prepare=None, tls=False) -> started FlyteAuthServer.
+    """Servers owned by one test: factory(prepare=None, tls=False, auth_extra=None) -> started server.
     `prepare(srv)` runs before the first start (write secrets, edit the config, ...)."""
     made = []
 
-    def factory(prepare=None, tls=False):
+    def factory(prepare=None, tls=False, auth_extra=None):
         tmp = tmp_path_factory.mktemp(request.node.name[:40].replace("[", "_").replace("]", "_"))
-        srv = FlyteAuthServer(tmp_dir=tmp, port=free_port())
+        srv = FlyteAuthServer(tmp_dir=tmp, port=free_port(), auth_extra=dict(auth_extra or {}))
         if tls:
             from helpers import make_tls_files
 
@@ -265,8 +291,7 @@ def pytest_runtest_makereport(item, call):
     report = outcome.get_result()
     if report.failed:
         funcargs = getattr(item, "funcargs", {}) or {}
-        for name in ("server", "tls_server"):
-            srv = funcargs.get(name)
+        for name, srv in funcargs.items():
             if isinstance(srv, FlyteAuthServer):
                 report.sections.append((f"flyteauth output ({name})", srv.log_tail()))
         factory = funcargs.get("server_factory")
