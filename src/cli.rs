@@ -165,6 +165,15 @@ fn serve(path: &Path) -> i32 {
                 state.secrets.dir.display()
             );
         }
+        for u in &state.config.user_auth.local_users {
+            if !u.password_secret_name.is_empty() {
+                println!(
+                    "local user {}: password in {}",
+                    u.username,
+                    state.secrets.path_of(&u.password_secret_name).display()
+                );
+            }
+        }
         let scheme = if state.tls { "https" } else { "http" };
         println!("flyteauth listening on {scheme}://{http_addr} (gRPC, gRPC-web and HTTP)");
         if let Some(g) = &grpc {

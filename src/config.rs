@@ -133,6 +133,9 @@ pub struct AuthFile {
     /// Scopes of which a token must carry at least one (Flyte's blanket rule: `all`).
     pub required_scopes: Vec<String>,
     pub token_cache: TokenCacheFile,
+    /// Leeway on `exp`, `nbf` and `iat` (addition).
+    #[serde(with = "go_duration")]
+    pub clock_skew: Duration,
     pub user_auth: UserAuthFile,
     pub app_auth: AppAuthFile,
 }
@@ -149,6 +152,7 @@ impl Default for AuthFile {
             audiences: Vec::new(),
             required_scopes: vec!["all".into()],
             token_cache: TokenCacheFile::default(),
+            clock_skew: Duration::from_secs(60),
             user_auth: UserAuthFile::default(),
             app_auth: AppAuthFile::default(),
         }
@@ -238,8 +242,9 @@ pub struct LocalUserFile {
     pub username: String,
     /// bcrypt (`$2b$...`) or argon2 PHC string.
     pub password_hash: String,
-    /// Name of a secret holding the hash instead (e.g. generated at first start).
-    pub password_hash_secret_name: String,
+    /// Name of a secret holding the password in clear instead; generated (random) at first
+    /// start when missing, so a fresh install has no shared default password.
+    pub password_secret_name: String,
     pub name: String,
     pub email: String,
     pub groups: Vec<String>,
@@ -592,6 +597,7 @@ pub struct AuthConfig {
     pub extra_audiences: Vec<String>,
     pub required_scopes: Vec<String>,
     pub token_cache_entries: usize,
+    pub clock_skew_secs: i64,
     pub flyte_client: FlyteClientFile,
     pub issuer: Option<String>,
     pub signing_algorithm: crate::keys::SigningAlg,
@@ -751,16 +757,23 @@ impl Config {
             }
         }
         for (i, u) in f.auth.user_auth.local_users.iter().enumerate() {
+            let hash = &u.password_hash;
+            if !(hash.is_empty() || hash.starts_with("$2") || hash.starts_with("$argon2")) {
+                return Err(ConfigError::new(
+                    format!("auth.userAuth.localUsers[{i}].passwordHash"),
+                    "must be a bcrypt ($2b$...) or argon2 ($argon2id$...) PHC string",
+                ));
+            }
             if u.username.trim().is_empty() {
                 return Err(ConfigError::new(
                     format!("auth.userAuth.localUsers[{i}].username"),
                     "must not be empty",
                 ));
             }
-            if u.password_hash.is_empty() && u.password_hash_secret_name.is_empty() {
+            if u.password_hash.is_empty() == u.password_secret_name.is_empty() {
                 return Err(ConfigError::new(
                     format!("auth.userAuth.localUsers[{i}].passwordHash"),
-                    "set passwordHash or passwordHashSecretName",
+                    "set exactly one of passwordHash and passwordSecretName",
                 ));
             }
         }
@@ -784,6 +797,7 @@ impl Config {
                 .collect(),
             required_scopes: a.required_scopes.clone(),
             token_cache_entries: a.token_cache.max_entries,
+            clock_skew_secs: a.clock_skew.as_secs() as i64,
             flyte_client: a.app_auth.third_party_config.flyte_client.clone(),
             issuer: (!self_as.issuer.is_empty()).then(|| self_as.issuer.clone()),
             signing_algorithm,

@@ -9,6 +9,10 @@
 //! | [`keys`] | signing keys, JWKS, key generation (`secret init`) |
 //! | [`clock`] | time as a parameter |
 //! | [`auth`] | resource server: token extraction, JWT verification, the tower auth layer |
+//! | [`authz_server`] | the built-in OAuth2 AS: authorize, token, clients, minting |
+//! | [`login`] | identity sources: the local-users login form, logout, HTML pages |
+//! | [`session`] | server-side browser sessions (cookie holds only a random id) |
+//! | [`ratelimit`] | failure counting for login |
 //! | [`grpc`] | one file per gRPC service (AuthMetadata, Identity, Admin projects) |
 //! | [`http`] | HTTP routes: metadata documents, JWKS, REST mirrors, `/me`, health |
 //! | [`projects`] | project/domain semantics shared by gRPC and REST |
@@ -24,17 +28,21 @@
 //! [`grpc`] → [`projects`] → [`store`].
 
 pub mod auth;
+pub mod authz_server;
 pub mod cli;
 pub mod clock;
 pub mod config;
 pub mod grpc;
 pub mod http;
 pub mod keys;
+pub mod login;
 pub mod metadata;
 pub mod pb;
 pub mod projects;
 pub mod public_url;
+pub mod ratelimit;
 pub mod secret;
 pub mod server;
+pub mod session;
 pub mod state;
 pub mod store;

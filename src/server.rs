@@ -191,6 +191,7 @@ pub async fn run(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
     let tls = tls_acceptor(&state)?;
+    let background = crate::state::spawn_background(&state);
     let (grpc, http) = build_services(&state);
     let scheme = if tls.is_some() { "https" } else { "http" };
     let main = Dispatch {
@@ -227,6 +228,7 @@ pub async fn run(
         _ = graceful.shutdown() => tracing::info!("all connections drained"),
         _ = tokio::time::sleep(DRAIN_TIMEOUT) => tracing::warn!("drain timed out; closing remaining connections"),
     }
+    background.abort();
     state.store.close().await;
     Ok(())
 }

@@ -9,11 +9,17 @@ use std::sync::Arc;
 use url::Url;
 
 use crate::auth::{Authenticator, TokenVerifier, VerifierSettings};
+use crate::authz_server::clients::{Clients, PROPELLER_SECRET_NAME};
+use crate::authz_server::AuthorizationServer;
 use crate::clock::SharedClock;
 use crate::config::{AuthServerType, Config, ConfigError};
+use crate::http::cookies::CookieFactory;
 use crate::keys::{self, KeyError, KeySet, SigningAlg, SigningKey};
+use crate::login::local::LocalUsers;
 use crate::public_url::PublicUrls;
+use crate::ratelimit::FailureLimiter;
 use crate::secret::{write_new_secret, SecretError, SecretStore};
+use crate::session::Sessions;
 use crate::store::{self, Store, StoreError};
 
 /// Why the service could not start. Each variant names the config key involved.
@@ -77,6 +83,12 @@ pub struct AppState {
     /// Secrets created by this start (names only), for the start-up banner.
     pub generated_secrets: Vec<String>,
     pub tls: bool,
+    pub sessions: Sessions,
+    pub local_users: LocalUsers,
+    /// Failed logins per user and per client address.
+    pub login_limiter: FailureLimiter,
+    pub cookies: CookieFactory,
+    pub authz: AuthorizationServer,
 }
 
 impl AppState {
@@ -97,6 +109,13 @@ impl AppState {
         let generated_secrets = ensure_secrets(&secrets, &config, &signing_secret)?;
         let keys = Arc::new(load_keys(&secrets, &config, &signing_secret)?);
         check_named_secrets(&secrets, &config)?;
+        let clients = Clients::load(
+            config.app_auth.self_auth_server.static_clients.as_ref(),
+            &secrets,
+        )
+        .map_err(|e| ConfigError::new(e.key, e.message))?;
+        let local_users = LocalUsers::load(&config.user_auth.local_users, &secrets)
+            .map_err(|(key, source)| StartupError::Secret { key, source })?;
 
         let tls = config.server.tls.is_some();
         let public_urls = if config.auth.authorized_uris.is_empty() {
@@ -130,6 +149,7 @@ impl AppState {
                 audiences,
                 required_scopes: config.auth.required_scopes.clone(),
                 cache_entries: config.auth.token_cache_entries,
+                leeway_secs: config.auth.clock_skew_secs,
             },
             opts.clock.clone(),
         );
@@ -145,7 +165,22 @@ impl AppState {
         )
         .await?;
 
+        let session_cfg = &config.user_auth.session;
+        let sessions = Sessions::new(
+            store.clone(),
+            opts.clock.clone(),
+            session_cfg.idle_timeout.as_secs() as i64,
+            session_cfg.absolute_timeout.as_secs() as i64,
+        );
+        let cookies = CookieFactory {
+            secure: !config.server.insecure_cookie_header,
+        };
         Ok(Arc::new(Self {
+            sessions,
+            local_users,
+            login_limiter: FailureLimiter::new(10, 15 * 60),
+            cookies,
+            authz: AuthorizationServer { clients },
             config,
             clock: opts.clock,
             secrets,
@@ -202,6 +237,22 @@ fn ensure_secrets(
         signing_secret.to_owned(),
         Box::new(move || keys::generate_pem(alg)),
     ));
+    // Random credentials where Flyte would ship a shared default: the flytepropeller client
+    // secret (default clients only) and local users' passwords held in secrets.
+    if config.app_auth.self_auth_server.static_clients.is_none() {
+        wanted.push((
+            PROPELLER_SECRET_NAME.into(),
+            Box::new(|| Ok(keys::random_token())),
+        ));
+    }
+    for u in &config.user_auth.local_users {
+        if !u.password_secret_name.is_empty() {
+            wanted.push((
+                u.password_secret_name.clone(),
+                Box::new(|| Ok(keys::random_b64_secret(12))),
+            ));
+        }
+    }
     let mut generated = Vec::new();
     for (name, make) in wanted {
         if secrets.exists(&name) {
@@ -283,16 +334,6 @@ fn check_named_secrets(secrets: &SecretStore, config: &Config) -> Result<(), Sta
                 })?;
         }
     }
-    for (i, u) in config.user_auth.local_users.iter().enumerate() {
-        if !u.password_hash_secret_name.is_empty() {
-            secrets
-                .get(&u.password_hash_secret_name)
-                .map_err(|source| StartupError::Secret {
-                    key: format!("auth.userAuth.localUsers[{i}].passwordHashSecretName"),
-                    source,
-                })?;
-        }
-    }
     Ok(())
 }
 
@@ -301,3 +342,42 @@ fn dedup(v: &mut Vec<String>) {
     let mut seen = std::collections::HashSet::new();
     v.retain(|s| seen.insert(s.clone()));
 }
+
+/// Background housekeeping: picks up revocations made by other replicas (so a revoked
+/// access token is refused everywhere within [`REVOCATION_POLL`]) and purges expired state.
+pub fn spawn_background(state: &Arc<AppState>) -> tokio::task::JoinHandle<()> {
+    let state = state.clone();
+    tokio::spawn(async move {
+        let mut since = state.clock.now() - 24 * 3600;
+        let mut tick = tokio::time::interval(REVOCATION_POLL);
+        let mut n: u64 = 0;
+        loop {
+            tick.tick().await;
+            let now = state.clock.now();
+            match state.store.revoked_tokens_since(since, now).await {
+                Ok(list) => {
+                    for t in list {
+                        state.authenticator.verifier.revoke(&t.jti, t.expires_at);
+                    }
+                    // Overlap one interval so rows committed late are not missed.
+                    since = now - REVOCATION_POLL.as_secs() as i64 * 2;
+                }
+                Err(e) => tracing::debug!(error = %e, "revocation poll failed"),
+            }
+            n += 1;
+            if n.is_multiple_of(120) {
+                state.authenticator.verifier.revocations().purge(now);
+                if let Err(e) = state
+                    .store
+                    .purge_expired(now, state.sessions.idle_secs())
+                    .await
+                {
+                    tracing::debug!(error = %e, "purge failed");
+                }
+            }
+        }
+    })
+}
+
+/// How often replicas poll the store for revoked access tokens.
+pub const REVOCATION_POLL: std::time::Duration = std::time::Duration::from_secs(5);

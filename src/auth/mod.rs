@@ -8,6 +8,7 @@ mod cache;
 mod error;
 mod identity;
 pub mod layer;
+mod revocation;
 pub mod verifier;
 
 use std::sync::Arc;
@@ -15,6 +16,7 @@ use std::sync::Arc;
 pub use cache::TokenCache;
 pub use error::AuthError;
 pub use identity::{Credential, Identity, UserInfo};
+pub use revocation::Revocations;
 pub use verifier::{TokenVerifier, VerifierSettings};
 
 /// Extracts and checks the caller's credentials from request headers.

@@ -8,12 +8,12 @@ use jsonwebtoken::{Algorithm, Validation};
 use serde_json::{Map, Value};
 
 use super::cache::{digest, TokenCache};
-use super::{AuthError, Credential, Identity, UserInfo};
+use super::{AuthError, Credential, Identity, Revocations, UserInfo};
 use crate::clock::SharedClock;
 use crate::keys::PublicKey;
 
-/// Clock skew tolerated on `exp`, `nbf` and `iat` (seconds).
-pub const LEEWAY_SECS: i64 = 60;
+/// Default clock skew tolerated on `exp`, `nbf` and `iat` (seconds).
+pub const DEFAULT_LEEWAY_SECS: i64 = 60;
 
 /// What a valid token must look like.
 pub struct VerifierSettings {
@@ -28,6 +28,8 @@ pub struct VerifierSettings {
     /// with neither scopes nor client id.
     pub required_scopes: Vec<String>,
     pub cache_entries: usize,
+    /// Leeway on `exp`, `nbf` and `iat` (seconds).
+    pub leeway_secs: i64,
 }
 
 /// Verifies bearer tokens and caches the result.
@@ -38,6 +40,8 @@ pub struct TokenVerifier {
     required_scopes: Vec<String>,
     validation: Vec<(Algorithm, Validation)>,
     cache: TokenCache,
+    revocations: Revocations,
+    leeway: i64,
     clock: SharedClock,
 }
 
@@ -81,6 +85,8 @@ impl TokenVerifier {
             required_scopes: settings.required_scopes,
             validation,
             cache: TokenCache::new(settings.cache_entries),
+            revocations: Revocations::default(),
+            leeway: settings.leeway_secs,
             clock,
         }
     }
@@ -89,18 +95,37 @@ impl TokenVerifier {
         &self.cache
     }
 
+    pub fn revocations(&self) -> &Revocations {
+        &self.revocations
+    }
+
+    /// Marks an access token (by `jti`) as revoked until it would have expired anyway.
+    pub fn revoke(&self, jti: &str, expires_at: i64) {
+        self.revocations.insert(jti, expires_at + self.leeway);
+        self.cache.forget_token_id(jti);
+    }
+
     /// Verifies a bearer token, consulting the cache first.
     pub fn verify(&self, token: &str) -> Result<Arc<Identity>, AuthError> {
         let now = self.clock.now();
-        if !self.cache.enabled() {
-            return self.verify_uncached(token, now).map(Arc::new);
+        let identity = if !self.cache.enabled() {
+            Arc::new(self.verify_uncached(token, now)?)
+        } else {
+            let key = digest(token);
+            match self.cache.get(&key, now, self.leeway) {
+                Some(hit) => hit,
+                None => {
+                    let identity = Arc::new(self.verify_uncached(token, now)?);
+                    self.cache.insert(key, identity.clone(), now, self.leeway);
+                    identity
+                }
+            }
+        };
+        if let Some(jti) = &identity.token_id {
+            if self.revocations.contains(jti) {
+                return Err(AuthError::Revoked);
+            }
         }
-        let key = digest(token);
-        if let Some(hit) = self.cache.get(&key, now, LEEWAY_SECS) {
-            return Ok(hit);
-        }
-        let identity = Arc::new(self.verify_uncached(token, now)?);
-        self.cache.insert(key, identity.clone(), now, LEEWAY_SECS);
         Ok(identity)
     }
 
@@ -158,17 +183,17 @@ impl TokenVerifier {
         };
         // RFC 7519 §4.1.4: reject at or after exp (with leeway). exp is required.
         let exp = num("exp")?.ok_or(AuthError::Malformed("missing exp"))?;
-        if now > exp + LEEWAY_SECS {
+        if now > exp + self.leeway {
             return Err(AuthError::Expired);
         }
         // §4.1.5: not before nbf.
         if let Some(nbf) = num("nbf")? {
-            if now + LEEWAY_SECS < nbf {
+            if now + self.leeway < nbf {
                 return Err(AuthError::NotYetValid);
             }
         }
         if let Some(iat) = num("iat")? {
-            if now + LEEWAY_SECS < iat {
+            if now + self.leeway < iat {
                 return Err(AuthError::IssuedInFuture);
             }
         }

@@ -1,18 +1,22 @@
 //! The HTTP side of the one port: metadata documents, JWKS, the REST mirrors, health.
 //! (gRPC and gRPC-web requests are routed away before they reach this router.)
 
+pub mod cookies;
 pub mod error;
+pub mod redirect;
 pub mod rest;
 
 use std::sync::Arc;
 
 use axum::extract::{DefaultBodyLimit, State};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
+use axum::routing::{get, post};
 use axum::{Json, Router};
 use http::header;
 
+use crate::authz_server::{authorize, token};
 use crate::grpc::RequestOrigin;
+use crate::login::local;
 use crate::metadata::{oauth2_metadata, public_client_config};
 use crate::state::AppState;
 
@@ -27,6 +31,17 @@ pub fn router(state: Arc<AppState>) -> Router {
         )
         .route("/config/v1/flyte_client", get(flyte_client))
         .route("/oauth2/jwks", get(jwks))
+        .route(
+            "/oauth2/authorize",
+            get(authorize::authorize).post(authorize::authorize),
+        )
+        .route(
+            "/oauth2/authorize_callback",
+            get(authorize::authorize_callback).post(authorize::authorize_callback),
+        )
+        .route("/oauth2/token", post(token::token))
+        .route("/login", get(local::login_page).post(local::login_submit))
+        .route("/logout", get(local::logout).post(local::logout))
         .route("/me", get(rest::me))
         .route(
             "/api/v1/projects",

@@ -3,6 +3,7 @@
 
 mod support;
 
+mod authz;
 mod cli;
 mod grpc_auth;
 mod projects;

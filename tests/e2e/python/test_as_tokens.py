@@ -306,7 +306,14 @@ def _error_redirect(r, params):
     q = query_of(loc)
     assert "code" not in q, q
     assert q.get("state") == params["state"], q
+    # RFC 9207: error responses are authorization responses too
+    assert q.get("iss") == as_server_url(r), q
     return q
+
+
+def as_server_url(r):
+    u = urllib.parse.urlsplit(r.url)
+    return f"{u.scheme}://{u.netloc}"
 
 
 def test_authorize_plain_pkce_is_refused(as_server, alice):
@@ -434,3 +441,91 @@ def test_refresh_grant_by_confidential_client_with_wrong_secret(as_server, alice
         auth=("flytepropeller", "wrong-" + propeller_secret),
     )
     assert_oauth_error(r, "invalid_client", 401)
+
+
+# --------------------------------------------------------------------------- more edges
+
+
+def test_token_lifetimes_and_unique_jti(as_server, alice, propeller_secret):
+    body, _ = code_tokens(as_server, alice)
+    _, c1 = verify_access_token(as_server, body["access_token"])
+    assert body["expires_in"] in (1799, 1800), body  # accessTokenLifespan default 30m
+    assert c1["exp"] - c1["iat"] == 1800, c1
+    cc = assert_token_response(token(as_server, {"grant_type": "client_credentials", "scope": "all"}, auth=("flytepropeller", propeller_secret)))
+    _, c2 = verify_access_token(as_server, cc["access_token"])
+    r = assert_token_response(refresh(as_server, body["refresh_token"]), refresh=True)
+    _, c3 = verify_access_token(as_server, r["access_token"])
+    assert len({c1["jti"], c2["jti"], c3["jti"]}) == 3, (c1, c2, c3)
+
+
+def test_client_credentials_with_offline_scope_gets_no_refresh_token(as_server, propeller_secret):
+    """flytekit's ClientSecret asks for the PublicClientConfig scopes ("all offline")."""
+    r = token(as_server, {"grant_type": "client_credentials", "scope": "all offline"}, auth=("flytepropeller", propeller_secret))
+    assert_token_response(r, refresh=False)
+
+
+def test_authorization_code_by_a_client_without_that_grant(as_server, propeller_secret):
+    r = token(
+        as_server,
+        {"grant_type": "authorization_code", "code": "x" * 43, "redirect_uri": FLYTEKIT_REDIRECT_URI, "code_verifier": "y" * 43},
+        auth=("flytepropeller", propeller_secret),
+    )
+    assert_oauth_error(r, "unauthorized_client", 400)
+
+
+def test_go_client_extra_authorize_params_are_tolerated(as_server, alice):
+    """flytectl sends nonce; other clients send prompt, audience: ignored, not errors."""
+    verifier, challenge = pkce_pair()
+    params = authorize_params(challenge=challenge)
+    params.update(nonce=secrets.token_urlsafe(16))
+    r = authorize_no_follow(as_server, alice, params)
+    assert r.status_code == 303, (r.status_code, r.text[:300])
+    q = query_of(r.headers["Location"])
+    assert q.get("code"), q
+    assert_token_response(exchange_code(as_server, q["code"], verifier, params))
+
+
+def test_loopback_port_must_match_between_authorize_and_token(as_server, alice):
+    code, verifier, params = get_code(as_server, alice, redirect_uri="http://localhost:40123/callback")
+    r = exchange_code(as_server, code, verifier, params, redirect_uri="http://localhost:40124/callback")
+    assert_oauth_error(r, "invalid_grant", 400)
+
+
+def test_error_page_does_not_reflect_markup(as_server, alice):
+    _, challenge = pkce_pair()
+    params = authorize_params(challenge=challenge, redirect_uri="https://evil.example/<script>alert(1)</script>")
+    params["state"] = "<script>alert(2)</script>"
+    r = authorize_no_follow(as_server, alice, params)
+    assert r.status_code == 400, (r.status_code, r.text[:300])
+    assert "<script>alert" not in r.text, r.text
+
+
+def test_concurrent_redemption_of_one_code_succeeds_once(as_server, alice):
+    from concurrent.futures import ThreadPoolExecutor
+
+    code, verifier, params = get_code(as_server, alice)
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        results = list(pool.map(lambda _: exchange_code(as_server, code, verifier, params), range(8)))
+    statuses = sorted(r.status_code for r in results)
+    assert statuses.count(200) == 1, [(r.status_code, r.text[:120]) for r in results]
+    for r in results:
+        if r.status_code != 200:
+            assert_oauth_error(r, "invalid_grant", 400)
+
+
+def test_concurrent_use_of_one_refresh_token_succeeds_at_most_once(as_server, alice):
+    from concurrent.futures import ThreadPoolExecutor
+
+    body, _ = code_tokens(as_server, alice)
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        results = list(pool.map(lambda _: refresh(as_server, body["refresh_token"]), range(8)))
+    ok = [r for r in results if r.status_code == 200]
+    assert len(ok) <= 1, [(r.status_code, r.text[:120]) for r in results]
+    for r in results:
+        if r.status_code != 200:
+            assert_oauth_error(r, "invalid_grant", 400)
+
+
+def test_token_endpoint_refuses_get(as_server):
+    r = requests.get(f"{as_server.url}/oauth2/token?grant_type=client_credentials", timeout=HTTP_TIMEOUT_S)
+    assert r.status_code in (400, 405), (r.status_code, r.text[:300])

@@ -1,0 +1,105 @@
+//! RFC 6749 §5.2 error responses: one value carries the wire code, the description and the
+//! HTTP status; every response is `Cache-Control: no-store`.
+
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use http::{header, HeaderValue, StatusCode};
+
+#[derive(Debug, Clone)]
+pub struct OAuthError {
+    pub error: &'static str,
+    pub description: String,
+    pub status: StatusCode,
+    /// Answer `WWW-Authenticate: Basic` (client authentication via Basic failed).
+    pub basic_challenge: bool,
+}
+
+impl OAuthError {
+    fn new(error: &'static str, status: StatusCode, description: impl Into<String>) -> Self {
+        Self {
+            error,
+            description: description.into(),
+            status,
+            basic_challenge: false,
+        }
+    }
+    pub fn invalid_request(d: impl Into<String>) -> Self {
+        Self::new("invalid_request", StatusCode::BAD_REQUEST, d)
+    }
+    pub fn invalid_client(d: impl Into<String>, basic: bool) -> Self {
+        Self {
+            basic_challenge: basic,
+            ..Self::new("invalid_client", StatusCode::UNAUTHORIZED, d)
+        }
+    }
+    pub fn invalid_grant(d: impl Into<String>) -> Self {
+        Self::new("invalid_grant", StatusCode::BAD_REQUEST, d)
+    }
+    pub fn unauthorized_client(d: impl Into<String>) -> Self {
+        Self::new("unauthorized_client", StatusCode::BAD_REQUEST, d)
+    }
+    pub fn unsupported_grant_type(d: impl Into<String>) -> Self {
+        Self::new("unsupported_grant_type", StatusCode::BAD_REQUEST, d)
+    }
+    pub fn invalid_scope(d: impl Into<String>) -> Self {
+        Self::new("invalid_scope", StatusCode::BAD_REQUEST, d)
+    }
+    pub fn invalid_target(d: impl Into<String>) -> Self {
+        Self::new("invalid_target", StatusCode::BAD_REQUEST, d)
+    }
+    pub fn too_large() -> Self {
+        Self::new(
+            "invalid_request",
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "request body too large",
+        )
+    }
+    pub fn server_error(d: impl Into<String>) -> Self {
+        Self::new("server_error", StatusCode::INTERNAL_SERVER_ERROR, d)
+    }
+    pub fn temporarily_unavailable(d: impl Into<String>) -> Self {
+        Self::new(
+            "temporarily_unavailable",
+            StatusCode::SERVICE_UNAVAILABLE,
+            d,
+        )
+    }
+}
+
+impl From<crate::store::StoreError> for OAuthError {
+    fn from(e: crate::store::StoreError) -> Self {
+        use crate::store::StoreError;
+        match e {
+            StoreError::Unavailable(m) => {
+                tracing::warn!(error = %m, "store unavailable at the token endpoint");
+                Self::temporarily_unavailable("the authorization server's store is unavailable")
+            }
+            other => {
+                tracing::error!(error = %other, "store error at the token endpoint");
+                Self::server_error("internal error")
+            }
+        }
+    }
+}
+
+/// Headers every token-endpoint response carries (RFC 6749 §5.1).
+pub fn no_store(resp: &mut Response) {
+    let h = resp.headers_mut();
+    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    h.insert(header::PRAGMA, HeaderValue::from_static("no-cache"));
+}
+
+impl IntoResponse for OAuthError {
+    fn into_response(self) -> Response {
+        let body = serde_json::json!({"error": self.error, "error_description": self.description});
+        let mut resp = (self.status, Json(body)).into_response();
+        no_store(&mut resp);
+        if self.basic_challenge {
+            resp.headers_mut().insert(
+                header::WWW_AUTHENTICATE,
+                HeaderValue::from_static("Basic realm=\"flyteauth\""),
+            );
+        }
+        resp
+    }
+}

@@ -1,0 +1,416 @@
+//! `POST /oauth2/token` (RFC 6749 §3.2, §4.1.3, §4.4, §6; RFC 7636 §4.6; RFC 9700 §4.14):
+//! client authentication by Basic or form, then one function per grant. Unknown parameters
+//! are ignored (flytekit echoes every authorize parameter).
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use axum::extract::State;
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use base64::Engine;
+use http::{header, HeaderMap};
+use sha2::{Digest, Sha256};
+use subtle::ConstantTimeEq;
+
+use super::authorize::is_pkce_value;
+use super::clients::Client;
+use super::error::{no_store, OAuthError};
+use super::issue::{issue, Grant};
+use crate::grpc::RequestOrigin;
+use crate::session::digest_hex;
+use crate::state::AppState;
+use crate::store::{CodeRedemption, RefreshRedemption, StoreError};
+
+type Form = HashMap<String, String>;
+
+/// `POST /oauth2/token`.
+pub async fn token(
+    State(state): State<Arc<AppState>>,
+    headers: HeaderMap,
+    origin: Option<axum::Extension<RequestOrigin>>,
+    body: Result<axum::body::Bytes, axum::extract::rejection::BytesRejection>,
+) -> Response {
+    let (authority, scheme) = match &origin {
+        Some(axum::Extension(o)) => (o.authority.as_deref(), o.scheme),
+        None => (None, "http"),
+    };
+    let public = state.public_urls.resolve(authority, scheme).to_owned();
+    match handle(&state, &headers, &public, body).await {
+        Ok(resp) => {
+            let mut r = Json(resp).into_response();
+            no_store(&mut r);
+            r
+        }
+        Err(e) => {
+            tracing::info!(target: "flyteauth::audit", route = "/oauth2/token", outcome = "deny", error = e.error);
+            e.into_response()
+        }
+    }
+}
+
+async fn handle(
+    state: &AppState,
+    headers: &HeaderMap,
+    public: &str,
+    body: Result<axum::body::Bytes, axum::extract::rejection::BytesRejection>,
+) -> Result<super::issue::TokenResponse, OAuthError> {
+    let body = body.map_err(|e| {
+        if e.status() == http::StatusCode::PAYLOAD_TOO_LARGE {
+            OAuthError::too_large()
+        } else {
+            OAuthError::invalid_request("unreadable body")
+        }
+    })?;
+    let form_type = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| {
+            v.to_ascii_lowercase()
+                .starts_with("application/x-www-form-urlencoded")
+        });
+    if !form_type {
+        return Err(OAuthError::invalid_request(
+            "the body must be application/x-www-form-urlencoded",
+        ));
+    }
+    let mut form = Form::new();
+    for (k, v) in url::form_urlencoded::parse(&body) {
+        // §3.2: parameters MUST NOT be repeated.
+        if form.insert(k.to_string(), v.to_string()).is_some() {
+            return Err(OAuthError::invalid_request(format!(
+                "parameter {k} is repeated"
+            )));
+        }
+    }
+    let grant_type = form.get("grant_type").map(String::as_str).unwrap_or("");
+    if grant_type.is_empty() {
+        return Err(OAuthError::invalid_request("grant_type is missing"));
+    }
+    let client = authenticate_client(state, headers, &form).await?;
+    match grant_type {
+        "authorization_code" => authorization_code(state, public, client, &form).await,
+        "refresh_token" => refresh_token(state, public, client, &form).await,
+        "client_credentials" => client_credentials(state, public, client, &form).await,
+        other => Err(OAuthError::unsupported_grant_type(format!(
+            "grant_type {other:?} is not supported"
+        ))),
+    }
+}
+
+/// §2.3.1: HTTP Basic (id and secret form-urlencoded inside) or form parameters.
+async fn authenticate_client<'a>(
+    state: &'a AppState,
+    headers: &HeaderMap,
+    form: &Form,
+) -> Result<&'a Client, OAuthError> {
+    let basic = match headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+    {
+        Some(v) if v.len() > 6 && v[..6].eq_ignore_ascii_case("basic ") => {
+            let raw = base64::engine::general_purpose::STANDARD
+                .decode(v[6..].trim())
+                .map_err(|_| OAuthError::invalid_client("malformed Basic credentials", true))?;
+            let raw = String::from_utf8(raw)
+                .map_err(|_| OAuthError::invalid_client("malformed Basic credentials", true))?;
+            let (id, secret) = raw
+                .split_once(':')
+                .ok_or_else(|| OAuthError::invalid_client("malformed Basic credentials", true))?;
+            let decode = |s: &str| -> String {
+                url::form_urlencoded::parse(format!("x={s}").as_bytes())
+                    .next()
+                    .map(|(_, v)| v.into_owned())
+                    .unwrap_or_default()
+            };
+            Some((decode(id), decode(secret)))
+        }
+        _ => None,
+    };
+    let used_basic = basic.is_some();
+    let (id, secret) = match (basic, form.get("client_id")) {
+        (Some((id, secret)), form_id) => {
+            if form_id.is_some_and(|f| *f != id) {
+                return Err(OAuthError::invalid_request(
+                    "client_id differs from the Basic credentials",
+                ));
+            }
+            (id, Some(secret).filter(|s| !s.is_empty()))
+        }
+        (None, Some(id)) => (
+            id.clone(),
+            form.get("client_secret").cloned().filter(|s| !s.is_empty()),
+        ),
+        (None, None) => {
+            return Err(OAuthError::invalid_client(
+                "client authentication is missing",
+                false,
+            ))
+        }
+    };
+    let client = state
+        .authz
+        .clients
+        .get(&id)
+        .ok_or_else(|| OAuthError::invalid_client("unknown client", used_basic))?;
+    if client.public {
+        return Ok(client);
+    }
+    let Some(secret) = secret else {
+        return Err(OAuthError::invalid_client(
+            "client secret is missing",
+            used_basic,
+        ));
+    };
+    if !state.authz.clients.verify_secret(client, &secret).await {
+        return Err(OAuthError::invalid_client(
+            "client authentication failed",
+            used_basic,
+        ));
+    }
+    Ok(client)
+}
+
+fn required<'f>(form: &'f Form, name: &str) -> Result<&'f str, OAuthError> {
+    form.get(name)
+        .map(String::as_str)
+        .filter(|v| !v.is_empty())
+        .ok_or_else(|| OAuthError::invalid_request(format!("{name} is missing")))
+}
+
+/// Revokes a family and drops its access tokens on this replica at once.
+async fn revoke_family(state: &AppState, family_id: &str) -> Result<(), OAuthError> {
+    let now = state.clock.now();
+    for t in state.store.revoke_family(family_id, now).await? {
+        state.authenticator.verifier.revoke(&t.jti, t.expires_at);
+    }
+    Ok(())
+}
+
+/// §4.1.3 with RFC 7636 §4.6.
+async fn authorization_code(
+    state: &AppState,
+    public: &str,
+    client: &Client,
+    form: &Form,
+) -> Result<super::issue::TokenResponse, OAuthError> {
+    if !client.allows_grant("authorization_code") {
+        return Err(OAuthError::unauthorized_client(
+            "this client may not use authorization_code",
+        ));
+    }
+    let code = required(form, "code")?;
+    let now = state.clock.now();
+    let record = match state.store.redeem_auth_code(&digest_hex(code), now).await {
+        Ok(CodeRedemption::Fresh(r)) => r,
+        Ok(CodeRedemption::Replayed(r)) => {
+            // §4.1.2: a code used twice is refused and the tokens issued from it revoked.
+            revoke_family(state, &r.family_id).await?;
+            tracing::warn!(target: "flyteauth::audit", event = "code_replayed", client_id = %r.client_id, subject = %r.subject);
+            return Err(OAuthError::invalid_grant("authorization code already used"));
+        }
+        Err(StoreError::NotFound) => {
+            return Err(OAuthError::invalid_grant("unknown authorization code"))
+        }
+        Err(e) => return Err(e.into()),
+    };
+    if now >= record.expires_at {
+        return Err(OAuthError::invalid_grant("authorization code expired"));
+    }
+    if record.client_id != client.id {
+        return Err(OAuthError::invalid_grant(
+            "authorization code was issued to another client",
+        ));
+    }
+    // §4.1.3: redirect_uri must be identical to the one of the authorization request.
+    if form.get("redirect_uri").map(String::as_str).unwrap_or("") != record.redirect_uri {
+        return Err(OAuthError::invalid_grant(
+            "redirect_uri does not match the authorization request",
+        ));
+    }
+    if !record.code_challenge.is_empty() {
+        let verifier = form
+            .get("code_verifier")
+            .filter(|v| !v.is_empty())
+            .ok_or_else(|| OAuthError::invalid_request("code_verifier is missing"))?;
+        if !is_pkce_value(verifier) {
+            return Err(OAuthError::invalid_grant("malformed code_verifier"));
+        }
+        // §4.6: BASE64URL(SHA256(ASCII(code_verifier))) == code_challenge.
+        let computed = base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .encode(Sha256::digest(verifier.as_bytes()));
+        if !bool::from(computed.as_bytes().ct_eq(record.code_challenge.as_bytes())) {
+            return Err(OAuthError::invalid_grant(
+                "code_verifier does not match the code_challenge",
+            ));
+        }
+    } else if client.public {
+        return Err(OAuthError::invalid_grant("public clients must use PKCE"));
+    }
+    let profile: serde_json::Value = serde_json::from_str(&record.user_info).unwrap_or_default();
+    let with_refresh =
+        record.scopes.iter().any(|s| s == "offline") && client.allows_grant("refresh_token");
+    issue(
+        state,
+        public,
+        Grant {
+            subject: &record.subject,
+            client_id: &client.id,
+            scopes: &record.scopes,
+            profile: Some(&profile),
+            auth_time: record.auth_time,
+            family_id: Some(&record.family_id),
+        },
+        with_refresh,
+    )
+    .await
+}
+
+fn split_scopes(s: &str) -> Vec<String> {
+    let mut out: Vec<String> = Vec::new();
+    for part in s.split([' ', ',']).filter(|p| !p.is_empty()) {
+        if !out.iter().any(|o| o == part) {
+            out.push(part.to_owned());
+        }
+    }
+    out
+}
+
+/// §6, rotating (RFC 9700 §4.14.2): every use returns a new refresh token; a reused one
+/// revokes its whole family.
+async fn refresh_token(
+    state: &AppState,
+    public: &str,
+    client: &Client,
+    form: &Form,
+) -> Result<super::issue::TokenResponse, OAuthError> {
+    if !client.allows_grant("refresh_token") {
+        return Err(OAuthError::unauthorized_client(
+            "this client may not use refresh_token",
+        ));
+    }
+    let token = required(form, "refresh_token")?;
+    let now = state.clock.now();
+    let record = match state
+        .store
+        .redeem_refresh_token(&digest_hex(token), now)
+        .await
+    {
+        Ok(RefreshRedemption::Fresh(r)) => r,
+        Ok(RefreshRedemption::Replayed(r)) => {
+            revoke_family(state, &r.family_id).await?;
+            tracing::warn!(target: "flyteauth::audit", event = "refresh_reuse", client_id = %r.client_id, subject = %r.subject);
+            return Err(OAuthError::invalid_grant(
+                "refresh token reuse detected; the session is revoked",
+            ));
+        }
+        Ok(RefreshRedemption::FamilyRevoked) => {
+            return Err(OAuthError::invalid_grant("refresh token revoked"))
+        }
+        Err(StoreError::NotFound) => {
+            return Err(OAuthError::invalid_grant("unknown refresh token"))
+        }
+        Err(e) => return Err(e.into()),
+    };
+    if now >= record.expires_at {
+        return Err(OAuthError::invalid_grant("refresh token expired"));
+    }
+    if record.client_id != client.id {
+        return Err(OAuthError::invalid_grant(
+            "refresh token was issued to another client",
+        ));
+    }
+    // §6: the scope may only narrow.
+    let scopes = match form.get("scope").map(|s| split_scopes(s)) {
+        Some(requested) if !requested.is_empty() => {
+            if let Some(bad) = requested.iter().find(|s| !record.scopes.contains(s)) {
+                return Err(OAuthError::invalid_scope(format!(
+                    "scope {bad:?} was not granted originally"
+                )));
+            }
+            requested
+        }
+        _ => record.scopes.clone(),
+    };
+    let profile: serde_json::Value = serde_json::from_str(&record.user_info).unwrap_or_default();
+    issue(
+        state,
+        public,
+        Grant {
+            subject: &record.subject,
+            client_id: &client.id,
+            scopes: &scopes,
+            profile: Some(&profile),
+            auth_time: record.auth_time,
+            family_id: Some(&record.family_id),
+        },
+        true,
+    )
+    .await
+}
+
+/// §4.4: confidential clients only; the token's subject is the client.
+async fn client_credentials(
+    state: &AppState,
+    public: &str,
+    client: &Client,
+    form: &Form,
+) -> Result<super::issue::TokenResponse, OAuthError> {
+    if client.public {
+        return Err(OAuthError::unauthorized_client(
+            "client_credentials requires a confidential client",
+        ));
+    }
+    if !client.allows_grant("client_credentials") {
+        return Err(OAuthError::unauthorized_client(
+            "this client may not use client_credentials",
+        ));
+    }
+    let requested = form
+        .get("scope")
+        .map(|s| split_scopes(s))
+        .unwrap_or_default();
+    let scopes: Vec<String> = if requested.is_empty() {
+        client
+            .scopes
+            .iter()
+            .filter(|s| *s != "access_token" && *s != "offline" && !s.contains('*'))
+            .cloned()
+            .collect()
+    } else {
+        if let Some(bad) = requested.iter().find(|s| !client.allows_scope(s)) {
+            return Err(OAuthError::invalid_scope(format!(
+                "scope {bad:?} is not allowed for this client"
+            )));
+        }
+        requested
+    };
+    // Auth0-style clients send `audience`: accept this deployment's own audiences.
+    if let Some(aud) = form.get("audience").filter(|a| !a.is_empty()) {
+        let ok = aud.split(' ').all(|a| {
+            let a = a.trim_end_matches('/');
+            state.public_urls.all().any(|p| p == a)
+                || state.issuer.trim_end_matches('/') == a
+                || client.audience.iter().any(|c| c == a)
+        });
+        if !ok {
+            return Err(OAuthError::invalid_target(
+                "audience is not this deployment",
+            ));
+        }
+    }
+    issue(
+        state,
+        public,
+        Grant {
+            subject: &client.id,
+            client_id: &client.id,
+            scopes: &scopes,
+            profile: None,
+            auth_time: state.clock.now(),
+            family_id: None,
+        },
+        false,
+    )
+    .await
+}

@@ -1,0 +1,72 @@
+//! Plain HTML pages (no JavaScript needed): the login form and error pages.
+
+/// Escapes text for HTML element content and attribute values.
+pub fn escape(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '"' => out.push_str("&quot;"),
+            '\'' => out.push_str("&#39;"),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+fn page(title: &str, body: &str) -> String {
+    format!(
+        r#"<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width, initial-scale=1">
+<title>{title} · flyteauth</title>
+<style>body{{font-family:system-ui,sans-serif;max-width:28rem;margin:4rem auto;padding:0 1rem}}
+label{{display:block;margin:.75rem 0 .25rem}}input{{width:100%;padding:.4rem;box-sizing:border-box}}
+button{{margin-top:1rem;padding:.5rem 1rem}}.error{{color:#a00}}</style></head>
+<body><h1>{title}</h1>
+{body}
+</body></html>"#,
+        title = escape(title),
+    )
+}
+
+/// The login form. `error` is shown above it.
+pub fn login_form(
+    csrf_token: &str,
+    redirect_url: &str,
+    error: Option<&str>,
+    username: &str,
+) -> String {
+    let error = error
+        .map(|e| format!(r#"<p class="error" role="alert">{}</p>"#, escape(e)))
+        .unwrap_or_default();
+    page(
+        "Sign in to Flyte",
+        &format!(
+            r#"{error}<form method="post" action="/login">
+<input type="hidden" name="csrf_token" value="{csrf}">
+<input type="hidden" name="redirect_url" value="{redirect}">
+<label for="username">Username</label><input id="username" name="username" autocomplete="username" value="{user}" required autofocus>
+<label for="password">Password</label><input id="password" name="password" type="password" autocomplete="current-password" required>
+<button type="submit">Sign in</button>
+</form>"#,
+            csrf = escape(csrf_token),
+            redirect = escape(redirect_url),
+            user = escape(username),
+        ),
+    )
+}
+
+/// An error page with a short, non-secret explanation.
+pub fn error_page(title: &str, message: &str) -> String {
+    page(title, &format!("<p>{}</p>", escape(message)))
+}
+
+/// A simple informational page.
+pub fn info_page(title: &str, message: &str, link: Option<(&str, &str)>) -> String {
+    let link = link
+        .map(|(href, text)| format!(r#"<p><a href="{}">{}</a></p>"#, escape(href), escape(text)))
+        .unwrap_or_default();
+    page(title, &format!("<p>{}</p>{link}", escape(message)))
+}

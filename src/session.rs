@@ -1,0 +1,140 @@
+//! Browser sessions, kept in the store: the cookie carries only a 256-bit random id (stored
+//! as its SHA-256), with idle and absolute lifetimes. The local-users login and (later) the
+//! OIDC login both end here.
+
+use std::sync::Arc;
+
+use http::HeaderMap;
+use serde_json::Value;
+
+use crate::auth::UserInfo;
+use crate::clock::SharedClock;
+use crate::http::cookies;
+use crate::keys::random_token;
+use crate::store::{SessionRecord, Store, StoreError};
+
+/// Hex SHA-256, the form in which opaque credentials are stored.
+pub fn digest_hex(value: &str) -> String {
+    use sha2::{Digest, Sha256};
+    let d = Sha256::digest(value.as_bytes());
+    d.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// A live session.
+#[derive(Debug, Clone)]
+pub struct Session {
+    pub id_hash: String,
+    pub subject: String,
+    /// The profile JSON as stored (UserInfo fields plus e.g. `groups`).
+    pub profile: Value,
+    pub csrf_token: String,
+}
+
+impl Session {
+    pub fn user_info(&self) -> UserInfo {
+        serde_json::from_value(self.profile.clone()).unwrap_or_default()
+    }
+}
+
+pub struct Sessions {
+    store: Arc<dyn Store>,
+    clock: SharedClock,
+    idle_secs: i64,
+    absolute_secs: i64,
+}
+
+/// Touch `last_seen_at` at most this often (fewer writes on busy sessions).
+const TOUCH_EVERY_SECS: i64 = 60;
+
+impl Sessions {
+    pub fn new(
+        store: Arc<dyn Store>,
+        clock: SharedClock,
+        idle_secs: i64,
+        absolute_secs: i64,
+    ) -> Self {
+        Self {
+            store,
+            clock,
+            idle_secs,
+            absolute_secs,
+        }
+    }
+
+    pub fn idle_secs(&self) -> i64 {
+        self.idle_secs
+    }
+
+    /// Creates a session; returns the cookie value (shown once, stored only as a digest).
+    pub async fn create(
+        &self,
+        subject: &str,
+        profile: &Value,
+    ) -> Result<(String, Session), StoreError> {
+        let now = self.clock.now();
+        let id = random_token();
+        let record = SessionRecord {
+            id_hash: digest_hex(&id),
+            subject: subject.to_owned(),
+            user_info: profile.to_string(),
+            csrf_token: random_token(),
+            created_at: now,
+            last_seen_at: now,
+            expires_at: now + self.absolute_secs,
+            idp_refresh_token: None,
+        };
+        self.store.create_session(&record).await?;
+        Ok((
+            id,
+            Session {
+                id_hash: record.id_hash,
+                subject: record.subject,
+                profile: profile.clone(),
+                csrf_token: record.csrf_token,
+            },
+        ))
+    }
+
+    /// The session the request's cookie names, if it is still valid.
+    pub async fn from_headers(&self, headers: &HeaderMap) -> Result<Option<Session>, StoreError> {
+        let Some(id) = cookies::get(headers, cookies::SESSION) else {
+            return Ok(None);
+        };
+        if id.len() > 128 {
+            return Ok(None);
+        }
+        let id_hash = digest_hex(id);
+        let record = match self.store.get_session(&id_hash).await {
+            Ok(r) => r,
+            Err(StoreError::NotFound) => return Ok(None),
+            Err(e) => return Err(e),
+        };
+        let now = self.clock.now();
+        if now >= record.expires_at || now >= record.last_seen_at + self.idle_secs {
+            self.store.delete_session(&id_hash).await?;
+            return Ok(None);
+        }
+        if now - record.last_seen_at >= TOUCH_EVERY_SECS {
+            match self.store.touch_session(&id_hash, now).await {
+                Ok(()) => {}
+                // Logged out between the read and the touch.
+                Err(StoreError::NotFound) => return Ok(None),
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(Some(Session {
+            id_hash,
+            subject: record.subject,
+            profile: serde_json::from_str(&record.user_info).unwrap_or(Value::Null),
+            csrf_token: record.csrf_token,
+        }))
+    }
+
+    /// Ends the session the request's cookie names (logout).
+    pub async fn end(&self, headers: &HeaderMap) -> Result<(), StoreError> {
+        if let Some(id) = cookies::get(headers, cookies::SESSION) {
+            self.store.delete_session(&digest_hex(id)).await?;
+        }
+        Ok(())
+    }
+}
