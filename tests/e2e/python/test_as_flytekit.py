@@ -259,3 +259,25 @@ def test_pkce_wrong_password_never_hangs(as_server, pkce):
     browser.join()
     assert browser.errors, "the walk should have failed on the login page"
     assert time.monotonic() - t0 < 60
+
+
+def test_hash_secret_cli_output_loads_as_a_static_client(server_factory):
+    """`flyteauth hash-secret` prints Flyte's base64(bcrypt) form: Python's bcrypt verifies it,
+    and a staticClients block using it authenticates flytekit."""
+    import base64
+    import subprocess
+
+    import bcrypt
+
+    from conftest import FLYTEAUTH_BIN
+
+    secret = "cli-" + "s3cr3t/+=" + str(time.time_ns())
+    p = subprocess.run([FLYTEAUTH_BIN, "hash-secret", "--cost", "6"], input=secret, capture_output=True, text=True, timeout=60)
+    assert p.returncode == 0, p.stderr
+    encoded = p.stdout.strip().splitlines()[-1]
+    assert bcrypt.checkpw(secret.encode(), base64.b64decode(encoded)), encoded
+    clients = {"flytepropeller": dict(STATIC_CLIENTS["flytepropeller"], client_secret=encoded)}
+    srv = server_factory(auth_extra=auth_extra(self_auth_server={"staticClients": clients}))
+    client = client_secret_client(srv, "flytepropeller", secret)
+    client.list_projects_paginated(limit=10)
+    assert user_info_via(client).subject == "flytepropeller"

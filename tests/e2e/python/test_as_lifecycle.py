@@ -166,7 +166,6 @@ def test_no_credentials_in_the_log(server_factory):
     user_info_code(srv, "garbage." + cc["access_token"].split(".")[1] + ".sig")
 
     log = srv.log_tail(max_chars=10_000_000)
-    assert "token_issued" in log or "code_issued" in log or log, log
     leaked = [s[:8] + "…" for s in sensitive if s and s in log]
     # also the signature part of JWTs alone
     leaked += [t.split(".")[2][:8] + "…" for t in (body["access_token"], cc["access_token"]) if t.split(".")[2] in log]

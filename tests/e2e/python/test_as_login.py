@@ -7,6 +7,7 @@ allow-list, and the brute-force limit.
 import secrets
 import urllib.parse
 
+import bcrypt
 import pytest
 import requests
 
@@ -227,3 +228,84 @@ def test_brute_forced_login_is_429_with_retry_after(server_factory):
     assert r.status_code == 429, (r.status_code, r.text[:500])
     assert r.headers.get("Retry-After"), r.headers
     assert "flyte_session" not in sess.cookies
+
+
+def test_csrf_token_is_bound_to_its_cookie(as_server):
+    a, b = requests.Session(), requests.Session()
+    form_a = login_form(_get_login(as_server, a).text)
+    login_form(_get_login(as_server, b).text)
+    fields = dict(form_a.inputs, username=BOB.username, password=BOB.password)
+    r = b.post(f"{as_server.url}/login", data=fields, allow_redirects=False, timeout=HTTP_TIMEOUT_S)
+    assert r.status_code == 403, (r.status_code, r.text[:300])
+
+
+def test_login_issues_a_fresh_session_id(as_server):
+    """Session fixation: a session id planted before login is never adopted."""
+    sess = requests.Session()
+    planted = secrets.token_urlsafe(32)
+    sess.cookies.set("flyte_session", planted, domain="127.0.0.1", path="/")
+    r = login(as_server, sess, BOB)
+    assert r.status_code == 303, (r.status_code, r.text[:300])
+    new = [_cookie_attrs(c) for c in _set_cookie_headers(r) if c.startswith("flyte_session=")]
+    assert new and new[0][1] and new[0][1] != planted, new
+
+
+def _cli_hash_password(password: str) -> str:
+    import subprocess
+
+    from conftest import FLYTEAUTH_BIN
+
+    p = subprocess.run([FLYTEAUTH_BIN, "hash-password"], input=password, capture_output=True, text=True, timeout=60)
+    assert p.returncode == 0, p.stderr
+    return p.stdout.strip().splitlines()[-1]
+
+
+def test_password_hash_formats(server_factory):
+    import argon2
+
+    users = {
+        "bcrypt_2b": bcrypt.hashpw(b"pw-2b", bcrypt.gensalt(rounds=4)).decode(),
+        "bcrypt_2y": "$2y$" + bcrypt.hashpw(b"pw-2y", bcrypt.gensalt(rounds=4)).decode()[4:],
+        "argon2id_python": argon2.PasswordHasher(time_cost=1, memory_cost=8 * 1024, parallelism=1).hash("pw-argon-py"),
+        "argon2id_cli": _cli_hash_password("pw-argon-cli"),
+    }
+    passwords = {"bcrypt_2b": "pw-2b", "bcrypt_2y": "pw-2y", "argon2id_python": "pw-argon-py", "argon2id_cli": "pw-argon-cli"}
+    assert users["argon2id_cli"].startswith("$argon2id$"), users["argon2id_cli"]
+    extra = {
+        "clockSkew": "0s",
+        "userAuth": {
+            "localUsers": [
+                {"username": u, "passwordHash": h, "name": u, "email": f"{u}@example.com", "groups": []}
+                for u, h in users.items()
+            ]
+        },
+    }
+    srv = server_factory(auth_extra=extra)
+    results = {}
+    for u, pw in passwords.items():
+        good = login(srv, requests.Session(), LocalUser(u, pw, u, ""))
+        bad = login(srv, requests.Session(), LocalUser(u, pw + "x", u, ""))
+        results[u] = (good.status_code, bad.status_code)
+    assert results == {u: (303, 401) for u in users}, results
+
+
+def test_tls_cookies_are_secure_and_the_flow_works(server_factory):
+    def prepare(srv):
+        srv.write_config()
+        text = srv.config_file.read_text()
+        assert "insecureCookieHeader: true" in text
+        srv.config_file.write_text(text.replace("insecureCookieHeader: true", "insecureCookieHeader: false"))
+
+    srv = server_factory(prepare=prepare, tls=True, auth_extra=auth_extra())
+    sess = requests.Session()
+    sess.verify = srv.verify
+    r = login(srv, sess, ALICE, redirect_url="/console")
+    assert r.status_code == 303, (r.status_code, r.text[:300])
+    cookies = {(_cookie_attrs(c)[0]): _cookie_attrs(c)[2] for c in _set_cookie_headers(r)}
+    for name in ("flyte_session", "flyte_csrf"):
+        assert "secure" in cookies.get(name, {}), (name, cookies)
+    _, challenge = pkce_pair()
+    params = authorize_params(challenge=challenge)
+    walk = walk_authorize(srv, sess, authorize_url(srv, **params), ALICE)
+    q = query_of(walk.final_url)
+    assert q.get("code") and q.get("iss") == srv.url, (walk.final_url, walk.trace())

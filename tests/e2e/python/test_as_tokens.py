@@ -529,3 +529,20 @@ def test_concurrent_use_of_one_refresh_token_succeeds_at_most_once(as_server, al
 def test_token_endpoint_refuses_get(as_server):
     r = requests.get(f"{as_server.url}/oauth2/token?grant_type=client_credentials", timeout=HTTP_TIMEOUT_S)
     assert r.status_code in (400, 405), (r.status_code, r.text[:300])
+
+
+def test_replayed_code_revokes_refreshed_descendants_too(as_server, alice, identity):
+    code, verifier, params = get_code(as_server, alice)
+    first = assert_token_response(exchange_code(as_server, code, verifier, params), refresh=True)
+    later = assert_token_response(refresh(as_server, first["refresh_token"]), refresh=True)
+    assert user_info(identity, later["access_token"]).subject == "alice"
+    assert_oauth_error(exchange_code(as_server, code, verifier, params), "invalid_grant", 400)
+    assert_oauth_error(refresh(as_server, later["refresh_token"]), "invalid_grant", 400)
+    c, details = call_code(identity.UserInfo, identity_pb2.UserInfoRequest(), md(later["access_token"]))
+    assert c == U, (c, details)
+
+
+def test_confidential_client_cannot_use_a_public_clients_refresh_token(as_server, alice, propeller_secret):
+    body, _ = code_tokens(as_server, alice)
+    r = token(as_server, {"grant_type": "refresh_token", "refresh_token": body["refresh_token"]}, auth=("flytepropeller", propeller_secret))
+    assert_oauth_error(r, "invalid_grant", 400)
