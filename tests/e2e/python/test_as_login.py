@@ -309,3 +309,30 @@ def test_tls_cookies_are_secure_and_the_flow_works(server_factory):
     walk = walk_authorize(srv, sess, authorize_url(srv, **params), ALICE)
     q = query_of(walk.final_url)
     assert q.get("code") and q.get("iss") == srv.url, (walk.final_url, walk.trace())
+
+
+@pytest.mark.parametrize("target", ["https://evil.example/console", "//evil.example/console"])
+def test_logged_in_login_still_refuses_foreign_redirect_url(as_server, target):
+    """A logged-in browser at /login may be sent straight on: only to an allowed target."""
+    sess = requests.Session()
+    assert login(as_server, sess, BOB).status_code == 303
+    r = _get_login(as_server, sess, target)
+    assert r.status_code == 400, (target, r.status_code, r.headers, r.text[:300])
+    assert "evil.example" not in r.headers.get("Location", "")
+
+
+@pytest.mark.parametrize("target", ["https://evil.example/console", "//evil.example/console"])
+def test_logout_refuses_foreign_redirect_url(as_server, target):
+    sess = requests.Session()
+    assert login(as_server, sess, BOB).status_code == 303
+    r = sess.get(f"{as_server.url}/logout", params={"redirect_url": target}, allow_redirects=False, timeout=HTTP_TIMEOUT_S)
+    assert r.status_code == 400, (target, r.status_code, r.headers, r.text[:300])
+    assert "evil.example" not in r.headers.get("Location", "")
+
+
+def test_logout_follows_an_allowed_redirect_url(as_server):
+    sess = requests.Session()
+    assert login(as_server, sess, BOB).status_code == 303
+    r = sess.get(f"{as_server.url}/logout", params={"redirect_url": "/console"}, allow_redirects=False, timeout=HTTP_TIMEOUT_S)
+    assert r.status_code in (302, 303, 307), (r.status_code, r.text[:300])
+    assert r.headers["Location"] in ("/console", f"{as_server.url}/console"), r.headers

@@ -546,3 +546,14 @@ def test_confidential_client_cannot_use_a_public_clients_refresh_token(as_server
     body, _ = code_tokens(as_server, alice)
     r = token(as_server, {"grant_type": "refresh_token", "refresh_token": body["refresh_token"]}, auth=("flytepropeller", propeller_secret))
     assert_oauth_error(r, "invalid_grant", 400)
+
+
+@pytest.mark.parametrize("missing", ["client_id", "redirect_uri"])
+def test_authorize_without_client_id_or_redirect_uri_is_a_400_page(as_server, alice, missing):
+    """flytectl has two registered redirect URIs: without one named, none can be trusted."""
+    _, challenge = pkce_pair()
+    params = authorize_params(challenge=challenge)
+    params[missing] = None
+    r = authorize_no_follow(as_server, alice, params)
+    assert r.status_code == 400, (missing, r.status_code, r.headers, r.text[:300])
+    assert "Location" not in r.headers, r.headers
