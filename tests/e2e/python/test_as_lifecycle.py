@@ -131,11 +131,15 @@ def test_logout_kills_the_session(server_factory):
 def test_per_address_login_limit(server_factory):
     srv = server_factory(auth_extra=auth_extra())
     sess = requests.Session()
+    statuses_seen = []
 
     def attempt(username, password):
         form = login_form(sess.get(f"{srv.url}/login", timeout=HTTP_TIMEOUT_S).text)
         fields = dict(form.inputs, username=username, password=password)
-        return sess.post(f"{srv.url}/login", data=fields, allow_redirects=False, timeout=HTTP_TIMEOUT_S)
+        # a forged X-Forwarded-For must not give each attempt a fresh address
+        spoof = {"X-Forwarded-For": f"203.0.113.{len(statuses_seen)}", "X-Real-IP": f"198.51.100.{len(statuses_seen)}"}
+        statuses_seen.append(1)
+        return sess.post(f"{srv.url}/login", data=fields, headers=spoof, allow_redirects=False, timeout=HTTP_TIMEOUT_S)
 
     statuses = [attempt(f"user{i}", "wrong").status_code for i in range(10)]
     assert statuses == [401] * 10, statuses

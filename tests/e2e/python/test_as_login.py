@@ -228,6 +228,13 @@ def test_brute_forced_login_is_429_with_retry_after(server_factory):
     assert r.status_code == 429, (r.status_code, r.text[:500])
     assert r.headers.get("Retry-After"), r.headers
     assert "flyte_session" not in sess.cookies
+    # spelling the user name differently must not open a fresh counter for the same account
+    for variant in ("Carol", "CAROL", " carol ", "carol\t"):
+        form = login_form(_get_login(srv, sess).text)
+        fields = dict(form.inputs, username=variant, password=victim.password)
+        r = sess.post(f"{srv.url}/login", data=fields, allow_redirects=False, timeout=HTTP_TIMEOUT_S)
+        assert r.status_code in (401, 429), (repr(variant), r.status_code, r.headers)
+    assert "flyte_session" not in sess.cookies
 
 
 def test_csrf_token_is_bound_to_its_cookie(as_server):
