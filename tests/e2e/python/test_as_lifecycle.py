@@ -174,3 +174,44 @@ def test_no_credentials_in_the_log(server_factory):
     # also the signature part of JWTs alone
     leaked += [t.split(".")[2][:8] + "…" for t in (body["access_token"], cc["access_token"]) if t.split(".")[2] in log]
     assert not leaked, f"credential values in the server log: {leaked}\n{log[-3000:]}"
+
+
+def _authorize_outcome(srv, sess) -> str:
+    _, challenge = pkce_pair()
+    r = sess.get(authorize_url(srv, **authorize_params(challenge=challenge)), allow_redirects=False, timeout=HTTP_TIMEOUT_S)
+    assert r.status_code == 303, (r.status_code, r.text[:300])
+    loc = r.headers["Location"]
+    if "code=" in loc:
+        return "code"
+    assert "/login" in loc, loc
+    return "login"
+
+
+def test_session_idle_timeout_counts_from_last_use(server_factory):
+    extra = auth_extra()
+    extra["userAuth"]["session"] = {"idleTimeout": "3s", "absoluteTimeout": "1h"}
+    srv = server_factory(auth_extra=extra)
+
+    idle = logged_in_session(srv, BOB)
+    active = logged_in_session(srv, ALICE)
+    t0 = time.monotonic()
+    seen = []
+    for at in (1.5, 3.0, 4.5, 6.0):  # used every 1.5 s: the 3 s idle timeout never fires
+        time.sleep(max(0.0, t0 + at - time.monotonic()))
+        seen.append(_authorize_outcome(srv, active))
+    assert seen == ["code"] * 4, f"an active session died (idle timeout measured from the last use?): {seen}"
+    # bob's session has been idle for 6 s > 3 s
+    assert _authorize_outcome(srv, idle) == "login"
+
+
+def test_session_absolute_timeout(server_factory):
+    extra = auth_extra()
+    extra["userAuth"]["session"] = {"idleTimeout": "1h", "absoluteTimeout": "3s"}
+    srv = server_factory(auth_extra=extra)
+    sess = logged_in_session(srv, ALICE)
+    t0 = time.monotonic()
+    assert _authorize_outcome(srv, sess) == "code"
+    time.sleep(max(0.0, t0 + 1.5 - time.monotonic()))
+    assert _authorize_outcome(srv, sess) == "code"
+    time.sleep(max(0.0, t0 + 4.5 - time.monotonic()))
+    assert _authorize_outcome(srv, sess) == "login"
