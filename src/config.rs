@@ -212,7 +212,7 @@ pub struct CookieSettingFile {
     pub domain: String,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default, rename_all = "camelCase")]
 pub struct OpenIdFile {
     pub client_id: String,

@@ -11,6 +11,8 @@
 //! | [`auth`] | resource server: token extraction, JWT verification, the tower auth layer |
 //! | [`authz_server`] | the built-in OAuth2 AS: authorize, token, clients, minting |
 //! | [`login`] | identity sources: the local-users login form, logout, HTML pages |
+//! | [`oidc`] | relying party: browser login at an external OpenID Connect IdP |
+//! | [`sealed`] | AES-GCM with the cookie block key (pending logins, IdP refresh tokens) |
 //! | [`session`] | server-side browser sessions (cookie holds only a random id) |
 //! | [`ratelimit`] | failure counting for login |
 //! | [`grpc`] | one file per gRPC service (AuthMetadata, Identity, Admin projects) |
@@ -37,10 +39,12 @@ pub mod http;
 pub mod keys;
 pub mod login;
 pub mod metadata;
+pub mod oidc;
 pub mod pb;
 pub mod projects;
 pub mod public_url;
 pub mod ratelimit;
+pub mod sealed;
 pub mod secret;
 pub mod server;
 pub mod session;

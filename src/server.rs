@@ -192,6 +192,7 @@ pub async fn run(
 ) -> anyhow::Result<()> {
     let tls = tls_acceptor(&state)?;
     let background = crate::state::spawn_background(&state);
+    let discovery = state.oidc.as_ref().map(|o| o.spawn_discovery());
     let (grpc, http) = build_services(&state);
     let scheme = if tls.is_some() { "https" } else { "http" };
     let main = Dispatch {
@@ -229,6 +230,9 @@ pub async fn run(
         _ = tokio::time::sleep(DRAIN_TIMEOUT) => tracing::warn!("drain timed out; closing remaining connections"),
     }
     background.abort();
+    if let Some(d) = discovery {
+        d.abort();
+    }
     state.store.close().await;
     Ok(())
 }

@@ -83,12 +83,15 @@ pub struct AppState {
     /// Secrets created by this start (names only), for the start-up banner.
     pub generated_secrets: Vec<String>,
     pub tls: bool,
-    pub sessions: Sessions,
+    pub sessions: Arc<Sessions>,
     pub local_users: LocalUsers,
     /// Failed logins per user and per client address.
     pub login_limiter: FailureLimiter,
     pub cookies: CookieFactory,
     pub authz: AuthorizationServer,
+    /// The external IdP, when `auth.userAuth.openId` is configured.
+    pub oidc: Option<Arc<crate::oidc::OidcProvider>>,
+    pub sealer: crate::sealed::Sealer,
 }
 
 impl AppState {
@@ -116,6 +119,42 @@ impl AppState {
         .map_err(|e| ConfigError::new(e.key, e.message))?;
         let local_users = LocalUsers::load(&config.user_auth.local_users, &secrets)
             .map_err(|(key, source)| StartupError::Secret { key, source })?;
+        let block_key_name = &config.user_auth.cookie_block_key_secret_name;
+        let block_key = secrets
+            .get(block_key_name)
+            .map_err(|source| StartupError::Secret {
+                key: "auth.userAuth.cookieBlockKeySecretName".into(),
+                source,
+            })?;
+        let sealer = crate::sealed::Sealer::from_secret(block_key.expose())
+            .map_err(|e| ConfigError::new("auth.userAuth.cookieBlockKeySecretName", e))?;
+        let oidc = match &config.user_auth.open_id {
+            None => None,
+            Some(o) => {
+                let secret = if o.client_secret_file.is_empty() {
+                    secrets.get_text(&o.client_secret_name)
+                } else {
+                    std::fs::read_to_string(&o.client_secret_file)
+                        .map(|s| crate::secret::Secret::new(s.trim_end().to_owned()))
+                        .map_err(|source| crate::secret::SecretError::Io {
+                            name: o.client_secret_file.clone(),
+                            path: o.client_secret_file.clone().into(),
+                            source,
+                        })
+                }
+                .map_err(|source| StartupError::Secret {
+                    key: "auth.userAuth.openId.clientSecretName".into(),
+                    source,
+                })?;
+                let provider = crate::oidc::OidcProvider::new(
+                    o.clone(),
+                    secret,
+                    &config.user_auth.http_proxy_url,
+                )
+                .map_err(|e| ConfigError::new("auth.userAuth.httpProxyURL", e))?;
+                Some(Arc::new(provider))
+            }
+        };
 
         let tls = config.server.tls.is_some();
         let public_urls = if config.auth.authorized_uris.is_empty() {
@@ -153,11 +192,6 @@ impl AppState {
             },
             opts.clock.clone(),
         );
-        let authenticator = Arc::new(Authenticator {
-            verifier,
-            custom_header: config.auth.grpc_authorization_header.clone(),
-        });
-
         let store = store::open(
             &config.database,
             config.database_pool.max_open_connections.max(1),
@@ -166,12 +200,32 @@ impl AppState {
         .await?;
 
         let session_cfg = &config.user_auth.session;
-        let sessions = Sessions::new(
+        let sessions = Arc::new(Sessions::new(
             store.clone(),
             opts.clock.clone(),
             session_cfg.idle_timeout.as_secs() as i64,
             session_cfg.absolute_timeout.as_secs() as i64,
-        );
+        ));
+        // Cookie-authenticated calls may come from the listed console origins or from this
+        // deployment's own public URLs.
+        let mut allowed_origins: Vec<String> = config
+            .server
+            .allowed_origins
+            .iter()
+            .map(|o| o.trim_end_matches('/').to_owned())
+            .collect();
+        for p in public_urls.all() {
+            if let Ok(u) = Url::parse(p) {
+                allowed_origins.push(u.origin().ascii_serialization());
+            }
+        }
+        dedup(&mut allowed_origins);
+        let authenticator = Arc::new(Authenticator {
+            verifier,
+            custom_header: config.auth.grpc_authorization_header.clone(),
+            sessions: Some(sessions.clone()),
+            allowed_origins,
+        });
         let cookies = CookieFactory {
             secure: !config.server.insecure_cookie_header,
         };
@@ -181,6 +235,8 @@ impl AppState {
             login_limiter: FailureLimiter::new(10, 15 * 60),
             cookies,
             authz: AuthorizationServer { clients },
+            oidc,
+            sealer,
             config,
             clock: opts.clock,
             secrets,

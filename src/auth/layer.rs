@@ -7,7 +7,7 @@ use std::convert::Infallible;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
-use futures_util::future::{Either, Ready};
+use futures_util::future::{BoxFuture, Either};
 use tonic::body::Body;
 use tower::{Layer, Service};
 
@@ -48,17 +48,47 @@ pub struct AuthService<S> {
 
 impl<S> Service<http::Request<Body>> for AuthService<S>
 where
-    S: Service<http::Request<Body>, Response = http::Response<Body>, Error = Infallible>,
+    S: Service<http::Request<Body>, Response = http::Response<Body>, Error = Infallible>
+        + Clone
+        + Send
+        + 'static,
+    S::Future: Send + 'static,
 {
     type Response = http::Response<Body>;
     type Error = Infallible;
-    type Future = Either<S::Future, Ready<Result<http::Response<Body>, Infallible>>>;
+    /// Bearer tokens are checked synchronously (no allocation); session cookies need a store
+    /// lookup and take the boxed path.
+    type Future = Either<S::Future, BoxFuture<'static, Result<http::Response<Body>, Infallible>>>;
 
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
         self.inner.poll_ready(cx)
     }
 
     fn call(&mut self, mut req: http::Request<Body>) -> Self::Future {
+        let auth = &self.layer.auth;
+        if auth.credential_kind(req.headers(), &auth.custom_header)
+            == super::CredentialKind::Session
+        {
+            let clone = self.inner.clone();
+            let mut inner = std::mem::replace(&mut self.inner, clone);
+            let auth = auth.clone();
+            let allow_anonymous = self.layer.allow_anonymous;
+            return Either::Right(Box::pin(async move {
+                match auth.authenticate_session(req.headers()).await {
+                    Ok(identity) => {
+                        tracing::debug!(target: "flyteauth::audit", rpc = req.uri().path(), subject = %identity.subject, credential = "session", outcome = "allow");
+                        req.extensions_mut().insert(identity);
+                        inner.call(req).await
+                    }
+                    Err(_) if allow_anonymous => inner.call(req).await,
+                    Err(e) => {
+                        tracing::info!(target: "flyteauth::audit", rpc = req.uri().path(), reason = e.kind(), credential = "session", outcome = "deny");
+                        let status: tonic::Status = e.into();
+                        Ok(status.into_http())
+                    }
+                }
+            }));
+        }
         match self.layer.auth.authenticate(req.headers()) {
             Ok(identity) => {
                 tracing::debug!(
@@ -78,7 +108,9 @@ where
             Err(e) => {
                 tracing::info!(target: "flyteauth::audit", rpc = req.uri().path(), reason = e.kind(), outcome = "deny");
                 let status: tonic::Status = e.into();
-                Either::Right(futures_util::future::ready(Ok(status.into_http())))
+                Either::Right(Box::pin(futures_util::future::ready(
+                    Ok(status.into_http()),
+                )))
             }
         }
     }

@@ -24,7 +24,21 @@ pub struct Authenticator {
     pub verifier: TokenVerifier,
     /// The configured custom key (`flyte-authorization` by default), lower-case.
     pub custom_header: String,
+    /// Browser sessions, for cookie-authenticated gRPC-web and REST calls.
+    pub sessions: Option<Arc<crate::session::Sessions>>,
+    /// Origins a cookie-authenticated call may come from (`allowedOrigins` and the public URLs).
+    pub allowed_origins: Vec<String>,
 }
+
+/// Which credential a request carries.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CredentialKind {
+    Bearer,
+    Session,
+}
+
+/// Name of the double-submit CSRF header for cookie-authenticated calls.
+pub const CSRF_HEADER: &str = "x-csrf-token";
 
 impl Authenticator {
     /// The bearer token: the custom key wins over `authorization`; scheme `Bearer`,
@@ -37,6 +51,78 @@ impl Authenticator {
     pub fn authenticate(&self, headers: &http::HeaderMap) -> Result<Arc<Identity>, AuthError> {
         let token = self.bearer_token(headers)?;
         self.verifier.verify(token)
+    }
+
+    /// A bearer token wins; a session cookie is used only when no token header is present.
+    pub fn credential_kind(
+        &self,
+        headers: &http::HeaderMap,
+        custom_header: &str,
+    ) -> CredentialKind {
+        let has_token = headers.contains_key(custom_header)
+            || headers.contains_key(http::header::AUTHORIZATION);
+        if !has_token
+            && self.sessions.is_some()
+            && crate::http::cookies::get(headers, crate::http::cookies::SESSION).is_some()
+        {
+            CredentialKind::Session
+        } else {
+            CredentialKind::Bearer
+        }
+    }
+
+    /// Authenticates a cookie-carrying browser call: the session must be live, the
+    /// `x-csrf-token` header must equal the session's CSRF token (double submit), and an
+    /// `Origin`, when sent, must be allowed.
+    pub async fn authenticate_session(
+        &self,
+        headers: &http::HeaderMap,
+    ) -> Result<Arc<Identity>, AuthError> {
+        use subtle::ConstantTimeEq;
+        let sessions = self.sessions.as_ref().ok_or(AuthError::MissingToken)?;
+        if let Some(origin) = headers.get(http::header::ORIGIN) {
+            let origin = origin.to_str().map_err(|_| AuthError::OriginNotAllowed)?;
+            if !self
+                .allowed_origins
+                .iter()
+                .any(|o| o == origin.trim_end_matches('/'))
+            {
+                return Err(AuthError::OriginNotAllowed);
+            }
+        }
+        let csrf = headers
+            .get(CSRF_HEADER)
+            .and_then(|v| v.to_str().ok())
+            .filter(|v| !v.is_empty())
+            .ok_or(AuthError::Csrf)?;
+        let session = sessions
+            .from_headers(headers)
+            .await
+            .map_err(|_| AuthError::Unavailable)?
+            .ok_or(AuthError::SessionInvalid)?;
+        if !bool::from(csrf.as_bytes().ct_eq(session.csrf_token.as_bytes())) {
+            return Err(AuthError::Csrf);
+        }
+        let mut claims = session.profile.as_object().cloned().unwrap_or_default();
+        claims.insert(
+            "sub".into(),
+            serde_json::Value::String(session.subject.clone()),
+        );
+        let mut user_info = session.user_info();
+        if user_info.subject.is_empty() {
+            user_info.subject = session.subject.clone();
+        }
+        Ok(Arc::new(Identity {
+            subject: session.subject,
+            client_id: None,
+            // A browser session is a user-only credential: Flyte's blanket rule grants `all`.
+            scopes: vec!["all".into()],
+            user_info,
+            claims,
+            expires_at: i64::MAX,
+            token_id: None,
+            credential: Credential::Session,
+        }))
     }
 
     /// Like [`authenticate`](Self::authenticate) with another custom header (REST uses

@@ -11,6 +11,8 @@ pub const SESSION: &str = "flyte_session";
 pub const CSRF: &str = "flyte_csrf";
 /// The login form's CSRF token.
 pub const LOGIN_CSRF: &str = "flyte_login_csrf";
+/// The sealed state of an OIDC login round trip.
+pub const OIDC_LOGIN: &str = "flyte_oidc_login";
 
 #[derive(Debug, Clone, Copy)]
 pub struct CookieFactory {

@@ -18,6 +18,7 @@ use crate::authz_server::{authorize, token};
 use crate::grpc::RequestOrigin;
 use crate::login::local;
 use crate::metadata::{oauth2_metadata, public_client_config};
+use crate::oidc::handlers as oidc_handlers;
 use crate::state::AppState;
 
 /// Builds the HTTP router.
@@ -42,6 +43,14 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/oauth2/token", post(token::token))
         .route("/login", get(local::login_page).post(local::login_submit))
         .route("/logout", get(local::logout).post(local::logout))
+        .route(
+            "/callback",
+            get(oidc_handlers::callback).post(oidc_handlers::callback),
+        )
+        .route(
+            "/.well-known/openid-configuration",
+            get(oidc_handlers::openid_configuration),
+        )
         .route("/me", get(rest::me))
         .route(
             "/api/v1/projects",

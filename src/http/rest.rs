@@ -33,10 +33,13 @@ impl FromRequestParts<Arc<AppState>> for Caller {
         if !state.config.server.use_auth {
             return Ok(Caller(None));
         }
-        match state
-            .authenticator
-            .authenticate_with(&parts.headers, &state.config.auth.http_authorization_header)
-        {
+        let auth = &state.authenticator;
+        let custom = &state.config.auth.http_authorization_header;
+        let result = match auth.credential_kind(&parts.headers, custom) {
+            crate::auth::CredentialKind::Session => auth.authenticate_session(&parts.headers).await,
+            crate::auth::CredentialKind::Bearer => auth.authenticate_with(&parts.headers, custom),
+        };
+        match result {
             Ok(id) => Ok(Caller(Some(id))),
             Err(_) if state.config.auth.disable_for_http => Ok(Caller(None)),
             Err(e) => {

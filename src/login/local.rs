@@ -164,10 +164,12 @@ fn show_form(
     resp
 }
 
-/// `GET /login[?redirect_url=…]`: the form, or straight on when a session exists.
+/// `GET /login[?redirect_url=…]`: straight on when a session exists; else the IdP (when
+/// `openId` is configured) or the local-users form.
 pub async fn login_page(
     State(state): State<Arc<AppState>>,
     headers: HeaderMap,
+    origin: Option<axum::Extension<crate::grpc::RequestOrigin>>,
     Query(q): Query<HashMap<String, String>>,
 ) -> Response {
     let dest = match target(&state, q.get("redirect_url").map(String::as_str)) {
@@ -178,6 +180,9 @@ pub async fn login_page(
         Ok(Some(_)) => return redirect_to(&dest),
         Ok(None) => {}
         Err(e) => return store_unavailable(e),
+    }
+    if state.oidc.is_some() {
+        return crate::oidc::handlers::begin(&state, origin.as_ref().map(|o| &o.0), &dest, &q);
     }
     if state.local_users.is_empty() {
         return html(
