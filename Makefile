@@ -2,7 +2,7 @@
 CARGO ?= cargo
 BIN := target/debug/flyteauth
 
-.PHONY: help build run test test-rust test-e2e lint fmt bench clean
+.PHONY: help build run test test-rust test-e2e lint fmt bench console clean
 
 help: ## List the targets
 	@grep -E '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  %-10s %s\n", $$1, $$2}'
@@ -31,6 +31,9 @@ fmt: ## Format the code
 bench: ## Benchmarks (release build); results go to docs/BENCHMARKS.md
 	$(CARGO) build --release
 	@echo "benchmarks: see docs/BENCHMARKS.md"
+
+console: ## Rebuild the console bundle (console/dist, embedded by cargo build; needs Node)
+	cd console && npm ci --no-audit --no-fund && npm run build
 
 clean: ## Remove build output and local data
 	$(CARGO) clean

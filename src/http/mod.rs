@@ -1,6 +1,7 @@
 //! The HTTP side of the one port: metadata documents, JWKS, the REST mirrors, health.
 //! (gRPC and gRPC-web requests are routed away before they reach this router.)
 
+pub mod console;
 pub mod cookies;
 pub mod error;
 pub mod redirect;
@@ -26,6 +27,9 @@ pub fn router(state: Arc<AppState>) -> Router {
     let max = state.config.server.max_request_bytes;
     Router::new()
         .route("/healthcheck", get(healthcheck))
+        .route("/console", get(console::index))
+        .route("/console/", get(console::index))
+        .route("/console/app.js", get(console::app_js))
         .route(
             "/.well-known/oauth-authorization-server",
             get(oauth_metadata),
