@@ -27,6 +27,20 @@ if [[ ! -f "$NODE_STAMP" || "$NODE_DIR/package-lock.json" -nt "$NODE_STAMP" || "
     touch "$NODE_STAMP"
 fi
 
+# Browser peers (oidc-provider as the IdP, playwright-core driving the system Chromium):
+# same npm ci rule, in their own folder.
+BROWSER_DIR="$E2E_DIR/browser"
+BROWSER_STAMP="$BROWSER_DIR/node_modules/.e2e-npm-ci"
+if [[ ! -f "$BROWSER_STAMP" || "$BROWSER_DIR/package-lock.json" -nt "$BROWSER_STAMP" || "$BROWSER_DIR/package.json" -nt "$BROWSER_STAMP" ]]; then
+    (cd "$BROWSER_DIR" && npm ci --no-audit --no-fund --loglevel=error)
+    touch "$BROWSER_STAMP"
+fi
+# The browser tests fail (never skip) without Chromium; say so up front.
+if [[ ! -x "${CHROMIUM_PATH:-/usr/bin/chromium}" ]]; then
+    echo "run.sh: Chromium not found at ${CHROMIUM_PATH:-/usr/bin/chromium}; the test_browser_* tests will fail." \
+         "Install it with: apt-get install -y chromium" >&2
+fi
+
 # flytekit caches tokens in the OS keyring; headless machines have none.
 export PYTHON_KEYRING_BACKEND="keyring.backends.null.Keyring"
 export FLYTEAUTH_BIN="${FLYTEAUTH_BIN:-$REPO_DIR/target/debug/flyteauth}"
