@@ -6,6 +6,7 @@ pub mod authorize;
 pub mod clients;
 pub mod error;
 pub mod issue;
+pub mod revoke;
 pub mod token;
 
 use clients::Clients;

@@ -49,12 +49,11 @@ pub async fn token(
     }
 }
 
-async fn handle(
-    state: &AppState,
+/// Reads an `application/x-www-form-urlencoded` body whose parameters appear at most once.
+pub fn read_form(
     headers: &HeaderMap,
-    public: &str,
     body: Result<axum::body::Bytes, axum::extract::rejection::BytesRejection>,
-) -> Result<super::issue::TokenResponse, OAuthError> {
+) -> Result<Form, OAuthError> {
     let body = body.map_err(|e| {
         if e.status() == http::StatusCode::PAYLOAD_TOO_LARGE {
             OAuthError::too_large()
@@ -83,6 +82,16 @@ async fn handle(
             )));
         }
     }
+    Ok(form)
+}
+
+async fn handle(
+    state: &AppState,
+    headers: &HeaderMap,
+    public: &str,
+    body: Result<axum::body::Bytes, axum::extract::rejection::BytesRejection>,
+) -> Result<super::issue::TokenResponse, OAuthError> {
+    let form = read_form(headers, body)?;
     let grant_type = form.get("grant_type").map(String::as_str).unwrap_or("");
     if grant_type.is_empty() {
         return Err(OAuthError::invalid_request("grant_type is missing"));
@@ -99,7 +108,7 @@ async fn handle(
 }
 
 /// §2.3.1: HTTP Basic (id and secret form-urlencoded inside) or form parameters.
-async fn authenticate_client<'a>(
+pub async fn authenticate_client<'a>(
     state: &'a AppState,
     headers: &HeaderMap,
     form: &Form,

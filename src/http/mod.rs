@@ -15,7 +15,7 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use http::header;
 
-use crate::authz_server::{authorize, token};
+use crate::authz_server::{authorize, revoke, token};
 use crate::grpc::RequestOrigin;
 use crate::login::local;
 use crate::metadata::{oauth2_metadata, public_client_config};
@@ -45,6 +45,8 @@ pub fn router(state: Arc<AppState>) -> Router {
             get(authorize::authorize_callback).post(authorize::authorize_callback),
         )
         .route("/oauth2/token", post(token::token))
+        .route("/oauth2/revoke", post(revoke::revoke))
+        .route("/oauth2/introspect", post(revoke::introspect))
         .route("/login", get(local::login_page).post(local::login_submit))
         .route("/logout", get(local::logout).post(local::logout))
         .route(

@@ -490,3 +490,111 @@ async fn login_is_rate_limited_and_csrf_protected() {
         .unwrap();
     assert_eq!(r.status(), 400);
 }
+
+#[tokio::test]
+async fn revocation_and_introspection() {
+    let s = TestServer::start_with(ALICE).await;
+    let secret =
+        std::fs::read_to_string(s.dir.path().join("secrets/flytepropeller_client_secret")).unwrap();
+    let post = |path: &'static str,
+                form: Vec<(&'static str, String)>,
+                basic: Option<(&'static str, String)>| {
+        let url = format!("{}{path}", s.url);
+        async move {
+            let mut req = reqwest::Client::new().post(url).form(&form);
+            if let Some((u, p)) = basic {
+                req = req.basic_auth(u, Some(p));
+            }
+            let r = req.send().await.unwrap();
+            let status = r.status().as_u16();
+            (status, r.text().await.unwrap())
+        }
+    };
+    let (_, body) = token(
+        &s,
+        &[("grant_type", "client_credentials"), ("scope", "all")],
+        Some(("flytepropeller", &secret)),
+    )
+    .await;
+    let access = body["access_token"].as_str().unwrap().to_owned();
+
+    let (status, text) = post(
+        "/oauth2/introspect",
+        vec![("token", access.clone())],
+        Some(("flytepropeller", secret.clone())),
+    )
+    .await;
+    assert_eq!(status, 200);
+    let v: Value = serde_json::from_str(&text).unwrap();
+    assert_eq!(v["active"], true);
+    assert_eq!(v["client_id"], "flytepropeller");
+    // Public clients may not introspect.
+    let (status, text) = post(
+        "/oauth2/introspect",
+        vec![("token", access.clone()), ("client_id", "flytectl".into())],
+        None,
+    )
+    .await;
+    assert_eq!(status, 401, "{text}");
+
+    // Revoke the access token: the gRPC layer refuses it, introspection says inactive.
+    let (status, _) = post(
+        "/oauth2/revoke",
+        vec![
+            ("token", access.clone()),
+            ("token_type_hint", "access_token".into()),
+        ],
+        Some(("flytepropeller", secret.clone())),
+    )
+    .await;
+    assert_eq!(status, 200);
+    let err = user_info(&s, &access).await.unwrap_err();
+    assert_eq!(err.message(), "token revoked");
+    let (_, text) = post(
+        "/oauth2/introspect",
+        vec![("token", access)],
+        Some(("flytepropeller", secret.clone())),
+    )
+    .await;
+    assert_eq!(
+        serde_json::from_str::<Value>(&text).unwrap()["active"],
+        false
+    );
+    // Garbage is 200 too (RFC 7009 §2.2).
+    let (status, _) = post(
+        "/oauth2/revoke",
+        vec![("token", "garbage".into())],
+        Some(("flytepropeller", secret)),
+    )
+    .await;
+    assert_eq!(status, 200);
+
+    // Revoking a refresh token kills its family.
+    let b = browser();
+    let code = code_for(&s, &b).await;
+    let (_, first) = token(&s, &redeem_form(&code, VERIFIER), None).await;
+    let rt = first["refresh_token"].as_str().unwrap().to_owned();
+    let at = first["access_token"].as_str().unwrap().to_owned();
+    let (status, _) = post(
+        "/oauth2/revoke",
+        vec![("token", rt.clone()), ("client_id", "flytectl".into())],
+        None,
+    )
+    .await;
+    assert_eq!(status, 200);
+    let (_, body) = token(
+        &s,
+        &[
+            ("grant_type", "refresh_token"),
+            ("refresh_token", &rt),
+            ("client_id", "flytectl"),
+        ],
+        None,
+    )
+    .await;
+    assert_eq!(body["error"], "invalid_grant");
+    assert_eq!(
+        user_info(&s, &at).await.unwrap_err().message(),
+        "token revoked"
+    );
+}
