@@ -56,9 +56,9 @@ def test_short_lifespans_expire(server_factory):
         auth_extra=auth_extra(
             clock_skew="0s",
             self_auth_server={
-                "authorizationCodeLifespan": "2s",
+                "authorizationCodeLifespan": "1s",
                 "accessTokenLifespan": "2s",
-                "refreshTokenLifespan": "4s",
+                "refreshTokenLifespan": "6s",
             },
         )
     )
@@ -66,15 +66,18 @@ def test_short_lifespans_expire(server_factory):
     body = tokens_for(srv, sess)
     assert body["expires_in"] in (1, 2), body
     code, verifier, params = get_code(srv, sess)
+    t0 = time.monotonic()
     assert user_info_code(srv, body["access_token"])[0] == grpc.StatusCode.OK
-    time.sleep(3.2)
-    # code (2 s) and access token (2 s) are past; the refresh token (4 s) is not
+    time.sleep(3.3)
+    # code (1 s) and access token (2 s) are past; the refresh token (6 s) is not
     assert_oauth_error(exchange_code(srv, code, verifier, params), "invalid_grant", 400)
     c, details = user_info_code(srv, body["access_token"])
     assert c == U and "expired" in details.lower(), (c, details)
     fresh = assert_token_response(refresh(srv, body["refresh_token"]), refresh=True)
+    t_fresh = time.monotonic()
+    assert time.monotonic() - t0 < 5, "too slow to test the refresh lifetime"
     assert user_info_code(srv, fresh["access_token"])[0] == grpc.StatusCode.OK
-    time.sleep(4.5)
+    time.sleep(max(0.0, t_fresh + 7.2 - time.monotonic()))
     assert_oauth_error(refresh(srv, fresh["refresh_token"]), "invalid_grant", 400)
 
 
