@@ -274,6 +274,11 @@ const STEPS = {
     }
   },
 
+  /** What the browser logged so far (page console, page errors, failed requests, 4xx/5xx). */
+  async diagnostics() {
+    return [...diagnostics];
+  },
+
   /** The browser's cookies for flyteauth (name, value, attributes). */
   async cookies(page) {
     return page.context().cookies(base);

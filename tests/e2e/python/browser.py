@@ -220,6 +220,12 @@ def run_browser(
     return out["results"]
 
 
+def assert_page_clean(diagnostics: List[str]) -> None:
+    """No script error and no Content-Security-Policy violation in the browser's log."""
+    bad = [d for d in diagnostics if d.startswith("pageerror") or "Content Security Policy" in d]
+    assert not bad, "the console page logged:\n  " + "\n  ".join(bad)
+
+
 # --------------------------------------------------------------------------- gRPC-web with requests
 
 

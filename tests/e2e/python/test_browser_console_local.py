@@ -10,7 +10,7 @@ import secrets
 
 import pytest
 
-from browser import USER_INFO, console_server, grpc_web_call, run_browser, session_cookies
+from browser import USER_INFO, assert_page_clean, console_server, grpc_web_call, run_browser, session_cookies
 from oauth import LocalUser
 
 ALICE = LocalUser("alice", "alice-" + secrets.token_urlsafe(12), "Alice Example", "alice@example.com")
@@ -36,12 +36,13 @@ def browse(env, steps):
 
 
 def test_local_login_through_flyteauths_form(server, env):
-    opened, signed_in, cookies = browse(
+    opened, signed_in, cookies, diagnostics = browse(
         env,
         [
             {"do": "open"},
             {"do": "signIn", "kind": "local", "username": ALICE.username, "password": ALICE.password},
             {"do": "cookies"},
+            {"do": "diagnostics"},
         ],
     )
     assert opened["state"] == "signed-out", opened
@@ -60,6 +61,7 @@ def test_local_login_through_flyteauths_form(server, env):
     values, by_name = session_cookies(cookies)
     assert by_name["flyte_session"]["httpOnly"] is True and by_name["flyte_csrf"]["httpOnly"] is False
     env["shared"]["cookies"] = values
+    assert_page_clean(diagnostics)
 
 
 def test_register_reload_logout(server, env):

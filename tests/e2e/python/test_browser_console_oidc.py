@@ -20,6 +20,7 @@ from browser import (
     LIST_PROJECTS,
     USER_INFO,
     Idp,
+    assert_page_clean,
     console_server,
     grpc_web_call,
     openid_auth_extra,
@@ -190,12 +191,13 @@ def test_me_with_the_session_cookie(server, env):
 def test_register_project_from_the_page(server, env):
     logged_in_cookies(env)
     pid, name, desc = MADE_IN_BROWSER
-    opened, registered, again = browse(
+    opened, registered, again, diagnostics = browse(
         env,
         [
             {"do": "open"},
             {"do": "register", "id": pid, "name": name, "description": desc},
             {"do": "register", "id": pid, "name": name, "description": desc},
+            {"do": "diagnostics"},
         ],
     )
     assert opened["state"] == "signed-in", opened
@@ -213,6 +215,8 @@ def test_register_project_from_the_page(server, env):
     assert again["state"] == "signed-in", again
     assert again["error"], f"a duplicate registration showed no error: {again}"
     assert [p["id"] for p in again["projects"]].count(pid) == 1
+    # The page runs under the server's Content-Security-Policy without violations or errors.
+    assert_page_clean(diagnostics)
 
 
 def test_reload_keeps_the_session(server, env):
