@@ -9,6 +9,7 @@ cookies (saved by playwright between runs): a later test needs the session of th
 
 from __future__ import annotations
 
+import shutil
 import urllib.parse
 
 import pytest
@@ -322,6 +323,8 @@ def test_callback_with_unknown_state_is_refused(server):
 
 def test_logout_ends_the_session(server, env):
     cookies = logged_in_cookies(env)
+    before_logout = env["state"].with_name("browser-state-before-logout.json")
+    shutil.copyfile(env["state"], before_logout)
     opened, after = browse(env, [{"do": "open"}, {"do": "logout"}])
     assert opened["state"] == "signed-in", opened
     assert after["url"] == f"{server.url}/console", after
@@ -331,6 +334,13 @@ def test_logout_ends_the_session(server, env):
     # A fresh browser with whatever cookies are left asks to sign in again.
     (again,) = browse(env, [{"do": "open"}])
     assert again["state"] == "signed-out", again
+
+    # A browser that still holds the logged-out session's cookies gets UNAUTHENTICATED and
+    # the page asks to sign in.
+    stale_cookies, stale_open = run_browser(server, [{"do": "cookies"}, {"do": "open"}], storage_in=before_logout)
+    assert session_cookies(stale_cookies)[0].get("flyte_csrf") == cookies["flyte_csrf"], "not the old cookies"
+    assert stale_open["state"] == "signed-out", stale_open
+    assert stale_open["userName"] is None and not stale_open["hasRegisterForm"]
 
     # The cookie of the logged-out session is dead everywhere.
     session = {"flyte_session": cookies["flyte_session"], "flyte_csrf": cookies["flyte_csrf"]}
