@@ -104,7 +104,7 @@ async function waitForConsole(page) {
 }
 
 /** gRPC-web unary call made by the page itself (fetch with the browser's cookies). */
-async function grpcWebFromPage(page, url, { csrf, frameB64, origin }) {
+async function grpcWebFromPage(page, url, { csrf, frameB64 }) {
   return page.evaluate(
     async ({ url, csrf, frameB64 }) => {
       const cookie = document.cookie.split(";").map((s) => s.trim()).find((s) => s.startsWith("flyte_csrf="));
@@ -143,7 +143,7 @@ async function grpcWebFromPage(page, url, { csrf, frameB64, origin }) {
         origin: location.origin,
       };
     },
-    { url, csrf, frameB64, origin },
+    { url, csrf, frameB64 },
   );
 }
 
