@@ -187,8 +187,9 @@ pub(super) const SESSION_IDP_TOKEN_SQL: &str =
 pub(super) const DELETE_SESSION_SQL: &str = "DELETE FROM sessions WHERE id_hash = $1";
 
 /// Run in order by `purge_expired`, each binding `$1` = now.
-pub(super) const PURGE_SQL: [&str; 4] = [
+pub(super) const PURGE_SQL: [&str; 5] = [
     "DELETE FROM auth_codes WHERE expires_at <= $1",
+    "DELETE FROM device_codes WHERE expires_at <= $1",
     "DELETE FROM refresh_tokens WHERE expires_at <= $1",
     "DELETE FROM access_tokens WHERE expires_at <= $1",
     "DELETE FROM revoked_tokens WHERE expires_at <= $1",
@@ -202,7 +203,8 @@ pub(super) const PURGE_SESSIONS_SQL: &str =
 pub(super) const PURGE_FAMILIES_SQL: &str = "DELETE FROM token_families WHERE \
      NOT EXISTS (SELECT 1 FROM auth_codes c WHERE c.family_id = token_families.family_id) AND \
      NOT EXISTS (SELECT 1 FROM refresh_tokens r WHERE r.family_id = token_families.family_id) \
-     AND NOT EXISTS (SELECT 1 FROM access_tokens a WHERE a.family_id = token_families.family_id)";
+     AND NOT EXISTS (SELECT 1 FROM access_tokens a WHERE a.family_id = token_families.family_id) \
+     AND NOT EXISTS (SELECT 1 FROM device_codes d WHERE d.family_id = token_families.family_id)";
 
 /// `$2` of the session purge: sessions last seen before it are idle. `idle_secs <= 0`
 /// disables the idle limit.
@@ -229,7 +231,7 @@ pub(super) fn join_scopes(scopes: &[String]) -> Result<String, StoreError> {
     Ok(scopes.join(" "))
 }
 
-fn split_scopes(s: &str) -> Vec<String> {
+pub(super) fn split_scopes(s: &str) -> Vec<String> {
     s.split_whitespace().map(str::to_owned).collect()
 }
 

@@ -5,9 +5,11 @@
 //! - SQLite: `BEGIN IMMEDIATE`, so a transaction takes the write lock (waiting out the busy
 //!   timeout) before it reads, and never fails to upgrade a read snapshot mid-way.
 //! - PostgreSQL: `BEGIN` (READ COMMITTED). Every read-then-write decision is either one
-//!   statement or made under the family row's lock ([`LOCK_FAMILY_SQL`]).
+//!   statement or made under a locked row: the family's ([`LOCK_FAMILY_SQL`]) or the
+//!   device code's ([`LOCK_DEVICE_SQL`]).
 
 use super::authz::*;
+use super::device::*;
 use super::StoreError;
 
 macro_rules! authz_backend {
@@ -27,6 +29,13 @@ macro_rules! authz_backend {
                 "($3, ",
                 $db_now,
                 ")) ON CONFLICT (jti) DO NOTHING"
+            );
+
+            /// Frees a user code held by an expired device code. Insertion has no caller's
+            /// `now`, so "expired" is by the database's clock.
+            const FREE_USER_CODE_SQL: &str = concat!(
+                "DELETE FROM device_codes WHERE user_code = $1 AND expires_at <= ",
+                $db_now
             );
 
             pub(crate) async fn insert_auth_code(
@@ -264,6 +273,85 @@ macro_rules! authz_backend {
                     .execute(pool)
                     .await?;
                 Ok(())
+            }
+
+            /// A user code still held by an unexpired code is `AlreadyExists` (the unique
+            /// index decides between racing inserts).
+            pub(crate) async fn insert_device_code(
+                pool: &Pool,
+                r: &DeviceCodeRecord,
+            ) -> Result<(), StoreError> {
+                let scopes = join_scopes(&r.scopes)?;
+                let mut tx = pool.begin_with($begin).await?;
+                sqlx::query(FREE_USER_CODE_SQL)
+                    .bind(&r.user_code)
+                    .execute(&mut *tx)
+                    .await?;
+                sqlx::query(INSERT_DEVICE_SQL)
+                    .bind(&r.device_code_hash)
+                    .bind(&r.user_code)
+                    .bind(&r.client_id)
+                    .bind(scopes)
+                    .bind(r.interval_secs)
+                    .bind(r.expires_at)
+                    .execute(&mut *tx)
+                    .await?;
+                tx.commit().await?;
+                Ok(())
+            }
+
+            pub(crate) async fn find_device_by_user_code(
+                pool: &Pool,
+                user_code: &str,
+                now: i64,
+            ) -> Result<DeviceCodeRecord, StoreError> {
+                let row: DeviceRow = sqlx::query_as(FIND_DEVICE_SQL)
+                    .bind(user_code)
+                    .bind(now)
+                    .fetch_one(pool)
+                    .await?;
+                Ok(row.into())
+            }
+
+            pub(crate) async fn decide_device_code(
+                pool: &Pool,
+                user_code: &str,
+                approval: Option<&DeviceApproval>,
+                now: i64,
+            ) -> Result<(), StoreError> {
+                let done = sqlx::query(DECIDE_DEVICE_SQL)
+                    .bind(user_code)
+                    .bind(now)
+                    .bind(approval.map(|a| a.subject.as_str()))
+                    .bind(approval.map(|a| a.user_info.as_str()))
+                    .bind(approval.map(|a| a.family_id.as_str()))
+                    .bind(approval.map(|a| a.auth_time))
+                    .execute(pool)
+                    .await?;
+                found(done.rows_affected())
+            }
+
+            /// Under the row's lock: read, decide, write, commit.
+            pub(crate) async fn poll_device_code(
+                pool: &Pool,
+                device_code_hash: &str,
+                now: i64,
+            ) -> Result<DevicePoll, StoreError> {
+                let mut tx = pool.begin_with($begin).await?;
+                let state: DeviceState = sqlx::query_as(LOCK_DEVICE_SQL)
+                    .bind(device_code_hash)
+                    .fetch_one(&mut *tx)
+                    .await?;
+                let poll = device_poll(state, now)?;
+                if let Some(sql) = poll_write(&poll) {
+                    sqlx::query(sql)
+                        .bind(device_code_hash)
+                        .bind(now)
+                        .execute(&mut *tx)
+                        .await?;
+                }
+                tx.commit().await?;
+                Ok(poll)
             }
 
             /// One statement per table, each atomic on its own: a purge holds no lock

@@ -81,13 +81,19 @@ pub(super) const LOCK_DEVICE_SQL: &str = "UPDATE device_codes \
      RETURNING device_code_hash, user_code, client_id, scopes, interval_secs, expires_at, \
      last_polled_at, decided_at, subject, user_info, family_id, auth_time, used_at";
 
-/// The writes after a poll's decision, each binding `$1` = the hash, `$2` = now.
+// The writes after a poll's decision ([`poll_write`]), each binding `$1` = the hash and
+// `$2` = now.
+
+/// authorization_pending: remember this poll.
 pub(super) const PENDING_SQL: &str =
     "UPDATE device_codes SET last_polled_at = $2 WHERE device_code_hash = $1";
-/// slow_down: "the interval MUST be increased by 5 seconds for this and all subsequent
-/// requests" (RFC 8628 §3.5).
+
+/// slow_down: remember this poll too; "the interval MUST be increased by 5 seconds for
+/// this and all subsequent requests" (RFC 8628 §3.5).
 pub(super) const SLOW_DOWN_SQL: &str = "UPDATE device_codes \
      SET last_polled_at = $2, interval_secs = interval_secs + 5 WHERE device_code_hash = $1";
+
+/// Approved: taken by this poll.
 pub(super) const TAKE_DEVICE_SQL: &str =
     "UPDATE device_codes SET used_at = $2 WHERE device_code_hash = $1";
 
@@ -231,7 +237,11 @@ mod tests {
     fn writes_follow_the_outcome() {
         assert_eq!(poll_write(&DevicePoll::SlowDown), Some(SLOW_DOWN_SQL));
         assert!(SLOW_DOWN_SQL.contains("interval_secs = interval_secs + 5 "));
-        for none in [DevicePoll::Denied, DevicePoll::Expired, DevicePoll::AlreadyUsed] {
+        for none in [
+            DevicePoll::Denied,
+            DevicePoll::Expired,
+            DevicePoll::AlreadyUsed,
+        ] {
             assert_eq!(poll_write(&none), None, "{none:?}");
         }
     }

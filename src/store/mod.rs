@@ -7,6 +7,7 @@
 
 mod authz;
 mod authz_ops;
+mod device;
 pub mod filters;
 mod postgres;
 mod sqlite;
@@ -15,6 +16,7 @@ pub use authz::{
     AuthCodeRecord, CodeRedemption, RefreshRedemption, RefreshTokenRecord, RevokedToken,
     SessionRecord,
 };
+pub use device::{DeviceApproval, DeviceCodeRecord, DevicePoll};
 pub use filters::{parse_filters, Filter, FilterField, FilterOp, FilterValue};
 
 use std::collections::BTreeMap;
@@ -224,11 +226,46 @@ pub trait Store: Send + Sync + 'static {
     ) -> Result<(), StoreError>;
     /// Deletes a session. Idempotent.
     async fn delete_session(&self, id_hash: &str) -> Result<(), StoreError>;
-    /// Deletes codes, refresh tokens, recorded and revoked access tokens with
+    /// Deletes codes, device codes, refresh tokens, recorded and revoked access tokens with
     /// `expires_at <= now`, sessions past their absolute expiry or idle
     /// (`last_seen_at + session_idle_secs < now`; no idle limit if `session_idle_secs <= 0`),
     /// then families nothing refers to. Returns the number of rows removed.
     async fn purge_expired(&self, now: i64, session_idle_secs: i64) -> Result<u64, StoreError>;
+
+    // ---- device authorization grant (RFC 8628; see `device`) --------------------------
+
+    /// Inserts a device code; `Invalid` for an unstorable scope, `AlreadyExists` if its hash
+    /// exists or its user code is held by a code not yet expired by the database's clock (an
+    /// expired holder is deleted).
+    async fn insert_device_code(&self, r: &DeviceCodeRecord) -> Result<(), StoreError>;
+    /// The pending code with this user code, unexpired at `now`; `NotFound` if unknown,
+    /// expired or already decided.
+    async fn find_device_by_user_code(
+        &self,
+        user_code: &str,
+        now: i64,
+    ) -> Result<DeviceCodeRecord, StoreError>;
+    /// Approve (Some) or deny (None) a pending, unexpired code by its user code. NotFound if
+    /// not pending. Of two racing decisions exactly one applies.
+    async fn decide_device_code(
+        &self,
+        user_code: &str,
+        approval: Option<&DeviceApproval>,
+        now: i64,
+    ) -> Result<(), StoreError>;
+    /// A token request with the device code at `now`, atomically: records the poll time,
+    /// grows the interval on `SlowDown`, takes an approval (exactly one concurrent caller
+    /// gets `Approved`). `NotFound` if unknown.
+    async fn poll_device_code(
+        &self,
+        device_code_hash: &str,
+        now: i64,
+    ) -> Result<DevicePoll, StoreError>;
+
+    /// Counts for health/metrics: (projects, live sessions, live refresh tokens).
+    /// Live at `now`: sessions before their absolute expiry; refresh tokens unexpired, unused
+    /// and of a family not revoked.
+    async fn counts(&self, now: i64) -> Result<(u64, u64, u64), StoreError>;
 
     /// `SELECT 1`, for readiness checks.
     async fn ping(&self) -> Result<(), StoreError>;
@@ -287,6 +324,20 @@ const UPDATE_SQL: &str =
 
 const GET_SQL: &str = "SELECT identifier, org, name, description, labels, state \
      FROM projects WHERE org = $1 AND identifier = $2";
+
+/// One row: the three [`Store::counts`], `$1` = now.
+const COUNTS_SQL: &str = "SELECT (SELECT COUNT(*) FROM projects), \
+     (SELECT COUNT(*) FROM sessions WHERE expires_at > $1), \
+     (SELECT COUNT(*) FROM refresh_tokens t WHERE t.expires_at > $1 AND t.used_at IS NULL \
+     AND NOT EXISTS (SELECT 1 FROM token_families f \
+     WHERE f.family_id = t.family_id AND f.revoked_at IS NOT NULL))";
+
+/// [`COUNTS_SQL`]'s row as unsigned counts.
+fn counts(row: (i64, i64, i64)) -> Result<(u64, u64, u64), StoreError> {
+    let count =
+        |n: i64| u64::try_from(n).map_err(|_| StoreError::Internal("negative count".into()));
+    Ok((count(row.0)?, count(row.1)?, count(row.2)?))
+}
 
 /// A `projects` row as selected by [`COLUMNS`].
 #[derive(sqlx::FromRow)]
@@ -371,5 +422,7 @@ where
 
 #[cfg(test)]
 mod authz_tests;
+#[cfg(test)]
+mod device_tests;
 #[cfg(test)]
 mod tests;

@@ -8,12 +8,12 @@ use sqlx::{PgPool, Postgres};
 
 use super::authz_ops::postgres as ops;
 use super::{
-    arguments, list_sql, record_args, Dialect, ProjectQuery, ProjectRecord, ProjectRow, Store,
-    StoreError, GET_SQL, INSERT_SQL, UPDATE_SQL,
+    arguments, counts, list_sql, record_args, Dialect, ProjectQuery, ProjectRecord, ProjectRow,
+    Store, StoreError, COUNTS_SQL, GET_SQL, INSERT_SQL, UPDATE_SQL,
 };
 use super::{
-    AuthCodeRecord, CodeRedemption, RefreshRedemption, RefreshTokenRecord, RevokedToken,
-    SessionRecord,
+    AuthCodeRecord, CodeRedemption, DeviceApproval, DeviceCodeRecord, DevicePoll,
+    RefreshRedemption, RefreshTokenRecord, RevokedToken, SessionRecord,
 };
 
 /// [`Store`] on a PostgreSQL database.
@@ -161,6 +161,43 @@ impl Store for PgStore {
 
     async fn purge_expired(&self, now: i64, session_idle_secs: i64) -> Result<u64, StoreError> {
         ops::purge_expired(&self.pool, now, session_idle_secs).await
+    }
+
+    async fn insert_device_code(&self, r: &DeviceCodeRecord) -> Result<(), StoreError> {
+        ops::insert_device_code(&self.pool, r).await
+    }
+
+    async fn find_device_by_user_code(
+        &self,
+        user_code: &str,
+        now: i64,
+    ) -> Result<DeviceCodeRecord, StoreError> {
+        ops::find_device_by_user_code(&self.pool, user_code, now).await
+    }
+
+    async fn decide_device_code(
+        &self,
+        user_code: &str,
+        approval: Option<&DeviceApproval>,
+        now: i64,
+    ) -> Result<(), StoreError> {
+        ops::decide_device_code(&self.pool, user_code, approval, now).await
+    }
+
+    async fn poll_device_code(
+        &self,
+        device_code_hash: &str,
+        now: i64,
+    ) -> Result<DevicePoll, StoreError> {
+        ops::poll_device_code(&self.pool, device_code_hash, now).await
+    }
+
+    async fn counts(&self, now: i64) -> Result<(u64, u64, u64), StoreError> {
+        let row = sqlx::query_as(COUNTS_SQL)
+            .bind(now)
+            .fetch_one(&self.pool)
+            .await?;
+        counts(row)
     }
 
     async fn ping(&self) -> Result<(), StoreError> {
