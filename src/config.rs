@@ -187,6 +187,26 @@ pub struct UserAuthFile {
     pub open_id: Option<OpenIdFile>,
     pub local_users: Vec<LocalUserFile>,
     pub session: SessionFile,
+    /// (addition) Failed-login limits, per user and per client address.
+    pub login_rate_limit: LoginRateLimitFile,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default, rename_all = "camelCase")]
+pub struct LoginRateLimitFile {
+    /// Failures within `window` after which the user (or address) is locked out.
+    pub max_failures: u32,
+    #[serde(with = "go_duration")]
+    pub window: Duration,
+}
+
+impl Default for LoginRateLimitFile {
+    fn default() -> Self {
+        Self {
+            max_failures: 10,
+            window: Duration::from_secs(15 * 60),
+        }
+    }
 }
 
 impl Default for UserAuthFile {
@@ -201,6 +221,7 @@ impl Default for UserAuthFile {
             open_id: None,
             local_users: Vec::new(),
             session: SessionFile::default(),
+            login_rate_limit: LoginRateLimitFile::default(),
         }
     }
 }
@@ -351,6 +372,9 @@ pub struct ExternalAuthServerFile {
     pub retry_attempts: u32,
     #[serde(with = "go_duration")]
     pub retry_delay: Duration,
+    /// (addition) Minimum time between JWKS refetches caused by tokens with an unknown `kid`.
+    #[serde(with = "go_duration")]
+    pub jwks_refresh_interval: Duration,
 }
 
 impl Default for ExternalAuthServerFile {
@@ -362,6 +386,7 @@ impl Default for ExternalAuthServerFile {
             http_proxy_url: String::new(),
             retry_attempts: 5,
             retry_delay: Duration::from_secs(1),
+            jwks_refresh_interval: Duration::from_secs(30),
         }
     }
 }

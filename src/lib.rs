@@ -11,6 +11,7 @@
 //! | [`auth`] | resource server: token extraction, JWT verification, the tower auth layer |
 //! | [`authz_server`] | the built-in OAuth2 AS: authorize, token, clients, minting |
 //! | [`login`] | identity sources: the local-users login form, logout, HTML pages |
+//! | [`external`] | `authServerType: External`: proxied metadata, remote JWKS |
 //! | [`oidc`] | relying party: browser login at an external OpenID Connect IdP |
 //! | [`sealed`] | AES-GCM with the cookie block key (pending logins, IdP refresh tokens) |
 //! | [`session`] | server-side browser sessions (cookie holds only a random id) |
@@ -34,6 +35,7 @@ pub mod authz_server;
 pub mod cli;
 pub mod clock;
 pub mod config;
+pub mod external;
 pub mod grpc;
 pub mod http;
 pub mod keys;

@@ -2,12 +2,14 @@
 //! authorization-server metadata and Flyte's public client config. One builder feeds the
 //! gRPC services (v1 and flyteidl2) and the JSON routes.
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::state::AppState;
 
-/// RFC 8414 metadata, field for field flyteidl's `OAuth2MetadataResponse`.
-#[derive(Debug, Clone, Serialize)]
+/// RFC 8414 metadata, field for field flyteidl's `OAuth2MetadataResponse` (unknown fields of
+/// a proxied document are dropped, as Flyte does).
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(default)]
 pub struct OAuth2Metadata {
     pub issuer: String,
     pub authorization_endpoint: String,
@@ -34,6 +36,15 @@ pub struct PublicClientConfig {
 
 fn strings(items: &[&str]) -> Vec<String> {
     items.iter().map(|s| s.to_string()).collect()
+}
+
+/// The metadata clients are given: the built-in AS as seen through the public URL `public`,
+/// or the external AS's document (`None` while it has not been fetched yet).
+pub fn current_metadata(state: &AppState, public: &str) -> Option<OAuth2Metadata> {
+    match &state.external {
+        Some(ext) => ext.metadata().map(|m| (*m).clone()),
+        None => Some(oauth2_metadata(state, public)),
+    }
 }
 
 /// Metadata of the built-in AS as seen through the public URL `public`.

@@ -193,6 +193,14 @@ pub async fn run(
     let tls = tls_acceptor(&state)?;
     let background = crate::state::spawn_background(&state);
     let discovery = state.oidc.as_ref().map(|o| o.spawn_discovery());
+    let external = state.external.as_ref().map(|ext| {
+        let st = state.clone();
+        ext.spawn(move |m| {
+            st.authenticator
+                .verifier
+                .set_issuers(vec![m.issuer.clone()])
+        })
+    });
     let (grpc, http) = build_services(&state);
     let scheme = if tls.is_some() { "https" } else { "http" };
     let main = Dispatch {
@@ -230,8 +238,8 @@ pub async fn run(
         _ = tokio::time::sleep(DRAIN_TIMEOUT) => tracing::warn!("drain timed out; closing remaining connections"),
     }
     background.abort();
-    if let Some(d) = discovery {
-        d.abort();
+    for task in [discovery, external].into_iter().flatten() {
+        task.abort();
     }
     state.store.close().await;
     Ok(())

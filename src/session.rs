@@ -114,7 +114,8 @@ impl Sessions {
             self.store.delete_session(&id_hash).await?;
             return Ok(None);
         }
-        if now - record.last_seen_at >= TOUCH_EVERY_SECS {
+        // Touch at most every minute, and often enough for short idle timeouts.
+        if now - record.last_seen_at >= TOUCH_EVERY_SECS.min(self.idle_secs / 2) {
             match self.store.touch_session(&id_hash, now).await {
                 Ok(()) => {}
                 // Logged out between the read and the touch.

@@ -92,17 +92,12 @@ pub struct AppState {
     /// The external IdP, when `auth.userAuth.openId` is configured.
     pub oidc: Option<Arc<crate::oidc::OidcProvider>>,
     pub sealer: crate::sealed::Sealer,
+    /// The external authorization server (`authServerType: External`).
+    pub external: Option<Arc<crate::external::ExternalAuthServer>>,
 }
 
 impl AppState {
     pub async fn build(config: Config, opts: StartOptions) -> Result<Arc<Self>, StartupError> {
-        if config.auth.auth_server_type == AuthServerType::External {
-            return Err(ConfigError::new(
-                "auth.appAuth.authServerType",
-                "External is not supported by this build yet; use Self",
-            )
-            .into());
-        }
         let secrets = SecretStore::new(
             config.secrets_dir.clone(),
             config.secrets_env_prefix.clone(),
@@ -156,6 +151,24 @@ impl AppState {
             }
         };
 
+        let external = match config.auth.auth_server_type {
+            AuthServerType::Builtin => None,
+            AuthServerType::External => {
+                let fallback = config
+                    .user_auth
+                    .open_id
+                    .as_ref()
+                    .map(|o| o.base_url.clone())
+                    .unwrap_or_default();
+                let ext = crate::external::ExternalAuthServer::new(
+                    &config.app_auth.external_auth_server,
+                    &fallback,
+                    &config.app_auth.external_auth_server.http_proxy_url,
+                )
+                .map_err(|e| ConfigError::new("auth.appAuth.externalAuthServer", e))?;
+                Some(Arc::new(ext))
+            }
+        };
         let tls = config.server.tls.is_some();
         let public_urls = if config.auth.authorized_uris.is_empty() {
             let scheme = if tls { "https" } else { "http" };
@@ -175,15 +188,23 @@ impl AppState {
         let mut audiences: Vec<String> = public_urls.all().map(String::from).collect();
         audiences.push(issuer.clone());
         audiences.extend(config.auth.extra_audiences.iter().cloned());
-        let mut issuers: Vec<String> = vec![issuer.clone()];
-        if config.auth.issuer.is_none() {
+        // External mode: the issuer is the AS's own, set once its metadata is fetched.
+        let mut issuers: Vec<String> = if external.is_some() {
+            vec![]
+        } else {
+            vec![issuer.clone()]
+        };
+        if config.auth.issuer.is_none() && external.is_none() {
             issuers.extend(public_urls.all().map(String::from));
         }
         dedup(&mut issuers);
         dedup(&mut audiences);
         let verifier = TokenVerifier::new(
             VerifierSettings {
-                keys: keys.verification_keys(),
+                keys: match &external {
+                    Some(ext) => crate::auth::keysource::KeySource::Remote(ext.jwks.clone()),
+                    None => crate::auth::keysource::KeySource::Static(keys.verification_keys()),
+                },
                 issuers,
                 audiences,
                 required_scopes: config.auth.required_scopes.clone(),
@@ -232,11 +253,15 @@ impl AppState {
         Ok(Arc::new(Self {
             sessions,
             local_users,
-            login_limiter: FailureLimiter::new(10, 15 * 60),
+            login_limiter: FailureLimiter::new(
+                config.user_auth.login_rate_limit.max_failures.max(1),
+                config.user_auth.login_rate_limit.window.as_secs() as i64,
+            ),
             cookies,
             authz: AuthorizationServer { clients },
             oidc,
             sealer,
+            external,
             config,
             clock: opts.clock,
             secrets,

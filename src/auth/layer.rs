@@ -89,7 +89,34 @@ where
                 }
             }));
         }
-        match self.layer.auth.authenticate(req.headers()) {
+        let first = self.layer.auth.authenticate(req.headers());
+        if matches!(first, Err(super::AuthError::UnknownKey))
+            && auth.verifier.remote_jwks().is_some()
+        {
+            // An external AS may have rotated its keys: refetch (rate-limited) and retry.
+            let clone = self.inner.clone();
+            let mut inner = std::mem::replace(&mut self.inner, clone);
+            let auth = auth.clone();
+            let allow_anonymous = self.layer.allow_anonymous;
+            return Either::Right(Box::pin(async move {
+                match auth
+                    .authenticate_refreshing(req.headers(), &auth.custom_header)
+                    .await
+                {
+                    Ok(identity) => {
+                        req.extensions_mut().insert(identity);
+                        inner.call(req).await
+                    }
+                    Err(_) if allow_anonymous => inner.call(req).await,
+                    Err(e) => {
+                        tracing::info!(target: "flyteauth::audit", rpc = req.uri().path(), reason = e.kind(), outcome = "deny");
+                        let status: tonic::Status = e.into();
+                        Ok(status.into_http())
+                    }
+                }
+            }));
+        }
+        match first {
             Ok(identity) => {
                 tracing::debug!(
                     target: "flyteauth::audit",

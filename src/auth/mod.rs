@@ -7,6 +7,7 @@
 mod cache;
 mod error;
 mod identity;
+pub mod keysource;
 pub mod layer;
 mod revocation;
 pub mod verifier;
@@ -123,6 +124,17 @@ impl Authenticator {
             token_id: None,
             credential: Credential::Session,
         }))
+    }
+
+    /// [`authenticate`](Self::authenticate), refetching a remote JWKS on an unknown key.
+    pub async fn authenticate_refreshing(
+        &self,
+        headers: &http::HeaderMap,
+        custom_header: &str,
+    ) -> Result<Arc<Identity>, AuthError> {
+        self.verifier
+            .verify_refreshing(bearer_token(headers, custom_header)?)
+            .await
     }
 
     /// Like [`authenticate`](Self::authenticate) with another custom header (REST uses

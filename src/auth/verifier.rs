@@ -8,18 +8,18 @@ use jsonwebtoken::{Algorithm, Validation};
 use serde_json::{Map, Value};
 
 use super::cache::{digest, TokenCache};
+use super::keysource::{KeySource, RemoteJwks};
 use super::{AuthError, Credential, Identity, Revocations, UserInfo};
 use crate::clock::SharedClock;
-use crate::keys::PublicKey;
 
 /// Default clock skew tolerated on `exp`, `nbf` and `iat` (seconds).
 pub const DEFAULT_LEEWAY_SECS: i64 = 60;
 
 /// What a valid token must look like.
 pub struct VerifierSettings {
-    /// Verification keys, current first. A token without `kid`/`key_id` is checked against
-    /// the first one only; an unknown kid is refused.
-    pub keys: Vec<PublicKey>,
+    /// Verification keys: the built-in AS's (current first; a token without `kid`/`key_id` is
+    /// checked against the current one only) or an external JWKS. An unknown kid is refused.
+    pub keys: KeySource,
     /// Accepted `iss` values.
     pub issuers: Vec<String>,
     /// Accepted `aud` values (public URLs, the issuer, configured extras).
@@ -34,8 +34,9 @@ pub struct VerifierSettings {
 
 /// Verifies bearer tokens and caches the result.
 pub struct TokenVerifier {
-    keys: Vec<PublicKey>,
-    issuers: Vec<String>,
+    keys: KeySource,
+    /// Replaced when an external AS's metadata (its `issuer`) is (re)fetched.
+    issuers: std::sync::RwLock<Vec<String>>,
     audiences: Vec<String>,
     required_scopes: Vec<String>,
     validation: Vec<(Algorithm, Validation)>,
@@ -51,12 +52,19 @@ fn trim_slash(s: &str) -> &str {
 
 impl TokenVerifier {
     pub fn new(settings: VerifierSettings, clock: SharedClock) -> Self {
-        let mut algs: Vec<Algorithm> = settings
-            .keys
-            .iter()
-            .map(|k| k.alg.jwt_algorithm())
-            .collect();
-        algs.dedup();
+        // The allow-list: asymmetric algorithms only (never `none`, never HS*: a public key
+        // must not become an HMAC secret). Each key is then bound to exactly one of them.
+        let algs = [
+            Algorithm::RS256,
+            Algorithm::RS384,
+            Algorithm::RS512,
+            Algorithm::PS256,
+            Algorithm::PS384,
+            Algorithm::PS512,
+            Algorithm::ES256,
+            Algorithm::ES384,
+            Algorithm::EdDSA,
+        ];
         // Signature only: time, audience and issuer are checked below against the injected
         // clock, with reasons that say which check failed.
         let validation = algs
@@ -72,11 +80,13 @@ impl TokenVerifier {
             .collect();
         Self {
             keys: settings.keys,
-            issuers: settings
-                .issuers
-                .iter()
-                .map(|s| trim_slash(s).to_owned())
-                .collect(),
+            issuers: std::sync::RwLock::new(
+                settings
+                    .issuers
+                    .iter()
+                    .map(|s| trim_slash(s).to_owned())
+                    .collect(),
+            ),
             audiences: settings
                 .audiences
                 .iter()
@@ -93,6 +103,32 @@ impl TokenVerifier {
 
     pub fn cache(&self) -> &TokenCache {
         &self.cache
+    }
+
+    /// The remote JWKS, when keys come from an external AS.
+    pub fn remote_jwks(&self) -> Option<&Arc<RemoteJwks>> {
+        match &self.keys {
+            KeySource::Remote(r) => Some(r),
+            KeySource::Static(_) => None,
+        }
+    }
+
+    /// Sets the accepted issuers (external AS metadata).
+    pub fn set_issuers(&self, issuers: Vec<String>) {
+        *self.issuers.write().expect("lock") =
+            issuers.iter().map(|s| trim_slash(s).to_owned()).collect();
+    }
+
+    /// Verifies; on an unknown `kid` with a remote JWKS, refetches it (rate-limited) and
+    /// tries once more.
+    pub async fn verify_refreshing(&self, token: &str) -> Result<Arc<Identity>, AuthError> {
+        match self.verify(token) {
+            Err(AuthError::UnknownKey) => match self.remote_jwks() {
+                Some(jwks) if jwks.refresh_if_due().await => self.verify(token),
+                _ => Err(AuthError::UnknownKey),
+            },
+            other => other,
+        }
     }
 
     pub fn revocations(&self) -> &Revocations {
@@ -148,12 +184,8 @@ impl TokenVerifier {
             .kid
             .as_deref()
             .or_else(|| header.extras.get("key_id").map(String::as_str));
-        let key = match kid {
-            Some(kid) => self.keys.iter().find(|k| k.kid == kid),
-            None => self.keys.first(),
-        }
-        .ok_or(AuthError::UnknownKey)?;
-        if key.alg.jwt_algorithm() != *alg {
+        let key = self.keys.find(kid).ok_or(AuthError::UnknownKey)?;
+        if key.algorithm != *alg {
             return Err(AuthError::AlgorithmNotAllowed(format!(
                 "{alg:?} for this key"
             )));
@@ -198,8 +230,11 @@ impl TokenVerifier {
             }
         }
         let iss = claims.get("iss").and_then(Value::as_str).map(trim_slash);
-        if !iss.is_some_and(|iss| self.issuers.iter().any(|i| i == iss)) {
-            return Err(AuthError::IssuerMismatch(self.issuers.clone()));
+        {
+            let issuers = self.issuers.read().expect("lock");
+            if !iss.is_some_and(|iss| issuers.iter().any(|i| i == iss)) {
+                return Err(AuthError::IssuerMismatch(issuers.clone()));
+            }
         }
         let aud_ok = match claims.get("aud") {
             Some(Value::String(a)) => self.audiences.iter().any(|x| x == trim_slash(a)),

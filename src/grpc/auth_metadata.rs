@@ -5,7 +5,7 @@ use std::sync::Arc;
 use tonic::{Request, Response, Status};
 
 use super::RequestOrigin;
-use crate::metadata::{oauth2_metadata, public_client_config, OAuth2Metadata, PublicClientConfig};
+use crate::metadata::{current_metadata, public_client_config, OAuth2Metadata, PublicClientConfig};
 use crate::pb::flyteidl::service as v1;
 use crate::pb::flyteidl2::auth as v2;
 use crate::state::AppState;
@@ -20,13 +20,15 @@ impl AuthMetadataApi {
         Self { state }
     }
 
-    fn metadata<T>(&self, req: &Request<T>) -> OAuth2Metadata {
+    fn metadata<T>(&self, req: &Request<T>) -> Result<OAuth2Metadata, Status> {
         let origin = req.extensions().get::<RequestOrigin>();
         let public = self.state.public_urls.resolve(
             origin.and_then(|o| o.authority.as_deref()),
             origin.map(|o| o.scheme).unwrap_or("http"),
         );
-        oauth2_metadata(&self.state, public)
+        current_metadata(&self.state, public).ok_or_else(|| {
+            Status::unavailable("the external authorization server's metadata is not available yet")
+        })
     }
 }
 
@@ -36,7 +38,7 @@ impl v1::auth_metadata_service_server::AuthMetadataService for AuthMetadataApi {
         &self,
         req: Request<v1::OAuth2MetadataRequest>,
     ) -> Result<Response<v1::OAuth2MetadataResponse>, Status> {
-        let m = self.metadata(&req);
+        let m = self.metadata(&req)?;
         Ok(Response::new(v1::OAuth2MetadataResponse {
             issuer: m.issuer,
             authorization_endpoint: m.authorization_endpoint,
@@ -80,7 +82,7 @@ impl v2::auth_metadata_service_server::AuthMetadataService for AuthMetadataApi {
         &self,
         req: Request<v2::GetOAuth2MetadataRequest>,
     ) -> Result<Response<v2::GetOAuth2MetadataResponse>, Status> {
-        let m = self.metadata(&req);
+        let m = self.metadata(&req)?;
         Ok(Response::new(v2::GetOAuth2MetadataResponse {
             issuer: m.issuer,
             authorization_endpoint: m.authorization_endpoint,

@@ -18,14 +18,14 @@ use http::header;
 use crate::authz_server::{authorize, revoke, token};
 use crate::grpc::RequestOrigin;
 use crate::login::local;
-use crate::metadata::{oauth2_metadata, public_client_config};
+use crate::metadata::{current_metadata, public_client_config};
 use crate::oidc::handlers as oidc_handlers;
 use crate::state::AppState;
 
 /// Builds the HTTP router.
 pub fn router(state: Arc<AppState>) -> Router {
     let max = state.config.server.max_request_bytes;
-    Router::new()
+    let mut router = Router::new()
         .route("/healthcheck", get(healthcheck))
         .route("/console", get(console::index))
         .route("/console/", get(console::index))
@@ -34,29 +34,11 @@ pub fn router(state: Arc<AppState>) -> Router {
             "/.well-known/oauth-authorization-server",
             get(oauth_metadata),
         )
-        .route("/config/v1/flyte_client", get(flyte_client))
-        .route("/oauth2/jwks", get(jwks))
-        .route(
-            "/oauth2/authorize",
-            get(authorize::authorize).post(authorize::authorize),
-        )
-        .route(
-            "/oauth2/authorize_callback",
-            get(authorize::authorize_callback).post(authorize::authorize_callback),
-        )
-        .route("/oauth2/token", post(token::token))
-        .route("/oauth2/revoke", post(revoke::revoke))
-        .route("/oauth2/introspect", post(revoke::introspect))
-        .route("/login", get(local::login_page).post(local::login_submit))
-        .route("/logout", get(local::logout).post(local::logout))
-        .route(
-            "/callback",
-            get(oidc_handlers::callback).post(oidc_handlers::callback),
-        )
         .route(
             "/.well-known/openid-configuration",
             get(oidc_handlers::openid_configuration),
         )
+        .route("/config/v1/flyte_client", get(flyte_client))
         .route("/me", get(rest::me))
         .route(
             "/api/v1/projects",
@@ -67,6 +49,29 @@ pub fn router(state: Arc<AppState>) -> Router {
             get(rest::get_project).put(rest::update_project),
         )
         .route("/api/v1/domains", get(rest::get_domains))
+        .route("/login", get(local::login_page).post(local::login_submit))
+        .route("/logout", get(local::logout).post(local::logout))
+        .route(
+            "/callback",
+            get(oidc_handlers::callback).post(oidc_handlers::callback),
+        );
+    // The built-in authorization server's endpoints exist only in Self mode.
+    if state.external.is_none() {
+        router = router
+            .route("/oauth2/jwks", get(jwks))
+            .route(
+                "/oauth2/authorize",
+                get(authorize::authorize).post(authorize::authorize),
+            )
+            .route(
+                "/oauth2/authorize_callback",
+                get(authorize::authorize_callback).post(authorize::authorize_callback),
+            )
+            .route("/oauth2/token", post(token::token))
+            .route("/oauth2/revoke", post(revoke::revoke))
+            .route("/oauth2/introspect", post(revoke::introspect));
+    }
+    router
         .fallback(not_found)
         .layer(DefaultBodyLimit::max(max))
         .with_state(state)
@@ -93,7 +98,13 @@ async fn oauth_metadata(
         None => (None, "http"),
     };
     let public = state.public_urls.resolve(authority, scheme);
-    Json(oauth2_metadata(&state, public)).into_response()
+    match current_metadata(&state, public) {
+        Some(m) => Json(m).into_response(),
+        None => error::ApiError::Status(tonic::Status::unavailable(
+            "the external authorization server's metadata is not available yet",
+        ))
+        .into_response(),
+    }
 }
 
 async fn flyte_client(State(state): State<Arc<AppState>>) -> Response {

@@ -37,7 +37,9 @@ impl FromRequestParts<Arc<AppState>> for Caller {
         let custom = &state.config.auth.http_authorization_header;
         let result = match auth.credential_kind(&parts.headers, custom) {
             crate::auth::CredentialKind::Session => auth.authenticate_session(&parts.headers).await,
-            crate::auth::CredentialKind::Bearer => auth.authenticate_with(&parts.headers, custom),
+            crate::auth::CredentialKind::Bearer => {
+                auth.authenticate_refreshing(&parts.headers, custom).await
+            }
         };
         match result {
             Ok(id) => Ok(Caller(Some(id))),

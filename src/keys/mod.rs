@@ -94,7 +94,8 @@ impl fmt::Debug for SigningKey {
 /// The public half: its JWK and a ready-made verification key.
 #[derive(Clone)]
 pub struct PublicKey {
-    pub alg: SigningAlg,
+    /// The one algorithm this key verifies.
+    pub algorithm: Algorithm,
     pub kid: String,
     pub jwk: serde_json::Value,
     pub decoding: DecodingKey,
@@ -103,7 +104,7 @@ pub struct PublicKey {
 impl fmt::Debug for PublicKey {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("PublicKey")
-            .field("alg", &self.alg)
+            .field("algorithm", &self.algorithm)
             .field("kid", &self.kid)
             .finish()
     }
@@ -160,7 +161,7 @@ impl SigningKey {
         let jwk =
             json!({"kty": "RSA", "alg": "RS256", "use": "sig", "kid": kid, "n": n64, "e": e64});
         let public = PublicKey {
-            alg: SigningAlg::RS256,
+            algorithm: Algorithm::RS256,
             kid: kid.clone(),
             jwk,
             decoding: DecodingKey::from_rsa_raw_components(&n, &e),
@@ -190,7 +191,7 @@ impl SigningKey {
             kid: kid.clone(),
             private: Private::Ec(kp),
             public: PublicKey {
-                alg: SigningAlg::ES256,
+                algorithm: Algorithm::ES256,
                 kid,
                 jwk,
                 decoding,
@@ -209,7 +210,7 @@ impl SigningKey {
             kid: kid.clone(),
             private: Private::Ed(kp),
             public: PublicKey {
-                alg: SigningAlg::EdDSA,
+                algorithm: Algorithm::EdDSA,
                 kid,
                 jwk,
                 decoding,
@@ -378,4 +379,48 @@ mod tests {
             Err(KeyError::NotPem)
         ));
     }
+}
+
+/// A verification key from a JWKS entry (external authorization servers). The algorithm is the
+/// JWK's `alg`, else the usual one for its type; keys meant for encryption are skipped.
+pub fn public_key_from_jwk(jwk: &serde_json::Value) -> Option<PublicKey> {
+    if jwk
+        .get("use")
+        .and_then(|u| u.as_str())
+        .is_some_and(|u| u != "sig")
+    {
+        return None;
+    }
+    let parsed: jsonwebtoken::jwk::Jwk = serde_json::from_value(jwk.clone()).ok()?;
+    let algorithm = match jwk.get("alg").and_then(|a| a.as_str()) {
+        Some(a) => a.parse::<Algorithm>().ok()?,
+        None => match (
+            jwk.get("kty").and_then(|k| k.as_str()),
+            jwk.get("crv").and_then(|c| c.as_str()),
+        ) {
+            (Some("RSA"), _) => Algorithm::RS256,
+            (Some("EC"), Some("P-256")) => Algorithm::ES256,
+            (Some("EC"), Some("P-384")) => Algorithm::ES384,
+            (Some("OKP"), Some("Ed25519")) => Algorithm::EdDSA,
+            _ => return None,
+        },
+    };
+    if matches!(
+        algorithm,
+        Algorithm::HS256 | Algorithm::HS384 | Algorithm::HS512
+    ) {
+        return None;
+    }
+    let decoding = DecodingKey::from_jwk(&parsed).ok()?;
+    let kid = jwk
+        .get("kid")
+        .and_then(|k| k.as_str())
+        .unwrap_or_default()
+        .to_owned();
+    Some(PublicKey {
+        algorithm,
+        kid,
+        jwk: jwk.clone(),
+        decoding,
+    })
 }

@@ -1,0 +1,144 @@
+//! Where verification keys come from: the built-in AS's own keys (static), or the JWKS of an
+//! external authorization server, cached by `kid` and refetched on an unknown `kid` at most
+//! once per interval — garbage tokens with random `kid`s cannot cause a fetch storm.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, RwLock};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+use crate::keys::{public_key_from_jwk, PublicKey};
+
+/// The keys a verifier trusts.
+pub enum KeySource {
+    /// Current key first, then the old one.
+    Static(Vec<PublicKey>),
+    Remote(Arc<RemoteJwks>),
+}
+
+impl KeySource {
+    /// The key for a token's `kid`. Without a kid: the current (first) key; for a remote
+    /// JWKS, only when it holds exactly one key. An unknown kid is `None` (never "fall back
+    /// to the first key").
+    pub fn find(&self, kid: Option<&str>) -> Option<PublicKey> {
+        match self {
+            KeySource::Static(keys) => match kid {
+                Some(kid) => keys.iter().find(|k| k.kid == kid).cloned(),
+                None => keys.first().cloned(),
+            },
+            KeySource::Remote(jwks) => jwks.find(kid),
+        }
+    }
+}
+
+/// A remote JWKS, cached.
+pub struct RemoteJwks {
+    url: RwLock<Option<String>>,
+    keys: RwLock<Arc<HashMap<String, PublicKey>>>,
+    last_fetch: std::sync::Mutex<Option<Instant>>,
+    fetch_lock: tokio::sync::Mutex<()>,
+    min_interval: Duration,
+    http: reqwest::Client,
+    fetches: AtomicU64,
+}
+
+impl RemoteJwks {
+    pub fn new(http: reqwest::Client, min_interval: Duration) -> Self {
+        Self {
+            url: RwLock::new(None),
+            keys: RwLock::new(Arc::new(HashMap::new())),
+            last_fetch: std::sync::Mutex::new(None),
+            fetch_lock: tokio::sync::Mutex::new(()),
+            min_interval,
+            http,
+            fetches: AtomicU64::new(0),
+        }
+    }
+
+    /// Sets the JWKS URL (from the AS metadata).
+    pub fn set_url(&self, url: String) {
+        *self.url.write().expect("lock") = Some(url);
+    }
+
+    /// How many times the JWKS was fetched (metrics, tests).
+    pub fn fetch_count(&self) -> u64 {
+        self.fetches.load(Ordering::Relaxed)
+    }
+
+    pub fn find(&self, kid: Option<&str>) -> Option<PublicKey> {
+        let keys = self.keys.read().expect("lock").clone();
+        match kid {
+            Some(kid) => keys.get(kid).cloned(),
+            None if keys.len() == 1 => keys.values().next().cloned(),
+            None => None,
+        }
+    }
+
+    /// Fetches now (start-up, periodic refresh).
+    pub async fn fetch(&self) -> Result<usize, String> {
+        let _single_flight = self.fetch_lock.lock().await;
+        self.fetch_locked().await
+    }
+
+    async fn fetch_locked(&self) -> Result<usize, String> {
+        let url = self
+            .url
+            .read()
+            .expect("lock")
+            .clone()
+            .ok_or_else(|| "JWKS URL not known yet".to_string())?;
+        *self.last_fetch.lock().expect("lock") = Some(Instant::now());
+        self.fetches.fetch_add(1, Ordering::Relaxed);
+        let resp = self
+            .http
+            .get(&url)
+            .send()
+            .await
+            .map_err(|e| format!("GET {url}: {e}"))?;
+        if !resp.status().is_success() {
+            return Err(format!("GET {url}: HTTP {}", resp.status()));
+        }
+        let doc: Value = resp.json().await.map_err(|e| format!("{url}: {e}"))?;
+        let mut map = HashMap::new();
+        for k in doc
+            .get("keys")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+        {
+            if let Some(pk) = public_key_from_jwk(k) {
+                map.insert(pk.kid.clone(), pk);
+            }
+        }
+        let n = map.len();
+        *self.keys.write().expect("lock") = Arc::new(map);
+        Ok(n)
+    }
+
+    /// Refetches after an unknown `kid`, unless the last fetch was less than the minimum
+    /// interval ago. Returns whether a fetch happened (so the caller may retry).
+    pub async fn refresh_if_due(&self) -> bool {
+        let due = |this: &Self| {
+            this.last_fetch
+                .lock()
+                .expect("lock")
+                .is_none_or(|t| t.elapsed() >= this.min_interval)
+        };
+        if !due(self) {
+            return false;
+        }
+        let _single_flight = self.fetch_lock.lock().await;
+        if !due(self) {
+            return false; // another caller just fetched
+        }
+        match self.fetch_locked().await {
+            Ok(_) => true,
+            Err(e) => {
+                tracing::warn!(error = %e, "JWKS refresh failed");
+                false
+            }
+        }
+    }
+}
