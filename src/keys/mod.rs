@@ -334,6 +334,50 @@ pub fn random_token() -> String {
     b64u(&random_bytes(32))
 }
 
+/// A verification key from a JWKS entry (external authorization servers). The algorithm is the
+/// JWK's `alg`, else the usual one for its type; keys meant for encryption are skipped.
+pub fn public_key_from_jwk(jwk: &serde_json::Value) -> Option<PublicKey> {
+    if jwk
+        .get("use")
+        .and_then(|u| u.as_str())
+        .is_some_and(|u| u != "sig")
+    {
+        return None;
+    }
+    let parsed: jsonwebtoken::jwk::Jwk = serde_json::from_value(jwk.clone()).ok()?;
+    let algorithm = match jwk.get("alg").and_then(|a| a.as_str()) {
+        Some(a) => a.parse::<Algorithm>().ok()?,
+        None => match (
+            jwk.get("kty").and_then(|k| k.as_str()),
+            jwk.get("crv").and_then(|c| c.as_str()),
+        ) {
+            (Some("RSA"), _) => Algorithm::RS256,
+            (Some("EC"), Some("P-256")) => Algorithm::ES256,
+            (Some("EC"), Some("P-384")) => Algorithm::ES384,
+            (Some("OKP"), Some("Ed25519")) => Algorithm::EdDSA,
+            _ => return None,
+        },
+    };
+    if matches!(
+        algorithm,
+        Algorithm::HS256 | Algorithm::HS384 | Algorithm::HS512
+    ) {
+        return None;
+    }
+    let decoding = DecodingKey::from_jwk(&parsed).ok()?;
+    let kid = jwk
+        .get("kid")
+        .and_then(|k| k.as_str())
+        .unwrap_or_default()
+        .to_owned();
+    Some(PublicKey {
+        algorithm,
+        kid,
+        jwk: jwk.clone(),
+        decoding,
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -379,48 +423,4 @@ mod tests {
             Err(KeyError::NotPem)
         ));
     }
-}
-
-/// A verification key from a JWKS entry (external authorization servers). The algorithm is the
-/// JWK's `alg`, else the usual one for its type; keys meant for encryption are skipped.
-pub fn public_key_from_jwk(jwk: &serde_json::Value) -> Option<PublicKey> {
-    if jwk
-        .get("use")
-        .and_then(|u| u.as_str())
-        .is_some_and(|u| u != "sig")
-    {
-        return None;
-    }
-    let parsed: jsonwebtoken::jwk::Jwk = serde_json::from_value(jwk.clone()).ok()?;
-    let algorithm = match jwk.get("alg").and_then(|a| a.as_str()) {
-        Some(a) => a.parse::<Algorithm>().ok()?,
-        None => match (
-            jwk.get("kty").and_then(|k| k.as_str()),
-            jwk.get("crv").and_then(|c| c.as_str()),
-        ) {
-            (Some("RSA"), _) => Algorithm::RS256,
-            (Some("EC"), Some("P-256")) => Algorithm::ES256,
-            (Some("EC"), Some("P-384")) => Algorithm::ES384,
-            (Some("OKP"), Some("Ed25519")) => Algorithm::EdDSA,
-            _ => return None,
-        },
-    };
-    if matches!(
-        algorithm,
-        Algorithm::HS256 | Algorithm::HS384 | Algorithm::HS512
-    ) {
-        return None;
-    }
-    let decoding = DecodingKey::from_jwk(&parsed).ok()?;
-    let kid = jwk
-        .get("kid")
-        .and_then(|k| k.as_str())
-        .unwrap_or_default()
-        .to_owned();
-    Some(PublicKey {
-        algorithm,
-        kid,
-        jwk: jwk.clone(),
-        decoding,
-    })
 }
