@@ -72,8 +72,9 @@ pub fn oauth2_metadata(state: &AppState, public: &str) -> OAuth2Metadata {
             "authorization_code",
             "client_credentials",
             "refresh_token",
+            crate::authz_server::device::GRANT_TYPE,
         ]),
-        device_authorization_endpoint: String::new(),
+        device_authorization_endpoint: url("/oauth2/device_authorization"),
     }
 }
 

@@ -109,7 +109,11 @@ impl Clients {
                                 "http://localhost:53593/callback",
                                 "http://localhost:12345/callback",
                             ]),
-                            grant_types: strings(&["refresh_token", "authorization_code"]),
+                            grant_types: strings(&[
+                                "refresh_token",
+                                "authorization_code",
+                                super::device::GRANT_TYPE,
+                            ]),
                             response_types: strings(&["code"]),
                             scopes: strings(&["all", "offline", "access_token"]),
                             audience: vec![],

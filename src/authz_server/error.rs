@@ -47,6 +47,10 @@ impl OAuthError {
     pub fn invalid_target(d: impl Into<String>) -> Self {
         Self::new("invalid_target", StatusCode::BAD_REQUEST, d)
     }
+    /// RFC 8628 §3.5 polling answers (`authorization_pending`, `slow_down`, …): HTTP 400.
+    pub fn device(error: &'static str, d: impl Into<String>) -> Self {
+        Self::new(error, StatusCode::BAD_REQUEST, d)
+    }
     pub fn too_large() -> Self {
         Self::new(
             "invalid_request",

@@ -4,6 +4,7 @@
 
 pub mod authorize;
 pub mod clients;
+pub mod device;
 pub mod error;
 pub mod issue;
 pub mod revoke;

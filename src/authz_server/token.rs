@@ -101,6 +101,7 @@ async fn handle(
         "authorization_code" => authorization_code(state, public, client, &form).await,
         "refresh_token" => refresh_token(state, public, client, &form).await,
         "client_credentials" => client_credentials(state, public, client, &form).await,
+        super::device::GRANT_TYPE => super::device::poll(state, public, client, &form).await,
         other => Err(OAuthError::unsupported_grant_type(format!(
             "grant_type {other:?} is not supported"
         ))),

@@ -15,7 +15,7 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use http::header;
 
-use crate::authz_server::{authorize, revoke, token};
+use crate::authz_server::{authorize, device, revoke, token};
 use crate::grpc::RequestOrigin;
 use crate::login::local;
 use crate::metadata::{current_metadata, public_client_config};
@@ -69,6 +69,14 @@ pub fn router(state: Arc<AppState>) -> Router {
             )
             .route("/oauth2/token", post(token::token))
             .route("/oauth2/revoke", post(revoke::revoke))
+            .route(
+                "/oauth2/device_authorization",
+                post(device::device_authorization),
+            )
+            .route(
+                "/oauth2/device",
+                get(device::device_page).post(device::device_submit),
+            )
             .route("/oauth2/introspect", post(revoke::introspect));
     }
     router

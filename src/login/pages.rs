@@ -16,6 +16,11 @@ pub fn escape(s: &str) -> String {
     out
 }
 
+/// A page around trusted `body` HTML (callers escape what they interpolate).
+pub fn raw_page(title: &str, body: &str) -> String {
+    page(title, body)
+}
+
 fn page(title: &str, body: &str) -> String {
     format!(
         r#"<!doctype html>

@@ -5,6 +5,7 @@ mod support;
 
 mod authz;
 mod cli;
+mod device;
 mod grpc_auth;
 mod projects;
 mod rest;

@@ -63,6 +63,19 @@ impl TestServer {
 
     /// Starts on an existing directory (restart tests).
     pub async fn start_in(dir: Arc<tempfile::TempDir>, extra: &str) -> Self {
+        Self::start_full(dir, extra, Arc::new(SystemClock)).await
+    }
+
+    /// Starts with an injected clock (tests that move time instead of sleeping).
+    pub async fn start_with_clock(extra: &str, clock: flyteauth::clock::SharedClock) -> Self {
+        Self::start_full(Arc::new(tempfile::tempdir().unwrap()), extra, clock).await
+    }
+
+    async fn start_full(
+        dir: Arc<tempfile::TempDir>,
+        extra: &str,
+        clock: flyteauth::clock::SharedClock,
+    ) -> Self {
         let yaml = base_yaml(dir.path(), extra);
         let config = Config::from_yaml(&yaml, dir.path()).expect("test config");
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -71,7 +84,7 @@ impl TestServer {
             config,
             StartOptions {
                 env: vec![],
-                clock: Arc::new(SystemClock),
+                clock,
                 http_addr: addr,
             },
         )
