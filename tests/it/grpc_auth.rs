@@ -87,9 +87,10 @@ async fn metadata_is_anonymous_and_matches_the_json_documents() {
         .unwrap();
     assert_eq!(doc["token_endpoint"], m.token_endpoint);
     assert_eq!(
-        doc["device_authorization_endpoint"], "",
-        "every field is emitted"
+        doc["device_authorization_endpoint"],
+        m.device_authorization_endpoint
     );
+    assert_eq!(doc.as_object().unwrap().len(), 10, "every field is emitted");
     let fc: serde_json::Value = http
         .get(format!("{public}/config/v1/flyte_client"))
         .send()
