@@ -79,6 +79,17 @@ impl Authenticator {
         &self,
         headers: &http::HeaderMap,
     ) -> Result<Arc<Identity>, AuthError> {
+        self.authenticate_session_with(headers, true).await
+    }
+
+    /// As [`authenticate_session`](Self::authenticate_session); `require_csrf: false` is for
+    /// safe (GET/HEAD) REST reads such as `/me` behind nginx `auth_request`, which cannot
+    /// change state and whose responses other origins cannot read (CORS).
+    pub async fn authenticate_session_with(
+        &self,
+        headers: &http::HeaderMap,
+        require_csrf: bool,
+    ) -> Result<Arc<Identity>, AuthError> {
         use subtle::ConstantTimeEq;
         let sessions = self.sessions.as_ref().ok_or(AuthError::MissingToken)?;
         if let Some(origin) = headers.get(http::header::ORIGIN) {
@@ -94,15 +105,19 @@ impl Authenticator {
         let csrf = headers
             .get(CSRF_HEADER)
             .and_then(|v| v.to_str().ok())
-            .filter(|v| !v.is_empty())
-            .ok_or(AuthError::Csrf)?;
+            .filter(|v| !v.is_empty());
+        if require_csrf && csrf.is_none() {
+            return Err(AuthError::Csrf);
+        }
         let session = sessions
             .from_headers(headers)
             .await
             .map_err(|_| AuthError::Unavailable)?
             .ok_or(AuthError::SessionInvalid)?;
-        if !bool::from(csrf.as_bytes().ct_eq(session.csrf_token.as_bytes())) {
-            return Err(AuthError::Csrf);
+        if let Some(csrf) = csrf {
+            if !bool::from(csrf.as_bytes().ct_eq(session.csrf_token.as_bytes())) {
+                return Err(AuthError::Csrf);
+            }
         }
         let mut claims = session.profile.as_object().cloned().unwrap_or_default();
         claims.insert(

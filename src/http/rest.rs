@@ -36,7 +36,10 @@ impl FromRequestParts<Arc<AppState>> for Caller {
         let auth = &state.authenticator;
         let custom = &state.config.auth.http_authorization_header;
         let result = match auth.credential_kind(&parts.headers, custom) {
-            crate::auth::CredentialKind::Session => auth.authenticate_session(&parts.headers).await,
+            crate::auth::CredentialKind::Session => {
+                let safe = matches!(parts.method, http::Method::GET | http::Method::HEAD);
+                auth.authenticate_session_with(&parts.headers, !safe).await
+            }
             crate::auth::CredentialKind::Bearer => {
                 auth.authenticate_refreshing(&parts.headers, custom).await
             }

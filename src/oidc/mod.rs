@@ -209,6 +209,10 @@ impl OidcProvider {
                 req = req.add_scope(Scope::new(s.clone()));
             }
         }
+        // OIDC Core §11: a refresh token (offline_access) needs consent.
+        if self.cfg.scopes.iter().any(|s| s == "offline_access") {
+            req = req.add_prompt(openidconnect::core::CoreAuthPrompt::Consent);
+        }
         if let Some((k, v)) = idp_hint {
             req = req.add_extra_param(k.to_owned(), v.to_owned());
         }

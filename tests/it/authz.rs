@@ -598,3 +598,114 @@ async fn revocation_and_introspection() {
         "token revoked"
     );
 }
+
+#[tokio::test]
+async fn cookie_calls_need_the_csrf_header_and_an_allowed_origin() {
+    let s = TestServer::start_with(ALICE).await;
+    let b = browser();
+    // Sign in through the form (any page will do as the destination).
+    let _ = login_and_authorize(
+        &s,
+        &b,
+        &authorize_url(
+            &s,
+            &format!(
+                "&code_challenge={}&code_challenge_method=S256",
+                challenge(VERIFIER)
+            ),
+        ),
+    )
+    .await;
+    let me = b.get(format!("{}/me", s.url)).send().await.unwrap();
+    assert_eq!(
+        me.status(),
+        200,
+        "GET /me with the session cookie alone (nginx auth_request)"
+    );
+    assert_eq!(me.headers()["x-user-subject"], "alice");
+    assert_eq!(
+        b.get(format!("{}/logout", s.url))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
+    // After logout the cookie is dead.
+    let r = b.get(format!("{}/me", s.url)).send().await.unwrap();
+    assert_eq!(r.status(), 401);
+
+    // A new session, reading the CSRF cookie from Set-Cookie.
+    let page = b
+        .get(format!("{}/login", s.url))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let marker = "name=\"csrf_token\" value=\"";
+    let start = page.find(marker).unwrap() + marker.len();
+    let form_csrf = page[start..start + page[start..].find('"').unwrap()].to_owned();
+    let password = std::fs::read_to_string(s.dir.path().join("secrets/alice_pw")).unwrap();
+    let r = b
+        .post(format!("{}/login", s.url))
+        .form(&[
+            ("username", "alice"),
+            ("password", password.trim()),
+            ("csrf_token", &form_csrf),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 303);
+    let csrf = r
+        .headers()
+        .get_all("set-cookie")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .find_map(|c| {
+            c.strip_prefix("flyte_csrf=")
+                .map(|rest| rest.split(';').next().unwrap().to_owned())
+        })
+        .unwrap();
+    let register = |csrf: Option<&str>, origin: Option<&str>, id: &str| {
+        let mut req = b
+            .post(format!("{}/api/v1/projects", s.url))
+            .json(&serde_json::json!({"project": {"id": id, "name": id}}));
+        if let Some(c) = csrf {
+            req = req.header("x-csrf-token", c);
+        }
+        if let Some(o) = origin {
+            req = req.header("origin", o);
+        }
+        req.send()
+    };
+    assert_eq!(
+        register(None, None, "nocsrf").await.unwrap().status(),
+        401,
+        "state change without the CSRF header"
+    );
+    assert_eq!(
+        register(Some("wrong"), None, "wrongcsrf")
+            .await
+            .unwrap()
+            .status(),
+        401
+    );
+    assert_eq!(
+        register(Some(&csrf), Some("https://evil.example"), "evil")
+            .await
+            .unwrap()
+            .status(),
+        401
+    );
+    let own_origin = format!("http://127.0.0.1:{}", s.addr.port());
+    assert_eq!(
+        register(Some(&csrf), Some(&own_origin), "good")
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
+}
