@@ -136,6 +136,8 @@ pub struct AuthFile {
     /// Leeway on `exp`, `nbf` and `iat` (addition).
     #[serde(with = "go_duration")]
     pub clock_skew: Duration,
+    /// Per-method authorization rules (addition).
+    pub authorization: AuthorizationFile,
     pub user_auth: UserAuthFile,
     pub app_auth: AppAuthFile,
 }
@@ -153,10 +155,40 @@ impl Default for AuthFile {
             required_scopes: vec!["all".into()],
             token_cache: TokenCacheFile::default(),
             clock_skew: Duration::from_secs(60),
+            authorization: AuthorizationFile::default(),
             user_auth: UserAuthFile::default(),
             app_auth: AppAuthFile::default(),
         }
     }
+}
+
+/// `auth.authorization` (addition): rules beyond Flyte's blanket scope.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default, rename_all = "camelCase")]
+pub struct AuthorizationFile {
+    /// The claim holding the caller's groups (local users and OIDC logins put `groups` there).
+    pub groups_claim: String,
+    pub rules: Vec<AuthorizationRuleFile>,
+}
+
+impl Default for AuthorizationFile {
+    fn default() -> Self {
+        Self {
+            groups_claim: "groups".into(),
+            rules: Vec::new(),
+        }
+    }
+}
+
+/// One rule: for calls matching `methods` (`pkg.Service/Method`, `pkg.Service/*`, `*`), allow
+/// callers with one of the scopes, groups or subjects.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default, rename_all = "camelCase")]
+pub struct AuthorizationRuleFile {
+    pub methods: Vec<String>,
+    pub allow_scopes: Vec<String>,
+    pub allow_groups: Vec<String>,
+    pub allow_subjects: Vec<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -627,6 +659,7 @@ pub struct AuthConfig {
     pub issuer: Option<String>,
     pub signing_algorithm: crate::keys::SigningAlg,
     pub auth_server_type: AuthServerType,
+    pub authorization: AuthorizationFile,
 }
 
 impl Config {
@@ -761,6 +794,22 @@ impl Config {
                 ));
             }
         }
+        for (i, r) in a.authorization.rules.iter().enumerate() {
+            let path = format!("auth.authorization.rules[{i}]");
+            if r.methods.is_empty() {
+                return Err(ConfigError::new(
+                    format!("{path}.methods"),
+                    "must list at least one method pattern",
+                ));
+            }
+            if r.allow_scopes.is_empty() && r.allow_groups.is_empty() && r.allow_subjects.is_empty()
+            {
+                return Err(ConfigError::new(
+                    path,
+                    "allows nobody: set allowScopes, allowGroups or allowSubjects",
+                ));
+            }
+        }
         if a.required_scopes.is_empty() {
             return Err(ConfigError::new(
                 "auth.requiredScopes",
@@ -827,6 +876,7 @@ impl Config {
             issuer: (!self_as.issuer.is_empty()).then(|| self_as.issuer.clone()),
             signing_algorithm,
             auth_server_type: a.app_auth.auth_server_type,
+            authorization: a.authorization.clone(),
         };
 
         let database = database_target(&f.database, &resolve)?;

@@ -19,6 +19,7 @@
 //! | [`grpc`] | one file per gRPC service (AuthMetadata, Identity, Admin projects) |
 //! | [`http`] | HTTP routes: metadata documents, JWKS, REST mirrors, `/me`, health |
 //! | [`projects`] | project/domain semantics shared by gRPC and REST |
+//! | [`metrics`] | Prometheus counters and latency histograms (`/metrics`) |
 //! | [`metadata`] | RFC 8414 metadata and Flyte's public client config |
 //! | [`store`] | persistent state behind one trait: SQLite and PostgreSQL |
 //! | [`state`] | start-up: config → secrets, keys, store, verifier ([`state::AppState`]) |
@@ -41,6 +42,7 @@ pub mod http;
 pub mod keys;
 pub mod login;
 pub mod metadata;
+pub mod metrics;
 pub mod oidc;
 pub mod pb;
 pub mod projects;

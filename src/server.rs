@@ -46,6 +46,7 @@ struct Dispatch {
     grpc: HttpService,
     grpc_only: bool,
     scheme: &'static str,
+    metrics: Arc<crate::metrics::Metrics>,
 }
 
 impl Dispatch {
@@ -74,12 +75,26 @@ impl Dispatch {
             scheme: self.scheme,
         });
         ext.insert(PeerAddr(peer));
-        let svc = if is_grpc || self.grpc_only {
+        let grpc = is_grpc || self.grpc_only;
+        let svc = if grpc {
             self.grpc.clone()
         } else {
             self.http.clone()
         };
-        svc.oneshot(req.map(Body::new))
+        let route = crate::metrics::route_label(req.uri().path()).to_owned();
+        let metrics = self.metrics.clone();
+        let started = std::time::Instant::now();
+        let call = svc.oneshot(req.map(Body::new));
+        async move {
+            let resp = call.await;
+            // Unary gRPC: the handler's work is done when the response head is ready.
+            metrics.observe(
+                &route,
+                if grpc { "grpc" } else { "http" },
+                started.elapsed(),
+            );
+            resp
+        }
     }
 }
 
@@ -208,6 +223,7 @@ pub async fn run(
         grpc: grpc.clone(),
         grpc_only: false,
         scheme,
+        metrics: state.metrics.clone(),
     };
     let graceful = Arc::new(GracefulShutdown::new());
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);

@@ -94,6 +94,7 @@ pub struct AppState {
     pub sealer: crate::sealed::Sealer,
     /// The external authorization server (`authServerType: External`).
     pub external: Option<Arc<crate::external::ExternalAuthServer>>,
+    pub metrics: Arc<crate::metrics::Metrics>,
 }
 
 impl AppState {
@@ -213,6 +214,7 @@ impl AppState {
             },
             opts.clock.clone(),
         );
+        let metrics = Arc::new(crate::metrics::Metrics::default());
         let store = store::open(
             &config.database,
             config.database_pool.max_open_connections.max(1),
@@ -246,6 +248,8 @@ impl AppState {
             custom_header: config.auth.grpc_authorization_header.clone(),
             sessions: Some(sessions.clone()),
             allowed_origins,
+            rules: crate::auth::rules::Rules::from_config(&config.auth.authorization),
+            metrics: metrics.clone(),
         });
         let cookies = CookieFactory {
             secure: !config.server.insecure_cookie_header,
@@ -262,6 +266,7 @@ impl AppState {
             oidc,
             sealer,
             external,
+            metrics,
             config,
             clock: opts.clock,
             secrets,

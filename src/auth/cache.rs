@@ -18,6 +18,8 @@ pub fn digest(token: &str) -> TokenDigest {
 pub struct TokenCache {
     map: DashMap<TokenDigest, Arc<Identity>>,
     max_entries: usize,
+    hits: std::sync::atomic::AtomicU64,
+    misses: std::sync::atomic::AtomicU64,
 }
 
 impl TokenCache {
@@ -26,6 +28,8 @@ impl TokenCache {
         Self {
             map: DashMap::with_capacity(max_entries.min(4096)),
             max_entries,
+            hits: Default::default(),
+            misses: Default::default(),
         }
     }
 
@@ -42,8 +46,19 @@ impl TokenCache {
     }
 
     /// The cached identity if present and still valid at `now` (with `leeway`).
+    /// (hits, misses) since start.
+    pub fn stats(&self) -> (u64, u64) {
+        use std::sync::atomic::Ordering::Relaxed;
+        (self.hits.load(Relaxed), self.misses.load(Relaxed))
+    }
+
     pub fn get(&self, key: &TokenDigest, now: i64, leeway: i64) -> Option<Arc<Identity>> {
-        let hit = self.map.get(key)?.value().clone();
+        use std::sync::atomic::Ordering::Relaxed;
+        let Some(hit) = self.map.get(key).map(|e| e.value().clone()) else {
+            self.misses.fetch_add(1, Relaxed);
+            return None;
+        };
+        self.hits.fetch_add(1, Relaxed);
         if now > hit.expires_at + leeway {
             self.map.remove(key);
             return None;

@@ -11,7 +11,7 @@ use futures_util::future::{BoxFuture, Either};
 use tonic::body::Body;
 use tower::{Layer, Service};
 
-use super::Authenticator;
+use super::{AuthError, Authenticator, CredentialKind};
 
 /// Wraps a service so that every call must carry a valid token.
 #[derive(Clone)]
@@ -56,8 +56,8 @@ where
 {
     type Response = http::Response<Body>;
     type Error = Infallible;
-    /// Bearer tokens are checked synchronously (no allocation); session cookies need a store
-    /// lookup and take the boxed path.
+    /// Bearer tokens are checked synchronously (no allocation); session cookies and JWKS
+    /// refetches need I/O and take the boxed path.
     type Future = Either<S::Future, BoxFuture<'static, Result<http::Response<Body>, Infallible>>>;
 
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
@@ -65,80 +65,69 @@ where
     }
 
     fn call(&mut self, mut req: http::Request<Body>) -> Self::Future {
-        let auth = &self.layer.auth;
-        if auth.credential_kind(req.headers(), &auth.custom_header)
-            == super::CredentialKind::Session
-        {
-            let clone = self.inner.clone();
-            let mut inner = std::mem::replace(&mut self.inner, clone);
-            let auth = auth.clone();
-            let allow_anonymous = self.layer.allow_anonymous;
-            return Either::Right(Box::pin(async move {
-                match auth.authenticate_session(req.headers()).await {
-                    Ok(identity) => {
-                        tracing::debug!(target: "flyteauth::audit", rpc = req.uri().path(), subject = %identity.subject, credential = "session", outcome = "allow");
-                        req.extensions_mut().insert(identity);
-                        inner.call(req).await
-                    }
-                    Err(_) if allow_anonymous => inner.call(req).await,
-                    Err(e) => {
-                        tracing::info!(target: "flyteauth::audit", rpc = req.uri().path(), reason = e.kind(), credential = "session", outcome = "deny");
-                        let status: tonic::Status = e.into();
-                        Ok(status.into_http())
-                    }
-                }
-            }));
+        let auth = self.layer.auth.clone();
+        let allow_anonymous = self.layer.allow_anonymous;
+        let kind = auth.credential_kind(req.headers(), &auth.custom_header);
+        if kind == CredentialKind::Bearer {
+            let first = auth.authenticate(req.headers());
+            let refetch = matches!(first, Err(AuthError::UnknownKey))
+                && auth.verifier.remote_jwks().is_some();
+            if !refetch {
+                return match decide(&auth, allow_anonymous, &mut req, first) {
+                    Ok(()) => Either::Left(self.inner.call(req)),
+                    Err(resp) => Either::Right(Box::pin(futures_util::future::ready(Ok(*resp)))),
+                };
+            }
         }
-        let first = self.layer.auth.authenticate(req.headers());
-        if matches!(first, Err(super::AuthError::UnknownKey))
-            && auth.verifier.remote_jwks().is_some()
-        {
-            // An external AS may have rotated its keys: refetch (rate-limited) and retry.
-            let clone = self.inner.clone();
-            let mut inner = std::mem::replace(&mut self.inner, clone);
-            let auth = auth.clone();
-            let allow_anonymous = self.layer.allow_anonymous;
-            return Either::Right(Box::pin(async move {
-                match auth
-                    .authenticate_refreshing(req.headers(), &auth.custom_header)
-                    .await
-                {
-                    Ok(identity) => {
-                        req.extensions_mut().insert(identity);
-                        inner.call(req).await
-                    }
-                    Err(_) if allow_anonymous => inner.call(req).await,
-                    Err(e) => {
-                        tracing::info!(target: "flyteauth::audit", rpc = req.uri().path(), reason = e.kind(), outcome = "deny");
-                        let status: tonic::Status = e.into();
-                        Ok(status.into_http())
-                    }
+        // Session cookie (store lookup) or an unknown key of an external AS (JWKS refetch).
+        let clone = self.inner.clone();
+        let mut inner = std::mem::replace(&mut self.inner, clone);
+        Either::Right(Box::pin(async move {
+            let result = match kind {
+                CredentialKind::Session => auth.authenticate_session(req.headers()).await,
+                CredentialKind::Bearer => {
+                    auth.authenticate_refreshing(req.headers(), &auth.custom_header)
+                        .await
                 }
-            }));
+            };
+            match decide(&auth, allow_anonymous, &mut req, result) {
+                Ok(()) => inner.call(req).await,
+                Err(resp) => Ok(*resp),
+            }
+        }))
+    }
+}
+
+/// Applies the authentication result and the authorization rules to the request: the
+/// identity goes into its extensions, or the call is answered here.
+fn decide(
+    auth: &Authenticator,
+    allow_anonymous: bool,
+    req: &mut http::Request<Body>,
+    result: Result<Arc<crate::auth::Identity>, AuthError>,
+) -> Result<(), Box<http::Response<Body>>> {
+    auth.record(&result);
+    let rpc = req.uri().path();
+    match result {
+        Ok(identity) => {
+            if let Err(denied) = auth.rules.check(rpc, &identity) {
+                tracing::info!(target: "flyteauth::audit", rpc, subject = %identity.subject, client_id = identity.client_id.as_deref().unwrap_or(""), outcome = "forbidden", rule = denied.index);
+                return Err(Box::new(
+                    tonic::Status::permission_denied(denied.to_string()).into_http(),
+                ));
+            }
+            tracing::debug!(target: "flyteauth::audit", rpc, subject = %identity.subject, client_id = identity.client_id.as_deref().unwrap_or(""), outcome = "allow");
+            req.extensions_mut().insert(identity);
+            Ok(())
         }
-        match first {
-            Ok(identity) => {
-                tracing::debug!(
-                    target: "flyteauth::audit",
-                    rpc = req.uri().path(),
-                    subject = %identity.subject,
-                    client_id = identity.client_id.as_deref().unwrap_or(""),
-                    outcome = "allow",
-                );
-                req.extensions_mut().insert(identity);
-                Either::Left(self.inner.call(req))
-            }
-            Err(e) if self.layer.allow_anonymous => {
-                tracing::debug!(target: "flyteauth::audit", rpc = req.uri().path(), reason = e.kind(), outcome = "anonymous");
-                Either::Left(self.inner.call(req))
-            }
-            Err(e) => {
-                tracing::info!(target: "flyteauth::audit", rpc = req.uri().path(), reason = e.kind(), outcome = "deny");
-                let status: tonic::Status = e.into();
-                Either::Right(Box::pin(futures_util::future::ready(
-                    Ok(status.into_http()),
-                )))
-            }
+        Err(e) if allow_anonymous => {
+            tracing::debug!(target: "flyteauth::audit", rpc, reason = e.kind(), outcome = "anonymous");
+            Ok(())
+        }
+        Err(e) => {
+            tracing::info!(target: "flyteauth::audit", rpc, reason = e.kind(), outcome = "deny");
+            let status: tonic::Status = e.into();
+            Err(Box::new(status.into_http()))
         }
     }
 }

@@ -10,6 +10,7 @@ mod identity;
 pub mod keysource;
 pub mod layer;
 mod revocation;
+pub mod rules;
 pub mod verifier;
 
 use std::sync::Arc;
@@ -29,6 +30,9 @@ pub struct Authenticator {
     pub sessions: Option<Arc<crate::session::Sessions>>,
     /// Origins a cookie-authenticated call may come from (`allowedOrigins` and the public URLs).
     pub allowed_origins: Vec<String>,
+    /// Per-method authorization rules.
+    pub rules: rules::Rules,
+    pub metrics: Arc<crate::metrics::Metrics>,
 }
 
 /// Which credential a request carries.
@@ -42,6 +46,34 @@ pub enum CredentialKind {
 pub const CSRF_HEADER: &str = "x-csrf-token";
 
 impl Authenticator {
+    /// Counts an authentication decision (bounded labels only).
+    pub fn record(&self, result: &Result<Arc<Identity>, AuthError>) {
+        match result {
+            Ok(id) => {
+                let credential = match id.credential {
+                    Credential::Bearer => "bearer",
+                    Credential::Session => "session",
+                };
+                self.metrics.inc(
+                    "flyteauth_authn_total",
+                    &[
+                        ("outcome", "allow"),
+                        ("reason", "ok"),
+                        ("credential", credential),
+                    ],
+                );
+            }
+            Err(e) => self.metrics.inc(
+                "flyteauth_authn_total",
+                &[
+                    ("outcome", "deny"),
+                    ("reason", e.kind()),
+                    ("credential", ""),
+                ],
+            ),
+        }
+    }
+
     /// The bearer token: the custom key wins over `authorization`; scheme `Bearer`,
     /// case-insensitive.
     pub fn bearer_token<'a>(&self, headers: &'a http::HeaderMap) -> Result<&'a str, AuthError> {

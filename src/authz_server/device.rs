@@ -229,6 +229,7 @@ pub async fn poll(
             profile: Some(&profile),
             auth_time: approval.auth_time,
             family_id: Some(&approval.family_id),
+            grant_type: "device_code",
         },
         with_refresh,
     )

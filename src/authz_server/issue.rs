@@ -19,6 +19,8 @@ pub struct Grant<'a> {
     pub auth_time: i64,
     /// The token family (authorization code → refresh chain); `None` for client tokens.
     pub family_id: Option<&'a str>,
+    /// The grant that led here (metrics label).
+    pub grant_type: &'static str,
 }
 
 /// RFC 6749 §5.1 success response.
@@ -109,9 +111,14 @@ pub async fn issue(
             refresh_token = Some(token);
         }
     }
+    state.metrics.inc(
+        "flyteauth_tokens_issued_total",
+        &[("grant", grant.grant_type), ("client", grant.client_id)],
+    );
     tracing::info!(
         target: "flyteauth::audit",
         event = "token_issued",
+        grant = grant.grant_type,
         subject = grant.subject,
         client_id = grant.client_id,
         refresh = refresh_token.is_some(),

@@ -270,6 +270,7 @@ async fn authorization_code(
             profile: Some(&profile),
             auth_time: record.auth_time,
             family_id: Some(&record.family_id),
+            grant_type: "authorization_code",
         },
         with_refresh,
     )
@@ -353,6 +354,7 @@ async fn refresh_token(
             profile: Some(&profile),
             auth_time: record.auth_time,
             family_id: Some(&record.family_id),
+            grant_type: "refresh_token",
         },
         true,
     )
@@ -419,6 +421,7 @@ async fn client_credentials(
             profile: None,
             auth_time: state.clock.now(),
             family_id: None,
+            grant_type: "client_credentials",
         },
         false,
     )

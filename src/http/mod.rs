@@ -27,6 +27,7 @@ pub fn router(state: Arc<AppState>) -> Router {
     let max = state.config.server.max_request_bytes;
     let mut router = Router::new()
         .route("/healthcheck", get(healthcheck))
+        .route("/metrics", get(metrics))
         .route("/console", get(console::index))
         .route("/console/", get(console::index))
         .route("/console/app.js", get(console::app_js))
@@ -83,6 +84,51 @@ pub fn router(state: Arc<AppState>) -> Router {
         .fallback(not_found)
         .layer(DefaultBodyLimit::max(max))
         .with_state(state)
+}
+
+async fn metrics(State(state): State<Arc<AppState>>) -> Response {
+    let verifier = &state.authenticator.verifier;
+    let (hits, misses) = verifier.cache().stats();
+    let mut gauges = vec![
+        (
+            "flyteauth_token_cache_entries",
+            "verified tokens cached",
+            verifier.cache().len() as f64,
+        ),
+        (
+            "flyteauth_token_cache_hits",
+            "token cache hits since start",
+            hits as f64,
+        ),
+        (
+            "flyteauth_token_cache_misses",
+            "token cache misses since start",
+            misses as f64,
+        ),
+        (
+            "flyteauth_revoked_tokens",
+            "access tokens on the revocation list",
+            verifier.revocations().len() as f64,
+        ),
+    ];
+    if let Some(jwks) = verifier.remote_jwks() {
+        gauges.push((
+            "flyteauth_jwks_fetches",
+            "remote JWKS fetches since start",
+            jwks.fetch_count() as f64,
+        ));
+    }
+    let up = if state.store.ping().await.is_ok() {
+        1.0
+    } else {
+        0.0
+    };
+    gauges.push(("flyteauth_store_up", "1 when the database answers", up));
+    (
+        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+        state.metrics.render(&gauges),
+    )
+        .into_response()
 }
 
 async fn healthcheck() -> &'static str {

@@ -44,8 +44,21 @@ impl FromRequestParts<Arc<AppState>> for Caller {
                 auth.authenticate_refreshing(&parts.headers, custom).await
             }
         };
+        auth.record(&result);
         match result {
-            Ok(id) => Ok(Caller(Some(id))),
+            Ok(id) => {
+                if let Some(method) =
+                    crate::auth::rules::rest_method(&parts.method, parts.uri.path())
+                {
+                    if let Err(denied) = auth.rules.check(method, &id) {
+                        tracing::info!(target: "flyteauth::audit", route = parts.uri.path(), subject = %id.subject, outcome = "forbidden", rule = denied.index);
+                        return Err(ApiError::Status(tonic::Status::permission_denied(
+                            denied.to_string(),
+                        )));
+                    }
+                }
+                Ok(Caller(Some(id)))
+            }
             Err(_) if state.config.auth.disable_for_http => Ok(Caller(None)),
             Err(e) => {
                 tracing::info!(target: "flyteauth::audit", route = parts.uri.path(), reason = e.kind(), outcome = "deny");

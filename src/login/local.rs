@@ -246,6 +246,10 @@ pub async fn login_submit(
         .max();
     if let Some(retry) = locked {
         tracing::info!(target: "flyteauth::audit", route = "/login", outcome = "rate_limited");
+        state.metrics.inc(
+            "flyteauth_logins_total",
+            &[("source", "local"), ("outcome", "rate_limited")],
+        );
         let mut resp = html(
             StatusCode::TOO_MANY_REQUESTS,
             pages::error_page(
@@ -269,6 +273,10 @@ pub async fn login_submit(
             state.login_limiter.record_failure(k, now);
         }
         tracing::info!(target: "flyteauth::audit", route = "/login", outcome = "deny", reason = "bad_credentials");
+        state.metrics.inc(
+            "flyteauth_logins_total",
+            &[("source", "local"), ("outcome", "deny")],
+        );
         return show_form(
             &state,
             StatusCode::UNAUTHORIZED,
@@ -284,6 +292,10 @@ pub async fn login_submit(
         Err(e) => return store_unavailable(e),
     };
     tracing::info!(target: "flyteauth::audit", route = "/login", subject = %session.subject, outcome = "allow");
+    state.metrics.inc(
+        "flyteauth_logins_total",
+        &[("source", "local"), ("outcome", "allow")],
+    );
     let mut resp = redirect_to(&dest);
     let h = resp.headers_mut();
     h.append(

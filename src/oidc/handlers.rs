@@ -160,6 +160,10 @@ pub async fn callback(
         Ok(l) => l,
         Err(e) => {
             tracing::info!(target: "flyteauth::audit", route = "/callback", outcome = "deny", reason = %e);
+            state.metrics.inc(
+                "flyteauth_logins_total",
+                &[("source", "oidc"), ("outcome", "deny")],
+            );
             return clear(page(
                 StatusCode::UNAUTHORIZED,
                 "Sign-in rejected",
@@ -194,6 +198,10 @@ pub async fn callback(
         }
     }
     tracing::info!(target: "flyteauth::audit", route = "/callback", subject = %session.subject, outcome = "allow");
+    state.metrics.inc(
+        "flyteauth_logins_total",
+        &[("source", "oidc"), ("outcome", "allow")],
+    );
     let mut resp = clear(see_other(&pending.next));
     let h = resp.headers_mut();
     h.append(

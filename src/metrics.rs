@@ -1,0 +1,223 @@
+//! Prometheus metrics in text exposition format, without a metrics framework: counters and
+//! histograms keyed by a small, bounded label set (never a token, never a user-controlled
+//! unbounded value: paths are mapped to known routes, clients to configured ids).
+
+use std::fmt::Write;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use dashmap::DashMap;
+
+/// Latency buckets in seconds.
+const BUCKETS: [f64; 12] = [
+    0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.5, 2.5,
+];
+
+#[derive(Default)]
+struct Histogram {
+    buckets: [AtomicU64; BUCKETS.len()],
+    count: AtomicU64,
+    sum_micros: AtomicU64,
+}
+
+#[derive(Default)]
+pub struct Metrics {
+    counters: DashMap<(&'static str, String), AtomicU64>,
+    histograms: DashMap<String, Histogram>,
+}
+
+/// Escapes a label value for the text format.
+fn esc(v: &str) -> String {
+    v.replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
+}
+
+/// Formats `k="v",…` label pairs.
+pub fn labels(pairs: &[(&str, &str)]) -> String {
+    pairs
+        .iter()
+        .map(|(k, v)| format!("{k}=\"{}\"", esc(v)))
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
+impl Metrics {
+    pub fn inc(&self, name: &'static str, pairs: &[(&str, &str)]) {
+        self.add(name, pairs, 1);
+    }
+
+    pub fn add(&self, name: &'static str, pairs: &[(&str, &str)], n: u64) {
+        let key = (name, labels(pairs));
+        if let Some(c) = self.counters.get(&key) {
+            c.fetch_add(n, Ordering::Relaxed);
+            return;
+        }
+        self.counters
+            .entry(key)
+            .or_default()
+            .fetch_add(n, Ordering::Relaxed);
+    }
+
+    /// Records a request's latency for `route` (a known route or RPC, or "other").
+    pub fn observe(&self, route: &str, kind: &str, elapsed: Duration) {
+        let key = labels(&[("route", route), ("kind", kind)]);
+        let h = match self.histograms.get(&key) {
+            Some(h) => h,
+            None => {
+                self.histograms.entry(key.clone()).or_default();
+                self.histograms.get(&key).expect("just inserted")
+            }
+        };
+        let secs = elapsed.as_secs_f64();
+        for (i, b) in BUCKETS.iter().enumerate() {
+            if secs <= *b {
+                h.buckets[i].fetch_add(1, Ordering::Relaxed);
+            }
+        }
+        h.count.fetch_add(1, Ordering::Relaxed);
+        h.sum_micros
+            .fetch_add(elapsed.as_micros() as u64, Ordering::Relaxed);
+    }
+
+    /// The text exposition; `gauges` are computed by the caller at scrape time.
+    pub fn render(&self, gauges: &[(&str, &str, f64)]) -> String {
+        let mut out = String::new();
+        let mut counters: Vec<_> = self
+            .counters
+            .iter()
+            .map(|e| {
+                (
+                    e.key().0,
+                    e.key().1.clone(),
+                    e.value().load(Ordering::Relaxed),
+                )
+            })
+            .collect();
+        counters.sort();
+        let mut last = "";
+        for (name, labels, v) in &counters {
+            if *name != last {
+                let _ = writeln!(out, "# TYPE {name} counter");
+                last = name;
+            }
+            let _ = writeln!(out, "{name}{{{labels}}} {v}");
+        }
+        let _ = writeln!(out, "# TYPE flyteauth_request_duration_seconds histogram");
+        let mut hs: Vec<_> = self.histograms.iter().map(|e| e.key().clone()).collect();
+        hs.sort();
+        for key in hs {
+            let Some(h) = self.histograms.get(&key) else {
+                continue;
+            };
+            for (i, b) in BUCKETS.iter().enumerate() {
+                let _ = writeln!(
+                    out,
+                    "flyteauth_request_duration_seconds_bucket{{{key},le=\"{b}\"}} {}",
+                    h.buckets[i].load(Ordering::Relaxed)
+                );
+            }
+            let count = h.count.load(Ordering::Relaxed);
+            let _ = writeln!(
+                out,
+                "flyteauth_request_duration_seconds_bucket{{{key},le=\"+Inf\"}} {count}"
+            );
+            let _ = writeln!(
+                out,
+                "flyteauth_request_duration_seconds_sum{{{key}}} {}",
+                h.sum_micros.load(Ordering::Relaxed) as f64 / 1e6
+            );
+            let _ = writeln!(
+                out,
+                "flyteauth_request_duration_seconds_count{{{key}}} {count}"
+            );
+        }
+        for (name, help, v) in gauges {
+            let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} gauge\n{name} {v}");
+        }
+        out
+    }
+}
+
+/// The label for a request path: gRPC methods of the services served here and the HTTP
+/// routes are kept; anything else is "other" (paths are user-controlled).
+pub fn route_label(path: &str) -> &str {
+    const GRPC_PREFIXES: [&str; 6] = [
+        "/flyteidl.service.AdminService/",
+        "/flyteidl.service.IdentityService/",
+        "/flyteidl.service.AuthMetadataService/",
+        "/flyteidl2.auth.",
+        "/grpc.health.v1.Health/",
+        "/grpc.reflection.",
+    ];
+    const HTTP: [&str; 22] = [
+        "/healthcheck",
+        "/metrics",
+        "/me",
+        "/login",
+        "/logout",
+        "/callback",
+        "/console",
+        "/console/app.js",
+        "/oauth2/authorize",
+        "/oauth2/authorize_callback",
+        "/oauth2/token",
+        "/oauth2/jwks",
+        "/oauth2/revoke",
+        "/oauth2/introspect",
+        "/oauth2/device",
+        "/oauth2/device_authorization",
+        "/.well-known/oauth-authorization-server",
+        "/.well-known/openid-configuration",
+        "/config/v1/flyte_client",
+        "/api/v1/projects",
+        "/api/v1/domains",
+        "/console/",
+    ];
+    if GRPC_PREFIXES.iter().any(|p| path.starts_with(p))
+        && path.len() < 120
+        && !path[1..].contains("//")
+    {
+        return path;
+    }
+    if HTTP.contains(&path) {
+        return path;
+    }
+    if path.starts_with("/api/v1/projects/") {
+        return "/api/v1/projects/{id}";
+    }
+    "other"
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn renders_counters_and_histograms() {
+        let m = Metrics::default();
+        m.inc(
+            "flyteauth_authn_total",
+            &[("outcome", "deny"), ("reason", "expired")],
+        );
+        m.inc(
+            "flyteauth_authn_total",
+            &[("outcome", "deny"), ("reason", "expired")],
+        );
+        m.observe("/oauth2/token", "http", Duration::from_millis(3));
+        let text = m.render(&[("flyteauth_up", "1 when serving", 1.0)]);
+        assert!(
+            text.contains("flyteauth_authn_total{outcome=\"deny\",reason=\"expired\"} 2"),
+            "{text}"
+        );
+        assert!(text.contains(
+            "flyteauth_request_duration_seconds_count{route=\"/oauth2/token\",kind=\"http\"} 1"
+        ));
+        assert_eq!(route_label("/api/v1/projects/abc"), "/api/v1/projects/{id}");
+        assert_eq!(route_label("/random/123"), "other");
+        assert_eq!(
+            route_label("/flyteidl.service.AdminService/ListProjects"),
+            "/flyteidl.service.AdminService/ListProjects"
+        );
+    }
+}
