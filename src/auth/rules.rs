@@ -97,7 +97,7 @@ impl Rules {
         let groups = self.groups(id);
         let allowed = rule.scopes.iter().any(|s| id.has_scope(s))
             || rule.groups.iter().any(|g| groups.contains(&g.as_str()))
-            || rule.subjects.iter().any(|s| *s == id.subject);
+            || rule.subjects.contains(&id.subject);
         if allowed {
             Ok(())
         } else {
