@@ -54,6 +54,28 @@ enum Command {
     },
     /// Hash a local user's password (argon2id PHC string). Reads the password from stdin.
     HashPassword,
+    /// Get a client-credentials access token and print it (stdout only).
+    Token(TokenArgs),
+    /// Call IdentityService.UserInfo with a client-credentials token and print the identity.
+    Whoami(TokenArgs),
+}
+
+#[derive(clap::Args)]
+struct TokenArgs {
+    /// The service's base URL, e.g. http://localhost:8088.
+    #[arg(long)]
+    endpoint: String,
+    #[arg(long, default_value = "flytepropeller")]
+    client_id: String,
+    /// File holding the client secret (e.g. data/secrets/flytepropeller_client_secret).
+    #[arg(long, conflicts_with = "client_secret_env")]
+    client_secret_file: Option<PathBuf>,
+    /// Environment variable holding the client secret.
+    #[arg(long)]
+    client_secret_env: Option<String>,
+    /// Space-separated scopes to request.
+    #[arg(long, default_value = "all")]
+    scope: String,
 }
 
 #[derive(Subcommand)]
@@ -80,6 +102,16 @@ pub fn main() -> i32 {
         } => secret_init(&dir),
         Command::HashSecret { cost } => hash_secret(cost),
         Command::HashPassword => hash_password(),
+        Command::Token(args) => runtime().block_on(async {
+            match fetch_token(&args).await {
+                Ok(t) => {
+                    println!("{}", t.expose());
+                    0
+                }
+                Err(e) => fail(e, 69),
+            }
+        }),
+        Command::Whoami(args) => runtime().block_on(whoami(args)),
     }
 }
 
@@ -299,5 +331,124 @@ fn hash_password() -> i32 {
             0
         }
         Err(e) => fail(e, 70),
+    }
+}
+
+/// Gets a client-credentials token from the token endpoint the service advertises.
+async fn fetch_token(args: &TokenArgs) -> Result<crate::secret::Secret<String>, String> {
+    use serde_json::Value;
+    let secret = match (&args.client_secret_file, &args.client_secret_env) {
+        (Some(path), _) => std::fs::read_to_string(path)
+            .map(|s| s.trim_end().to_owned())
+            .map_err(|e| format!("--client-secret-file {}: {e}", path.display()))?,
+        (None, Some(var)) => {
+            std::env::var(var).map_err(|_| format!("--client-secret-env: {var} is not set"))?
+        }
+        (None, None) => return Err("give --client-secret-file or --client-secret-env".into()),
+    };
+    let http = reqwest::Client::builder()
+        .timeout(std::time::Duration::from_secs(15))
+        .build()
+        .map_err(|e| e.to_string())?;
+    let base = args.endpoint.trim_end_matches('/');
+    let md: Value = http
+        .get(format!("{base}/.well-known/oauth-authorization-server"))
+        .send()
+        .await
+        .and_then(|r| r.error_for_status())
+        .map_err(|e| format!("metadata: {e}"))?
+        .json()
+        .await
+        .map_err(|e| format!("metadata: {e}"))?;
+    let token_endpoint = md["token_endpoint"]
+        .as_str()
+        .ok_or("metadata has no token_endpoint")?;
+    // RFC 6749 §2.3.1: id and secret are form-urlencoded inside Basic.
+    let enc = |s: &str| url::form_urlencoded::byte_serialize(s.as_bytes()).collect::<String>();
+    let resp = http
+        .post(token_endpoint)
+        .basic_auth(enc(&args.client_id), Some(enc(&secret)))
+        .form(&[
+            ("grant_type", "client_credentials"),
+            ("scope", args.scope.as_str()),
+        ])
+        .send()
+        .await
+        .map_err(|e| format!("token endpoint: {e}"))?;
+    let status = resp.status();
+    let body: Value = resp
+        .json()
+        .await
+        .map_err(|e| format!("token endpoint: {e}"))?;
+    if !status.is_success() {
+        return Err(format!(
+            "token endpoint: HTTP {status}: {} {}",
+            body["error"].as_str().unwrap_or(""),
+            body["error_description"].as_str().unwrap_or("")
+        ));
+    }
+    body["access_token"]
+        .as_str()
+        .map(|t| crate::secret::Secret::new(t.to_owned()))
+        .ok_or_else(|| "token endpoint: no access_token in the response".into())
+}
+
+async fn whoami(args: TokenArgs) -> i32 {
+    use crate::pb::flyteidl::service as v1;
+    let token = match fetch_token(&args).await {
+        Ok(t) => t,
+        Err(e) => return fail(e, 69),
+    };
+    let channel = match tonic::transport::Endpoint::from_shared(args.endpoint.clone()) {
+        Ok(ep) => {
+            let ep = if args.endpoint.starts_with("https://") {
+                match ep.tls_config(tonic::transport::ClientTlsConfig::new().with_native_roots()) {
+                    Ok(ep) => ep,
+                    Err(e) => return fail(e, 69),
+                }
+            } else {
+                ep
+            };
+            match ep.connect().await {
+                Ok(c) => c,
+                Err(e) => return fail(format!("{}: {e}", args.endpoint), 69),
+            }
+        }
+        Err(e) => return fail(e, 64),
+    };
+    let key = v1::auth_metadata_service_client::AuthMetadataServiceClient::new(channel.clone())
+        .get_public_client_config(v1::PublicClientAuthConfigRequest {})
+        .await
+        .map(|r| r.into_inner().authorization_metadata_key)
+        .ok()
+        .filter(|k| !k.is_empty())
+        .unwrap_or_else(|| "authorization".into());
+    let mut req = tonic::Request::new(v1::UserInfoRequest {});
+    let value = match format!("Bearer {}", token.expose()).parse() {
+        Ok(v) => v,
+        Err(_) => return fail("the token is not a valid header value", 69),
+    };
+    let key = match tonic::metadata::MetadataKey::from_bytes(key.as_bytes()) {
+        Ok(k) => k,
+        Err(_) => return fail("the advertised authorization_metadata_key is invalid", 69),
+    };
+    req.metadata_mut().insert(key, value);
+    match v1::identity_service_client::IdentityServiceClient::new(channel)
+        .user_info(req)
+        .await
+    {
+        Ok(r) => {
+            let u = r.into_inner();
+            let out = serde_json::json!({
+                "subject": u.subject, "name": u.name, "preferred_username": u.preferred_username,
+                "email": u.email,
+            });
+            println!("{}", serde_json::to_string_pretty(&out).unwrap_or_default());
+            0
+        }
+        Err(status) => fail(
+            format!("UserInfo: {:?}: {}", status.code(), status.message()),
+            69,
+        ),
     }
 }

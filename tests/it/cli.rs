@@ -117,3 +117,43 @@ fn check_config_accepts_the_repository_config() {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+#[tokio::test]
+async fn token_and_whoami_commands() {
+    let s = crate::support::TestServer::start().await;
+    let secret_file = s.dir.path().join("secrets/flytepropeller_client_secret");
+    let endpoint = s.url.clone();
+    let (token, who) = tokio::task::spawn_blocking(move || {
+        let args = |cmd: &str| {
+            let mut c = Command::new(BIN);
+            c.args([
+                cmd,
+                "--endpoint",
+                &endpoint,
+                "--client-id",
+                "flytepropeller",
+                "--client-secret-file",
+            ])
+            .arg(&secret_file);
+            c.output().unwrap()
+        };
+        (args("token"), args("whoami"))
+    })
+    .await
+    .unwrap();
+    assert!(
+        token.status.success(),
+        "{}",
+        String::from_utf8_lossy(&token.stderr)
+    );
+    let jwt = String::from_utf8(token.stdout).unwrap();
+    assert_eq!(jwt.trim().split('.').count(), 3);
+    assert!(token.stderr.is_empty(), "the token goes to stdout only");
+    assert!(
+        who.status.success(),
+        "{}",
+        String::from_utf8_lossy(&who.stderr)
+    );
+    let v: serde_json::Value = serde_json::from_slice(&who.stdout).unwrap();
+    assert_eq!(v["subject"], "flytepropeller");
+}
