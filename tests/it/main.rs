@@ -6,6 +6,7 @@ mod support;
 mod authz;
 mod cli;
 mod device;
+mod external;
 mod grpc_auth;
 mod projects;
 mod rest;
