@@ -1,0 +1,303 @@
+#!/usr/bin/env bash
+# make bench: flyteauth's benchmarks, in one run on this machine. See docs/BENCHMARKS.md.
+#
+#   1. token endpoint: client_credentials tokens/s (wrk, concurrency $CONC) for flyteauth
+#      RS256 / ES256 / EdDSA and for oidc-provider@9 (bench/peer), $RUNS runs × $DURATION s;
+#      the RS256 signing limit (openssl speed).
+#   2. interceptor overhead: IdentityService/UserInfo over loopback at concurrency 1/16/64,
+#      auth on (token cache warm), auth on without cache, auth off; server on cpu 0, client on
+#      cpu 1 (taskset).
+#   3. memory: RSS idle and after $MEM_TOKENS distinct valid tokens were verified, for several
+#      auth.tokenCache.maxEntries.
+#
+# Needs: cargo, wrk, node >= 20 + npm, openssl, taskset, python3, curl.
+# Knobs (env): RUNS=3 DURATION=10 CONC=64 LOAD_RUNS=3 LOAD_DURATION=10 MEM_TOKENS=100000
+#              BENCH_PORT=18480 CARGO_TARGET_DIR=target OUT=<tmp dir> SKIP_BUILD=1
+# Results: one line per measurement on stdout, raw output and summary.md under $OUT.
+set -euo pipefail
+
+ROOT=$(cd "$(dirname "$0")/.." && pwd)
+cd "$ROOT"
+RUNS=${RUNS:-3}
+DURATION=${DURATION:-10}
+CONC=${CONC:-64}
+LOAD_RUNS=${LOAD_RUNS:-3}
+LOAD_DURATION=${LOAD_DURATION:-10}
+MEM_TOKENS=${MEM_TOKENS:-100000}
+PORT=${BENCH_PORT:-18480}
+TARGET=${CARGO_TARGET_DIR:-target}
+case "$TARGET" in /*) ;; *) TARGET="$ROOT/$TARGET" ;; esac
+BIN="$TARGET/release/flyteauth"
+LOAD="$TARGET/release/examples/grpc_load"
+OUT=${OUT:-$(mktemp -d /tmp/flyteauth-bench.XXXXXX)}
+mkdir -p "$OUT"
+NPROC=$(nproc)
+SUMMARY="$OUT/summary.md"
+: >"$SUMMARY"
+
+say() { printf '%s\n' "$*" | tee -a "$SUMMARY"; }
+die() { echo "bench: $*" >&2; exit 1; }
+
+for tool in wrk node npm openssl taskset python3 curl; do
+  command -v "$tool" >/dev/null || die "$tool is not installed (Debian: apt-get install -y wrk; Node 20+ for the peer)"
+done
+[ "$NPROC" -ge 2 ] || die "the interceptor phase pins server and client to cpus 0 and 1: needs 2 cpus"
+
+if [ -z "${SKIP_BUILD:-}" ]; then
+  echo "== building (release) into $TARGET"
+  CARGO_TARGET_DIR="$TARGET" cargo build --release --bin flyteauth --example grpc_load
+fi
+[ -x "$BIN" ] && [ -x "$LOAD" ] || die "missing $BIN or $LOAD (build first, or unset SKIP_BUILD)"
+if [ ! -d bench/peer/node_modules/oidc-provider ]; then
+  (cd bench/peer && npm ci --no-audit --no-fund --silent)
+fi
+
+# ---------------------------------------------------------------- processes
+PIDS=()
+cleanup() {
+  for p in "${PIDS[@]:-}"; do [ -n "$p" ] && kill "$p" 2>/dev/null || true; done
+  wait 2>/dev/null || true
+}
+trap cleanup EXIT INT TERM
+
+# stop PID: SIGTERM and wait, then forget it
+stop() {
+  local pid=$1
+  kill "$pid" 2>/dev/null || true
+  wait "$pid" 2>/dev/null || true
+  local keep=()
+  for p in "${PIDS[@]:-}"; do [ "$p" != "$pid" ] && keep+=("$p"); done
+  PIDS=("${keep[@]:-}")
+}
+
+wait_http() { # url
+  for _ in $(seq 1 150); do
+    curl -fs -o /dev/null "$1" && return 0
+    sleep 0.1
+  done
+  return 1
+}
+
+rss_kib() { awk '/^VmRSS/ {print $2}' "/proc/$1/status"; }
+hwm_kib() { awk '/^VmHWM/ {print $2}' "/proc/$1/status"; }
+
+# write_config DIR ALG USE_AUTH MAX_ENTRIES
+write_config() {
+  cat >"$1/config.yaml" <<EOF
+server:
+  httpPort: $PORT
+  grpc: { port: 0 }
+  security: { secure: false, useAuth: $3, insecureCookieHeader: true }
+secrets:
+  secrets-prefix: $1/secrets
+database:
+  sqlite: { file: $1/flyteauth.db }
+auth:
+  authorizedUris: ["http://127.0.0.1:$PORT"]
+  tokenCache: { maxEntries: $4 }
+  appAuth:
+    selfAuthServer:
+      signingAlgorithm: $2
+EOF
+}
+
+# start_flyteauth DIR CPUS → sets SRV_PID
+start_flyteauth() {
+  local dir=$1 cpus=$2
+  taskset -c "$cpus" "$BIN" serve --config "$dir/config.yaml" >>"$dir/server.log" 2>&1 &
+  SRV_PID=$!
+  PIDS+=("$SRV_PID")
+  wait_http "http://127.0.0.1:$PORT/healthcheck" || { tail -20 "$dir/server.log"; die "flyteauth did not start"; }
+}
+
+# basic_for DIR: Basic credentials of the generated flytepropeller client
+basic_for() {
+  python3 - "$1/secrets/flytepropeller_client_secret" <<'EOF'
+import base64, sys, urllib.parse
+secret = open(sys.argv[1]).read().strip()
+pair = "flytepropeller:" + urllib.parse.quote(secret, safe="")
+print(base64.b64encode(pair.encode()).decode())
+EOF
+}
+
+# mint_one URL BASIC → prints one access token; checks its header alg
+mint_one() {
+  curl -fsS -H "Authorization: Basic $2" -d 'grant_type=client_credentials&scope=all' "$1" |
+    python3 -c 'import json,sys; print(json.load(sys.stdin)["access_token"])'
+}
+jwt_alg() {
+  python3 -c 'import base64,json,sys; h=sys.argv[1].split(".")[0]; print(json.loads(base64.urlsafe_b64decode(h+"="*(-len(h)%4)))["alg"])' "$1"
+}
+
+# stats v1 v2 ... → "min median max"
+stats() { python3 -c 'import statistics,sys; v=sorted(float(x) for x in sys.argv[1:]); print(f"{v[0]:.0f} {statistics.median(v):.0f} {v[-1]:.0f}")' "$@"; }
+
+# wrk_runs NAME URL BASIC → appends "NAME min median max" to $OUT/token.txt
+wrk_runs() {
+  local name=$1 url=$2 basic=$3 rps=()
+  BASIC=$basic wrk -t2 -c"$CONC" -d2s -s bench/token.lua "$url" >"$OUT/wrk-$name-warmup.txt"
+  for i in $(seq 1 "$RUNS"); do
+    BASIC=$basic wrk -t2 -c"$CONC" -d"${DURATION}s" --latency -s bench/token.lua "$url" >"$OUT/wrk-$name-$i.txt"
+    if grep -q 'Non-2xx' "$OUT/wrk-$name-$i.txt"; then
+      cat "$OUT/wrk-$name-$i.txt"; die "$name: the token endpoint answered errors"
+    fi
+    local r p50 p99
+    r=$(awk '/^Requests\/sec:/ {print $2}' "$OUT/wrk-$name-$i.txt")
+    p50=$(awk '$1 == "50%" {print $2}' "$OUT/wrk-$name-$i.txt")
+    p99=$(awk '$1 == "99%" {print $2}' "$OUT/wrk-$name-$i.txt")
+    echo "  $name run $i: $r tokens/s (p50 $p50, p99 $p99)"
+    rps+=("$r")
+  done
+  echo "$name $(stats "${rps[@]}")" >>"$OUT/token.txt"
+}
+
+echo "== results in $OUT"
+say "# flyteauth make bench — $(date -u '+%Y-%m-%d %H:%M UTC')"
+say ""
+say "- machine: $NPROC cpus, $(lscpu | awk -F: '/Model name/ {gsub(/^ +/, "", $2); print $2; exit}'), $(free -g | awk '/^Mem:/ {print $2}') GiB RAM, $(uname -sr)"
+say "- load before: $(uptime | sed 's/.*load average/load average/')"
+say "- commit: $(git rev-parse --short HEAD 2>/dev/null || echo '?'); wrk $(wrk -v 2>&1 | awk 'NR==1 {print $2}'), node $(node --version), oidc-provider $(node -p 'require("./bench/peer/node_modules/oidc-provider/package.json").version'), $(openssl version | awk '{print $1, $2}')"
+say ""
+
+# ---------------------------------------------------------------- 1. token endpoint
+echo "== 1. token endpoint (wrk -t2 -c$CONC, $RUNS × ${DURATION}s)"
+: >"$OUT/token.txt"
+for alg in RS256 ES256 EdDSA; do
+  dir="$OUT/token-$alg"
+  mkdir -p "$dir"
+  write_config "$dir" "$alg" true 100000
+  start_flyteauth "$dir" "0-$((NPROC - 1))"
+  url="http://127.0.0.1:$PORT/oauth2/token"
+  basic=$(basic_for "$dir")
+  got=$(jwt_alg "$(mint_one "$url" "$basic")")
+  [ "$got" = "$alg" ] || die "flyteauth $alg issued a $got token"
+  wrk_runs "flyteauth-$alg" "$url" "$basic"
+  stop "$SRV_PID"
+done
+
+for workers in 1 "$NPROC"; do
+  name="oidc-provider-x$workers"
+  node bench/peer/server.mjs "$PORT" "$workers" >"$OUT/$name.log" 2>&1 &
+  peer=$!
+  PIDS+=("$peer")
+  url="http://127.0.0.1:$PORT/token"
+  basic=$(printf 'bench:bench-secret' | base64)
+  wait_http "http://127.0.0.1:$PORT/.well-known/openid-configuration" || die "oidc-provider did not start"
+  got=$(jwt_alg "$(mint_one "$url" "$basic")")
+  [ "$got" = "RS256" ] || die "oidc-provider issued a $got token"
+  wrk_runs "$name" "$url" "$basic"
+  stop "$peer"
+  sleep 0.5
+done
+
+# RS256 signing limit: one RSA-2048 signature per token.
+openssl speed -seconds 3 rsa2048 >"$OUT/openssl-speed.txt" 2>/dev/null
+# OpenSSL 3: "rsa 2048 bits 0.000214s 0.000013s   4667.6  76076.5"
+sign_s=$(awk '$1 == "rsa" && $2 == "2048" {sub(/s$/, "", $4); print $4; exit}' "$OUT/openssl-speed.txt")
+sign_per_s=$(awk '$1 == "rsa" && $2 == "2048" {print $6; exit}' "$OUT/openssl-speed.txt")
+[ -n "$sign_s" ] || die "could not read openssl speed output ($OUT/openssl-speed.txt)"
+limit=$(python3 -c "print(round($NPROC / $sign_s))")
+
+say "## 1. Token endpoint (client_credentials, wrk -t2 -c$CONC, $RUNS × ${DURATION} s, tokens/s)"
+say ""
+say "| server | min | median | max |"
+say "|---|---:|---:|---:|"
+while read -r name mn md mx; do say "| $name | $mn | $md | $mx |"; done <"$OUT/token.txt"
+med() { awk -v n="$1" '$1 == n {print $3}' "$OUT/token.txt"; }
+say ""
+say "- RS256 signing limit: openssl speed rsa2048: ${sign_s} s per signature (${sign_per_s}/s on one core) → $NPROC cores ÷ that = **$limit signatures/s**"
+say "- flyteauth RS256 median = $(python3 -c "print(f'{$(med flyteauth-RS256) / $limit:.0%}')") of the signing limit"
+say "- flyteauth RS256 / oidc-provider (1 process) = **$(python3 -c "print(f'{$(med flyteauth-RS256) / $(med oidc-provider-x1):.2f}')")×**; / oidc-provider ($NPROC cluster workers) = $(python3 -c "print(f'{$(med flyteauth-RS256) / $(med oidc-provider-x$NPROC):.2f}')")×"
+say ""
+
+# ---------------------------------------------------------------- 2. interceptor overhead
+echo "== 2. interceptor overhead (UserInfo; server cpu 0, client cpu 1; $LOAD_RUNS × ${LOAD_DURATION}s)"
+: >"$OUT/load.txt"
+for mode in cache nocache noauth; do
+  dir="$OUT/load-$mode"
+  mkdir -p "$dir"
+  case $mode in
+    cache) write_config "$dir" RS256 true 100000 ;;
+    nocache) write_config "$dir" RS256 true 0 ;;
+    noauth) write_config "$dir" RS256 false 100000 ;;
+  esac
+  start_flyteauth "$dir" 0
+  if [ "$mode" = noauth ]; then
+    token=-
+  else
+    token=$(mint_one "http://127.0.0.1:$PORT/oauth2/token" "$(basic_for "$dir")")
+  fi
+  for c in 1 16 64; do
+    rps=() p50=() p99=() scpu=() ccpu=()
+    for i in $(seq 1 "$LOAD_RUNS"); do
+      j=$(SERVER_PID=$SRV_PID taskset -c 1 "$LOAD" "http://127.0.0.1:$PORT" "$token" "$c" "$LOAD_DURATION")
+      echo "$j" >>"$OUT/load-$mode-c$c.jsonl"
+      read -r r a b e s k < <(python3 -c 'import json,sys; j=json.loads(sys.argv[1]); n=max(j["requests"],1); print(j["rps"], j["p50_ms"], j["p99_ms"], j["errors"], round(j["server_cpu_s"]*1e6/n, 2), round(j["client_cpu_s"]*1e6/n, 2))' "$j")
+      [ "$e" = 0 ] || die "$mode c=$c: $e calls failed"
+      echo "  $mode c=$c run $i: $r calls/s p50 ${a} ms p99 ${b} ms; cpu per call: server ${s} µs, client ${k} µs"
+      rps+=("$r") p50+=("$a") p99+=("$b") scpu+=("$s") ccpu+=("$k")
+    done
+    # throughput min/median/max; p50, p99 and CPU per call are medians over the runs
+    echo "$mode $c $(python3 -c 'import statistics as st,sys; n=int(sys.argv[1]); v=[float(x) for x in sys.argv[2:]]; g=[v[i*n:(i+1)*n] for i in range(5)]; print(f"{min(g[0]):.0f} {st.median(g[0]):.0f} {max(g[0]):.0f} {st.median(g[1]):.3f} {st.median(g[2]):.3f} {st.median(g[3]):.1f} {st.median(g[4]):.1f}")' "$LOAD_RUNS" "${rps[@]}" "${p50[@]}" "${p99[@]}" "${scpu[@]}" "${ccpu[@]}")" >>"$OUT/load.txt"
+  done
+  stop "$SRV_PID"
+done
+
+say "## 2. Interceptor overhead (IdentityService/UserInfo, 1 HTTP/2 connection, server cpu 0 / client cpu 1, $LOAD_RUNS × ${LOAD_DURATION} s)"
+say ""
+say "| mode | concurrency | calls/s min | median | max | p50 ms | p99 ms | server CPU µs/call | client CPU µs/call |"
+say "|---|---:|---:|---:|---:|---:|---:|---:|---:|"
+label() { case $1 in cache) echo "(a) auth on, cache warm" ;; nocache) echo "(b) auth on, maxEntries 0" ;; noauth) echo "(c) useAuth false" ;; esac; }
+while read -r mode c mn md mx a b sc cc; do say "| $(label "$mode") | $c | $mn | $md | $mx | $a | $b | $sc | $cc |"; done <"$OUT/load.txt"
+lmed() { awk -v m="$1" -v c="$2" '$1 == m && $2 == c {print $4}' "$OUT/load.txt"; }
+lcpu() { awk -v m="$1" -v c="$2" '$1 == m && $2 == c {print $8}' "$OUT/load.txt"; }
+say ""
+for c in 1 16 64; do
+  say "- c=$c: throughput (a)/(c) = $(python3 -c "print(f'{$(lmed cache "$c") / $(lmed noauth "$c"):.3f}')"), (b)/(c) = $(python3 -c "print(f'{$(lmed nocache "$c") / $(lmed noauth "$c"):.3f}')"); server CPU per call (a) − (c) = $(python3 -c "print(f'{$(lcpu cache "$c") - $(lcpu noauth "$c"):.1f}')") µs, (b) − (c) = $(python3 -c "print(f'{$(lcpu nocache "$c") - $(lcpu noauth "$c"):.1f}')") µs"
+done
+say ""
+
+# ---------------------------------------------------------------- 3. memory
+echo "== 3. memory ($MEM_TOKENS distinct tokens)"
+dir="$OUT/mem"
+mkdir -p "$dir"
+write_config "$dir" RS256 true 100000
+start_flyteauth "$dir" "0-$((NPROC - 1))"
+url="http://127.0.0.1:$PORT/oauth2/token"
+sleep 1
+idle_first=$(rss_kib "$SRV_PID")
+node bench/mint.mjs "$url" "$(basic_for "$dir")" "$MEM_TOKENS" 32 "$dir/tokens.txt" | tee "$OUT/mint.json"
+stop "$SRV_PID"
+
+: >"$OUT/mem.txt"
+for max in 100000 10000 0; do
+  write_config "$dir" RS256 true "$max"
+  start_flyteauth "$dir" "0-$((NPROC - 1))"
+  sleep 1
+  idle=$(rss_kib "$SRV_PID")
+  j=$("$LOAD" "http://127.0.0.1:$PORT" "@$dir/tokens.txt" 64 600)
+  echo "$j" >"$OUT/mem-verify-$max.json"
+  n=$(python3 -c 'import json,sys; j=json.loads(sys.argv[1]); assert j["errors"] == 0, j; print(j["requests"])' "$j")
+  [ "$n" = "$MEM_TOKENS" ] || die "verified $n tokens, not $MEM_TOKENS"
+  sleep 1
+  after=$(rss_kib "$SRV_PID")
+  hwm=$(hwm_kib "$SRV_PID")
+  echo "  maxEntries $max: idle $idle KiB, after $n tokens $after KiB (peak $hwm KiB)"
+  echo "$max $idle $after $hwm $(python3 -c 'import json,sys; print(round(json.loads(sys.argv[1])["rps"]))' "$j")" >>"$OUT/mem.txt"
+  stop "$SRV_PID"
+done
+
+say "## 3. Memory (RSS, RS256; $MEM_TOKENS distinct client_credentials tokens each verified once over gRPC, c=64)"
+say ""
+say "First start, idle: $((idle_first / 1024)) MiB. Tokens minted with bench/mint.mjs: $(cat "$OUT/mint.json")."
+say ""
+say "| tokenCache.maxEntries | idle MiB | after $MEM_TOKENS tokens MiB | growth MiB | peak (VmHWM) MiB | verify calls/s |"
+say "|---:|---:|---:|---:|---:|---:|"
+while read -r max idle after hwm r; do
+  say "| $max | $(python3 -c "print(f'{$idle/1024:.1f}')") | $(python3 -c "print(f'{$after/1024:.1f}')") | $(python3 -c "print(f'{($after-$idle)/1024:.1f}')") | $(python3 -c "print(f'{$hwm/1024:.1f}')") | $r |"
+done <"$OUT/mem.txt"
+say ""
+say "- load after: $(uptime | sed 's/.*load average/load average/')"
+echo
+echo "== summary: $SUMMARY"
+cat "$SUMMARY"
