@@ -262,7 +262,13 @@ impl AppState {
                 config.user_auth.login_rate_limit.window.as_secs() as i64,
             ),
             cookies,
-            authz: AuthorizationServer { clients },
+            authz: AuthorizationServer {
+                clients,
+                client_limiter: FailureLimiter::new(
+                    crate::authz_server::MAX_CLIENT_FAILURES,
+                    crate::authz_server::CLIENT_FAILURE_WINDOW_SECS,
+                ),
+            },
             oidc,
             sealer,
             external,

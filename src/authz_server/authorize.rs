@@ -12,12 +12,12 @@ use axum::response::{Html, IntoResponse, Response};
 use http::{header, HeaderMap, Method, StatusCode};
 use url::Url;
 
+use super::bound_digest;
 use super::clients::Client;
 use super::issue::issuer;
 use crate::grpc::RequestOrigin;
 use crate::keys::random_token;
 use crate::login::pages;
-use crate::session::digest_hex;
 use crate::state::AppState;
 use crate::store::AuthCodeRecord;
 
@@ -173,7 +173,7 @@ async fn handle(
         .authorization_code_lifespan
         .as_secs() as i64;
     let record = AuthCodeRecord {
-        code_hash: digest_hex(&code),
+        code_hash: bound_digest(&v.client.id, &code),
         client_id: v.client.id.clone(),
         redirect_uri: v.redirect_uri.clone(),
         subject: session.subject.clone(),

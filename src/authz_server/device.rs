@@ -13,6 +13,7 @@ use http::{header, HeaderMap, StatusCode};
 use serde_json::json;
 use subtle::ConstantTimeEq;
 
+use super::bound_digest;
 use super::clients::Client;
 use super::error::{no_store, OAuthError};
 use super::issue::{issue, Grant, TokenResponse};
@@ -20,7 +21,6 @@ use super::token::{authenticate_client, read_form};
 use crate::grpc::RequestOrigin;
 use crate::keys::{random_bytes, random_token};
 use crate::login::pages::{self, escape};
-use crate::session::digest_hex;
 use crate::state::AppState;
 use crate::store::{DeviceApproval, DeviceCodeRecord, DevicePoll, StoreError};
 
@@ -103,7 +103,7 @@ async fn start(
     let mut user_code = new_user_code();
     for attempt in 0.. {
         let record = DeviceCodeRecord {
-            device_code_hash: digest_hex(&device_code),
+            device_code_hash: bound_digest(&client.id, &device_code),
             user_code: user_code.clone(),
             client_id: client.id.clone(),
             scopes: scopes.clone(),
@@ -175,7 +175,7 @@ pub async fn poll(
     let now = state.clock.now();
     let (record, approval) = match state
         .store
-        .poll_device_code(&digest_hex(device_code), now)
+        .poll_device_code(&bound_digest(&client.id, device_code), now)
         .await
     {
         Ok(DevicePoll::Approved(r, a)) => (r, a),

@@ -12,6 +12,8 @@ pub struct OAuthError {
     pub status: StatusCode,
     /// Answer `WWW-Authenticate: Basic` (client authentication via Basic failed).
     pub basic_challenge: bool,
+    /// `Retry-After` seconds (rate limiting).
+    pub retry_after: Option<i64>,
 }
 
 impl OAuthError {
@@ -21,6 +23,18 @@ impl OAuthError {
             description: description.into(),
             status,
             basic_challenge: false,
+            retry_after: None,
+        }
+    }
+    /// 429 after too many failed client authentications.
+    pub fn too_many_attempts(retry_after: i64) -> Self {
+        Self {
+            retry_after: Some(retry_after),
+            ..Self::new(
+                "invalid_client",
+                StatusCode::TOO_MANY_REQUESTS,
+                "too many failed client authentications; retry later",
+            )
         }
     }
     pub fn invalid_request(d: impl Into<String>) -> Self {
@@ -98,6 +112,10 @@ impl IntoResponse for OAuthError {
         let body = serde_json::json!({"error": self.error, "error_description": self.description});
         let mut resp = (self.status, Json(body)).into_response();
         no_store(&mut resp);
+        if let Some(secs) = self.retry_after {
+            resp.headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from(secs.max(1) as u64));
+        }
         if self.basic_challenge {
             resp.headers_mut().insert(
                 header::WWW_AUTHENTICATE,

@@ -3,9 +3,9 @@
 use serde::Serialize;
 use serde_json::{json, Value};
 
+use super::bound_digest;
 use super::error::OAuthError;
 use crate::keys::random_token;
-use crate::session::digest_hex;
 use crate::state::AppState;
 use crate::store::RefreshTokenRecord;
 
@@ -98,7 +98,7 @@ pub async fn issue(
             state
                 .store
                 .insert_refresh_token(&RefreshTokenRecord {
-                    token_hash: digest_hex(&token),
+                    token_hash: bound_digest(grant.client_id, &token),
                     family_id: family.to_owned(),
                     client_id: grant.client_id.to_owned(),
                     subject: grant.subject.to_owned(),

@@ -12,7 +12,20 @@ pub mod token;
 
 use clients::Clients;
 
+/// The stored form of an opaque credential (code, refresh token, device code): SHA-256 over
+/// the client id and the value. A credential presented by another client then simply does not
+/// exist — it can be neither redeemed nor burnt nor revoked through that client.
+pub fn bound_digest(client_id: &str, value: &str) -> String {
+    crate::session::digest_hex(&format!("{client_id}:{value}"))
+}
+
 /// State of the built-in AS.
 pub struct AuthorizationServer {
     pub clients: Clients,
+    /// Failed client authentications per client id.
+    pub client_limiter: crate::ratelimit::FailureLimiter,
 }
+
+/// Failed client authentications tolerated per client within [`CLIENT_FAILURE_WINDOW_SECS`].
+pub const MAX_CLIENT_FAILURES: u32 = 20;
+pub const CLIENT_FAILURE_WINDOW_SECS: i64 = 300;

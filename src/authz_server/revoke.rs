@@ -13,9 +13,9 @@ use axum::Json;
 use http::{HeaderMap, StatusCode};
 use serde_json::{json, Value};
 
+use super::bound_digest;
 use super::error::{no_store, OAuthError};
 use super::token::{authenticate_client, read_form};
-use crate::session::digest_hex;
 use crate::state::AppState;
 use crate::store::{RefreshRedemption, StoreError};
 
@@ -57,7 +57,7 @@ async fn handle_revoke(
     if hint != "access_token" && !looks_like_jwt {
         match state
             .store
-            .redeem_refresh_token(&digest_hex(token), now)
+            .redeem_refresh_token(&bound_digest(&client.id, token), now)
             .await
         {
             Ok(RefreshRedemption::Fresh(r)) | Ok(RefreshRedemption::Replayed(r)) => {

@@ -14,11 +14,11 @@ use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
 use super::authorize::is_pkce_value;
+use super::bound_digest;
 use super::clients::Client;
 use super::error::{no_store, OAuthError};
 use super::issue::{issue, Grant};
 use crate::grpc::RequestOrigin;
-use crate::session::digest_hex;
 use crate::state::AppState;
 use crate::store::{CodeRedemption, RefreshRedemption, StoreError};
 
@@ -172,7 +172,15 @@ pub async fn authenticate_client<'a>(
             used_basic,
         ));
     };
+    // Guessing a client's secret: after too many failures the client is locked for a while
+    // (even for the right secret), and no bcrypt is spent meanwhile.
+    let now = state.clock.now();
+    let key = format!("client:{}", client.id);
+    if let Some(retry) = state.authz.client_limiter.locked(&key, now) {
+        return Err(OAuthError::too_many_attempts(retry));
+    }
     if !state.authz.clients.verify_secret(client, &secret).await {
+        state.authz.client_limiter.record_failure(&key, now);
         return Err(OAuthError::invalid_client(
             "client authentication failed",
             used_basic,
@@ -211,7 +219,11 @@ async fn authorization_code(
     }
     let code = required(form, "code")?;
     let now = state.clock.now();
-    let record = match state.store.redeem_auth_code(&digest_hex(code), now).await {
+    let record = match state
+        .store
+        .redeem_auth_code(&bound_digest(&client.id, code), now)
+        .await
+    {
         Ok(CodeRedemption::Fresh(r)) => r,
         Ok(CodeRedemption::Replayed(r)) => {
             // §4.1.2: a code used twice is refused and the tokens issued from it revoked.
@@ -304,7 +316,7 @@ async fn refresh_token(
     let now = state.clock.now();
     let record = match state
         .store
-        .redeem_refresh_token(&digest_hex(token), now)
+        .redeem_refresh_token(&bound_digest(&client.id, token), now)
         .await
     {
         Ok(RefreshRedemption::Fresh(r)) => r,

@@ -709,3 +709,26 @@ async fn cookie_calls_need_the_csrf_header_and_an_allowed_origin() {
         200
     );
 }
+
+#[tokio::test]
+async fn guessing_a_client_secret_is_rate_limited() {
+    let s = TestServer::start().await;
+    for _ in 0..20 {
+        let (status, _) = token(
+            &s,
+            &[("grant_type", "client_credentials")],
+            Some(("flytepropeller", "guess")),
+        )
+        .await;
+        assert_eq!(status, 401);
+    }
+    let secret =
+        std::fs::read_to_string(s.dir.path().join("secrets/flytepropeller_client_secret")).unwrap();
+    let (status, body) = token(
+        &s,
+        &[("grant_type", "client_credentials")],
+        Some(("flytepropeller", &secret)),
+    )
+    .await;
+    assert_eq!(status, 429, "locked even with the right secret: {body}");
+}
