@@ -36,7 +36,7 @@ enum Command {
         #[arg(long)]
         log_json: bool,
     },
-    /// Load and validate a config file (and its secrets), then exit.
+    /// Load and validate a config file (keys, values, paths), then exit.
     CheckConfig {
         #[arg(long, default_value = "config.yaml")]
         config: PathBuf,
@@ -81,7 +81,8 @@ struct TokenArgs {
 #[derive(Subcommand)]
 enum SecretCommand {
     /// Generate Flyte's secrets (cookie_hash_key, cookie_block_key, claim_symmetric_key,
-    /// token_rsa_key.pem) into a directory, keeping any that exist.
+    /// token_rsa_key.pem) and the default flytepropeller client secret into a directory,
+    /// keeping any that exist.
     Init {
         #[arg(long, short = 'p', default_value = "/etc/secrets")]
         dir: PathBuf,
@@ -264,7 +265,7 @@ fn check_config(path: &Path) -> i32 {
 }
 
 fn secret_init(dir: &Path) -> i32 {
-    let items: [(&str, crate::state::SecretMaker); 4] = [
+    let items: [(&str, crate::state::SecretMaker); 5] = [
         (
             "claim_symmetric_key",
             Box::new(|| Ok(crate::keys::random_b64_secret(32))),
@@ -278,6 +279,10 @@ fn secret_init(dir: &Path) -> i32 {
             Box::new(|| Ok(crate::keys::random_b64_secret(32))),
         ),
         ("token_rsa_key.pem", Box::new(crate::keys::generate_rsa_pem)),
+        (
+            crate::authz_server::clients::PROPELLER_SECRET_NAME,
+            Box::new(|| Ok(crate::keys::random_token())),
+        ),
     ];
     for (name, make) in items {
         let path = dir.join(name);

@@ -901,6 +901,14 @@ impl Config {
             ));
         }
 
+        let mut user_auth = f.auth.user_auth;
+        if let Some(o) = user_auth.open_id.as_mut() {
+            if !o.client_secret_file.is_empty() {
+                o.client_secret_file = resolve(&o.client_secret_file)
+                    .to_string_lossy()
+                    .into_owned();
+            }
+        }
         Ok(Config {
             server,
             auth,
@@ -909,7 +917,7 @@ impl Config {
             database,
             database_pool: f.database.connection_pool,
             domains: f.admin.domains,
-            user_auth: f.auth.user_auth,
+            user_auth,
             app_auth: f.auth.app_auth,
         })
     }

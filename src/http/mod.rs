@@ -83,6 +83,7 @@ pub fn router(state: Arc<AppState>) -> Router {
     router
         .fallback(not_found)
         .layer(DefaultBodyLimit::max(max))
+        .layer(axum::middleware::map_response(protective_headers))
         .with_state(state)
 }
 
@@ -129,6 +130,17 @@ async fn metrics(State(state): State<Arc<AppState>>) -> Response {
         state.metrics.render(&gauges),
     )
         .into_response()
+}
+
+/// No page of flyteauth may be framed (clickjacking of the login, consent and device pages),
+/// and no response is content-sniffed.
+async fn protective_headers(mut resp: Response) -> Response {
+    let h = resp.headers_mut();
+    h.entry(header::X_FRAME_OPTIONS)
+        .or_insert(http::HeaderValue::from_static("DENY"));
+    h.entry(header::X_CONTENT_TYPE_OPTIONS)
+        .or_insert(http::HeaderValue::from_static("nosniff"));
+    resp
 }
 
 async fn healthcheck() -> &'static str {
