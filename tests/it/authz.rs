@@ -732,3 +732,34 @@ async fn guessing_a_client_secret_is_rate_limited() {
     .await;
     assert_eq!(status, 429, "locked even with the right secret: {body}");
 }
+
+#[tokio::test]
+async fn es256_and_eddsa_signing_are_selectable() {
+    for (alg, kty) in [("ES256", "EC"), ("EdDSA", "OKP")] {
+        let s = TestServer::start_with(&format!(
+            "auth:\n  appAuth:\n    selfAuthServer:\n      signingAlgorithm: {alg}\n"
+        ))
+        .await;
+        let secret =
+            std::fs::read_to_string(s.dir.path().join("secrets/flytepropeller_client_secret"))
+                .unwrap();
+        let (status, body) = token(
+            &s,
+            &[("grant_type", "client_credentials")],
+            Some(("flytepropeller", &secret)),
+        )
+        .await;
+        assert_eq!(status, 200, "{alg}: {body}");
+        let jwt = body["access_token"].as_str().unwrap();
+        let header = jsonwebtoken::decode_header(jwt).unwrap();
+        assert_eq!(format!("{:?}", header.alg), alg);
+        let jwks: Value = reqwest::get(format!("{}/oauth2/jwks", s.url))
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        assert_eq!(jwks["keys"][0]["kty"], kty);
+        assert_eq!(user_info(&s, jwt).await.unwrap().subject, "flytepropeller");
+    }
+}

@@ -8,6 +8,7 @@ mod cli;
 mod device;
 mod external;
 mod grpc_auth;
+mod oidc;
 mod projects;
 mod rest;
 mod tls;
