@@ -12,7 +12,7 @@
 #
 # Needs: cargo, wrk, node >= 20 + npm, openssl, taskset, python3, curl.
 # Knobs (env): RUNS=3 DURATION=10 CONC=64 LOAD_RUNS=3 LOAD_DURATION=10 MEM_TOKENS=100000
-#              BENCH_PORT=18480 CARGO_TARGET_DIR=target OUT=<tmp dir> SKIP_BUILD=1
+#              BENCH_PORT=18480 CARGO=cargo CARGO_TARGET_DIR=target OUT=<tmp dir> SKIP_BUILD=1
 # Results: one line per measurement on stdout, raw output and summary.md under $OUT.
 set -euo pipefail
 
@@ -45,7 +45,7 @@ done
 
 if [ -z "${SKIP_BUILD:-}" ]; then
   echo "== building (release) into $TARGET"
-  CARGO_TARGET_DIR="$TARGET" cargo build --release --bin flyteauth --example grpc_load
+  CARGO_TARGET_DIR="$TARGET" "${CARGO:-cargo}" build --release --bin flyteauth --example grpc_load
 fi
 [ -x "$BIN" ] && [ -x "$LOAD" ] || die "missing $BIN or $LOAD (build first, or unset SKIP_BUILD)"
 if [ ! -d bench/peer/node_modules/oidc-provider ]; then
