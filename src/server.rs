@@ -143,6 +143,60 @@ fn cors_layer(state: &AppState) -> Option<CorsLayer> {
     )
 }
 
+/// tonic reports a request message over `max_decoding_message_size` as OUT_OF_RANGE; the gRPC
+/// status-code guide (and grpc-go/grpc-java) use RESOURCE_EXHAUSTED for it. The status may be
+/// in the headers (trailers-only response) or in the trailers.
+fn resource_exhausted_for_oversize(
+    mut r: Response<tonic::body::Body>,
+) -> Response<tonic::body::Body> {
+    fix_oversize_status(r.headers_mut());
+    r.map(|b| tonic::body::Body::new(OversizeStatusBody(b)))
+}
+
+fn fix_oversize_status(h: &mut http::HeaderMap) {
+    let oversize = h.get("grpc-status").is_some_and(|s| s == "11")
+        && h.get("grpc-message").is_some_and(|m| {
+            let m = m.to_str().unwrap_or("");
+            m.contains("message length too large") || m.contains("message%20length%20too%20large")
+        });
+    if oversize {
+        h.insert("grpc-status", http::HeaderValue::from_static("8"));
+    }
+}
+
+/// Rewrites the status in the trailers (see [`resource_exhausted_for_oversize`]).
+struct OversizeStatusBody(tonic::body::Body);
+
+impl http_body::Body for OversizeStatusBody {
+    type Data = bytes::Bytes;
+    type Error = tonic::Status;
+
+    fn poll_frame(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<http_body::Frame<Self::Data>, Self::Error>>> {
+        std::pin::Pin::new(&mut self.0).poll_frame(cx).map(|f| {
+            f.map(|r| {
+                r.map(|frame| match frame.into_trailers() {
+                    Ok(mut t) => {
+                        fix_oversize_status(&mut t);
+                        http_body::Frame::trailers(t)
+                    }
+                    Err(frame) => frame,
+                })
+            })
+        })
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.0.is_end_stream()
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        self.0.size_hint()
+    }
+}
+
 /// The (gRPC, HTTP) services.
 fn build_services(state: &Arc<AppState>) -> (HttpService, HttpService) {
     let cors = cors_layer(state);
@@ -151,7 +205,9 @@ fn build_services(state: &Arc<AppState>) -> (HttpService, HttpService) {
         .layer(tonic_web::GrpcWebLayer::new())
         .service(crate::grpc::routes(state))
         .map_request(|r: Request<Body>| r)
-        .map_response(|r: Response<tonic::body::Body>| r.map(Body::new));
+        .map_response(|r: Response<tonic::body::Body>| {
+            resource_exhausted_for_oversize(r).map(Body::new)
+        });
     let http = ServiceBuilder::new()
         .option_layer(cors)
         .service(crate::http::router(state.clone()))
@@ -257,7 +313,13 @@ pub async fn run(
     for task in [discovery, external].into_iter().flatten() {
         task.abort();
     }
-    state.store.close().await;
+    // A database that went silent must not keep the process alive.
+    if tokio::time::timeout(Duration::from_secs(5), state.store.close())
+        .await
+        .is_err()
+    {
+        tracing::warn!("closing the database pool timed out");
+    }
     Ok(())
 }
 

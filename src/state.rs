@@ -221,6 +221,7 @@ impl AppState {
             std::time::Duration::from_secs(5),
         )
         .await?;
+        let store: Arc<dyn Store> = Arc::new(store::TimeoutStore::new(store, store::QUERY_TIMEOUT));
 
         let session_cfg = &config.user_auth.session;
         let sessions = Arc::new(Sessions::new(

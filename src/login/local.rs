@@ -336,9 +336,23 @@ pub async fn logout(
     if let Err(e) = state.sessions.end(&headers).await {
         return store_unavailable(e);
     }
-    let mut resp = match dest {
-        Some(d) => redirect_to(&d),
-        None => html(
+    // RP-initiated logout: when the IdP advertises `end_session_endpoint`, offer it.
+    let idp_logout = state
+        .oidc
+        .as_ref()
+        .and_then(|o| o.discovered())
+        .and_then(|d| d.end_session_endpoint.clone());
+    let mut resp = match (dest, idp_logout) {
+        (Some(d), _) => redirect_to(&d),
+        (None, Some(end)) => html(
+            StatusCode::OK,
+            pages::info_page(
+                "Signed out",
+                "You are signed out of Flyte. You may still be signed in at your identity provider.",
+                Some((end.as_str(), "Sign out at the identity provider too")),
+            ),
+        ),
+        (None, None) => html(
             StatusCode::OK,
             pages::info_page(
                 "Signed out",

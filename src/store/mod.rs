@@ -11,6 +11,8 @@ mod device;
 pub mod filters;
 mod postgres;
 mod sqlite;
+mod timeout;
+pub use timeout::{TimeoutStore, QUERY_TIMEOUT};
 
 pub use authz::{
     AuthCodeRecord, CodeRedemption, RefreshRedemption, RefreshTokenRecord, RevokedToken,
@@ -80,7 +82,11 @@ fn is_transient(db: &dyn sqlx::error::DatabaseError) -> bool {
         .try_downcast_ref::<sqlx::postgres::PgDatabaseError>()
         .is_some()
     {
-        ["08", "53", "57P"].iter().any(|p| code.starts_with(p))
+        // 08 connection, 53 resources, 57P operator intervention (shutdown), 3D000 the
+        // database does not exist (renamed/dropped under us), 28 authorization failures.
+        ["08", "53", "57P", "3D000", "28"]
+            .iter()
+            .any(|p| code.starts_with(p))
     } else {
         code.parse::<i32>().is_ok_and(|c| matches!(c & 0xff, 5 | 6))
     }
