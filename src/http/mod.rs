@@ -84,6 +84,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         .fallback(not_found)
         .layer(DefaultBodyLimit::max(max))
         .layer(axum::middleware::map_response(protective_headers))
+        .layer(axum::middleware::from_fn(close_if_body_unread))
         .with_state(state)
 }
 
@@ -140,6 +141,27 @@ async fn protective_headers(mut resp: Response) -> Response {
         .or_insert(http::HeaderValue::from_static("DENY"));
     h.entry(header::X_CONTENT_TYPE_OPTIONS)
         .or_insert(http::HeaderValue::from_static("nosniff"));
+    resp
+}
+
+/// An HTTP/1.1 request refused before its body was read (401, 413, …) leaves that body on the
+/// connection: hyper then closes it after the response, and a client reusing the keep-alive
+/// connection would find it gone. Saying `Connection: close` makes clients open a new one.
+async fn close_if_body_unread(
+    req: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    let h1 = req.version() <= http::Version::HTTP_11;
+    let has_body = req.headers().contains_key(header::TRANSFER_ENCODING)
+        || req
+            .headers()
+            .get(header::CONTENT_LENGTH)
+            .is_some_and(|v| v.as_bytes() != b"0");
+    let mut resp = next.run(req).await;
+    if h1 && has_body && (resp.status().is_client_error() || resp.status().is_server_error()) {
+        resp.headers_mut()
+            .insert(header::CONNECTION, http::HeaderValue::from_static("close"));
+    }
     resp
 }
 
