@@ -6,6 +6,7 @@ mod support;
 mod authz;
 mod cli;
 mod device;
+mod docs;
 mod external;
 mod grpc_auth;
 mod oidc;
