@@ -84,18 +84,41 @@ impl Dispatch {
         let route = crate::metrics::route_label(req.uri().path()).to_owned();
         let metrics = self.metrics.clone();
         let started = std::time::Instant::now();
-        let call = svc.oneshot(req.map(Body::new));
+        // The request id: the caller's `x-request-id` (bounded, printable) or a new one; every
+        // log line of the request (the audit events included) carries it and the peer.
+        let request_id = req
+            .headers()
+            .get("x-request-id")
+            .and_then(|v| v.to_str().ok())
+            .filter(|v| !v.is_empty() && v.len() <= 128)
+            .map(String::from)
+            .unwrap_or_else(next_request_id);
+        let span = tracing::info_span!("request", request_id = %request_id, peer = %peer);
+        let call = tracing::Instrument::instrument(svc.oneshot(req.map(Body::new)), span);
         async move {
-            let resp = call.await;
+            let mut resp = call.await;
             // Unary gRPC: the handler's work is done when the response head is ready.
             metrics.observe(
                 &route,
                 if grpc { "grpc" } else { "http" },
                 started.elapsed(),
             );
+            if let (Ok(r), Ok(v)) = (resp.as_mut(), http::HeaderValue::from_str(&request_id)) {
+                r.headers_mut().insert("x-request-id", v);
+            }
             resp
         }
     }
+}
+
+/// A process-unique request id: a random per-process prefix and a counter (cheap on the hot
+/// path, unique across replicas).
+fn next_request_id() -> String {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    use std::sync::LazyLock;
+    static PREFIX: LazyLock<String> = LazyLock::new(|| crate::keys::random_token()[..8].to_owned());
+    static NEXT: AtomicU64 = AtomicU64::new(1);
+    format!("{}-{:x}", *PREFIX, NEXT.fetch_add(1, Ordering::Relaxed))
 }
 
 fn cors_layer(state: &AppState) -> Option<CorsLayer> {

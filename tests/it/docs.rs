@@ -44,7 +44,10 @@ fn every_yaml_example_in_the_docs_is_a_valid_config() {
             checked += 1;
         }
     }
-    assert!(checked >= 5, "expected the docs to carry config examples, found {checked}");
+    assert!(
+        checked >= 5,
+        "expected the docs to carry config examples, found {checked}"
+    );
     // The repository's own config.yaml too.
     Config::load(&root.join("config.yaml")).unwrap();
 }

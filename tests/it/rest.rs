@@ -210,3 +210,23 @@ async fn oversized_bodies_are_refused() {
         .unwrap();
     assert_eq!(r.status(), 413);
 }
+
+#[tokio::test]
+async fn request_ids_are_propagated() {
+    let s = TestServer::start().await;
+    let r = reqwest::Client::new()
+        .get(format!("{}/healthcheck", s.url))
+        .header("x-request-id", "req-123")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.headers()["x-request-id"], "req-123");
+    let r = reqwest::get(format!("{}/healthcheck", s.url))
+        .await
+        .unwrap();
+    assert!(
+        !r.headers()["x-request-id"].is_empty(),
+        "one is made up when absent"
+    );
+    assert_eq!(r.headers()["x-frame-options"], "DENY");
+}
