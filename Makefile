@@ -28,9 +28,8 @@ lint: ## rustfmt check + clippy with warnings as errors
 fmt: ## Format the code
 	$(CARGO) fmt --all
 
-bench: ## Benchmarks (release build); results go to docs/BENCHMARKS.md
-	$(CARGO) build --release
-	@echo "benchmarks: see docs/BENCHMARKS.md"
+bench: ## Benchmarks (release build, wrk, Node oidc-provider peer); results in docs/BENCHMARKS.md
+	CARGO=$(CARGO) bash bench/run.sh
 
 console: ## Rebuild the console bundle (console/dist, embedded by cargo build; needs Node)
 	cd console && npm ci --no-audit --no-fund && npm run build

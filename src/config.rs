@@ -200,8 +200,9 @@ pub struct TokenCacheFile {
 
 impl Default for TokenCacheFile {
     fn default() -> Self {
+        // A cached identity costs about 2 KiB (docs/BENCHMARKS.md): ~40 MiB at most.
         Self {
-            max_entries: 100_000,
+            max_entries: 20_000,
         }
     }
 }
