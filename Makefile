@@ -2,7 +2,7 @@
 CARGO ?= cargo
 BIN := target/debug/flyteauth
 
-.PHONY: help build run test test-rust test-e2e lint fmt bench console clean
+.PHONY: help build run test test-rust test-e2e lint fmt bench soak console clean
 
 help: ## List the targets
 	@grep -E '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  %-10s %s\n", $$1, $$2}'
@@ -30,6 +30,9 @@ fmt: ## Format the code
 
 bench: ## Benchmarks (release build, wrk, Node oidc-provider peer); results in docs/BENCHMARKS.md
 	CARGO=$(CARGO) bash bench/run.sh
+
+soak: build ## 10-minute soak: two replicas on a throwaway PostgreSQL database, mixed load, RSS sampled (docs/RELIABILITY.md)
+	nice -n 10 tests/e2e/.venv/bin/python soak/soak.py --minutes 10 --token-cache-entries 2000
 
 console: ## Rebuild the console bundle (console/dist, embedded by cargo build; needs Node)
 	cd console && npm ci --no-audit --no-fund && npm run build

@@ -131,7 +131,14 @@ impl ExternalAuthServer {
                         on_metadata(&m);
                         tracing::info!(issuer = %m.issuer, "external authorization server metadata loaded");
                         backoff = Duration::from_secs(1);
-                        tokio::time::sleep(REFRESH_EVERY).await;
+                        // Honour the JWKS's Cache-Control (within sane bounds), else refresh
+                        // every five minutes.
+                        let next = this
+                            .jwks
+                            .max_age()
+                            .map(|a| a.clamp(Duration::from_secs(60), Duration::from_secs(3600)))
+                            .unwrap_or(REFRESH_EVERY);
+                        tokio::time::sleep(next).await;
                     }
                     Err(e) => {
                         tracing::warn!(error = %e, "external authorization server unavailable; retrying");

@@ -458,8 +458,10 @@ pub fn spawn_background(state: &Arc<AppState>) -> tokio::task::JoinHandle<()> {
                 Err(e) => tracing::debug!(error = %e, "revocation poll failed"),
             }
             n += 1;
+            if n.is_multiple_of(12) {
+                state.authenticator.verifier.purge_expired(now);
+            }
             if n.is_multiple_of(120) {
-                state.authenticator.verifier.revocations().purge(now);
                 if let Err(e) = state
                     .store
                     .purge_expired(now, state.sessions.idle_secs())

@@ -76,6 +76,11 @@ impl TokenCache {
         self.map.insert(key, identity);
     }
 
+    /// Drops entries whose tokens have expired (housekeeping: memory follows live tokens).
+    pub fn purge_expired(&self, now: i64, leeway: i64) {
+        self.map.retain(|_, v| now <= v.expires_at + leeway);
+    }
+
     /// Drops expired entries; if the cache is still full, drops arbitrary entries down to 90%.
     fn evict(&self, now: i64, leeway: i64) {
         self.map.retain(|_, v| now <= v.expires_at + leeway);

@@ -42,6 +42,8 @@ pub struct RemoteJwks {
     min_interval: Duration,
     http: reqwest::Client,
     fetches: AtomicU64,
+    /// `Cache-Control: max-age` of the last JWKS response, in seconds (0: none given).
+    max_age: AtomicU64,
 }
 
 impl RemoteJwks {
@@ -54,6 +56,7 @@ impl RemoteJwks {
             min_interval,
             http,
             fetches: AtomicU64::new(0),
+            max_age: AtomicU64::new(0),
         }
     }
 
@@ -73,6 +76,14 @@ impl RemoteJwks {
             Some(kid) => keys.get(kid).cloned(),
             None if keys.len() == 1 => keys.values().next().cloned(),
             None => None,
+        }
+    }
+
+    /// How long the last JWKS may be cached, per its `Cache-Control` (None: not said).
+    pub fn max_age(&self) -> Option<Duration> {
+        match self.max_age.load(Ordering::Relaxed) {
+            0 => None,
+            s => Some(Duration::from_secs(s)),
         }
     }
 
@@ -100,6 +111,13 @@ impl RemoteJwks {
         if !resp.status().is_success() {
             return Err(format!("GET {url}: HTTP {}", resp.status()));
         }
+        let max_age = resp
+            .headers()
+            .get(reqwest::header::CACHE_CONTROL)
+            .and_then(|v| v.to_str().ok())
+            .and_then(cache_max_age)
+            .unwrap_or(0);
+        self.max_age.store(max_age, Ordering::Relaxed);
         let doc: Value = resp.json().await.map_err(|e| format!("{url}: {e}"))?;
         let mut map = HashMap::new();
         for k in doc
@@ -140,5 +158,33 @@ impl RemoteJwks {
                 false
             }
         }
+    }
+}
+
+/// `max-age` (or `s-maxage`) from a `Cache-Control` value; `no-store`/`no-cache` mean 0.
+fn cache_max_age(v: &str) -> Option<u64> {
+    let mut age = None;
+    for part in v.split(',').map(str::trim) {
+        let lower = part.to_ascii_lowercase();
+        if lower == "no-store" || lower == "no-cache" {
+            return Some(0);
+        }
+        if let Some(n) = lower
+            .strip_prefix("max-age=")
+            .or_else(|| lower.strip_prefix("s-maxage="))
+        {
+            age = n.trim_matches('"').parse().ok();
+        }
+    }
+    age
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn cache_control() {
+        assert_eq!(super::cache_max_age("public, max-age=3600"), Some(3600));
+        assert_eq!(super::cache_max_age("no-store"), Some(0));
+        assert_eq!(super::cache_max_age("public"), None);
     }
 }

@@ -131,6 +131,12 @@ impl TokenVerifier {
         }
     }
 
+    /// Housekeeping: forgets expired cache entries and revocations.
+    pub fn purge_expired(&self, now: i64) {
+        self.cache.purge_expired(now, self.leeway);
+        self.revocations.purge(now);
+    }
+
     pub fn revocations(&self) -> &Revocations {
         &self.revocations
     }
