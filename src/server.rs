@@ -286,6 +286,22 @@ pub async fn run(
 ) -> anyhow::Result<()> {
     let tls = tls_acceptor(&state)?;
     let background = crate::state::spawn_background(&state);
+    // One bounded first attempt before serving, so a reachable IdP / AS is known from the first
+    // request on; an unreachable one is retried in the background (it never blocks start-up).
+    let first_attempt = async {
+        if let Some(o) = &state.oidc {
+            let _ = o.discover().await;
+        }
+        if let Some(ext) = &state.external {
+            if let Ok(m) = ext.refresh().await {
+                state
+                    .authenticator
+                    .verifier
+                    .set_issuers(vec![m.issuer.clone()]);
+            }
+        }
+    };
+    let _ = tokio::time::timeout(Duration::from_secs(3), first_attempt).await;
     let discovery = state.oidc.as_ref().map(|o| o.spawn_discovery());
     let external = state.external.as_ref().map(|ext| {
         let st = state.clone();
