@@ -59,7 +59,7 @@ impl TokenCache {
             return None;
         };
         self.hits.fetch_add(1, Relaxed);
-        if now > hit.expires_at + leeway {
+        if now > hit.expires_at.saturating_add(leeway) {
             self.map.remove(key);
             return None;
         }
@@ -78,12 +78,14 @@ impl TokenCache {
 
     /// Drops entries whose tokens have expired (housekeeping: memory follows live tokens).
     pub fn purge_expired(&self, now: i64, leeway: i64) {
-        self.map.retain(|_, v| now <= v.expires_at + leeway);
+        self.map
+            .retain(|_, v| now <= v.expires_at.saturating_add(leeway));
     }
 
     /// Drops expired entries; if the cache is still full, drops arbitrary entries down to 90%.
     fn evict(&self, now: i64, leeway: i64) {
-        self.map.retain(|_, v| now <= v.expires_at + leeway);
+        self.map
+            .retain(|_, v| now <= v.expires_at.saturating_add(leeway));
         let target = self.max_entries - self.max_entries / 10 - 1;
         if self.map.len() > target {
             let excess = self.map.len() - target;

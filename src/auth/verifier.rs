@@ -143,7 +143,8 @@ impl TokenVerifier {
 
     /// Marks an access token (by `jti`) as revoked until it would have expired anyway.
     pub fn revoke(&self, jti: &str, expires_at: i64) {
-        self.revocations.insert(jti, expires_at + self.leeway);
+        self.revocations
+            .insert(jti, expires_at.saturating_add(self.leeway));
         self.cache.forget_token_id(jti);
     }
 
@@ -221,17 +222,17 @@ impl TokenVerifier {
         };
         // RFC 7519 §4.1.4: reject at or after exp (with leeway). exp is required.
         let exp = num("exp")?.ok_or(AuthError::Malformed("missing exp"))?;
-        if now > exp + self.leeway {
+        if now > exp.saturating_add(self.leeway) {
             return Err(AuthError::Expired);
         }
         // §4.1.5: not before nbf.
         if let Some(nbf) = num("nbf")? {
-            if now + self.leeway < nbf {
+            if now.saturating_add(self.leeway) < nbf {
                 return Err(AuthError::NotYetValid);
             }
         }
         if let Some(iat) = num("iat")? {
-            if now + self.leeway < iat {
+            if now.saturating_add(self.leeway) < iat {
                 return Err(AuthError::IssuedInFuture);
             }
         }
@@ -320,4 +321,36 @@ pub fn identity_from_claims(claims: Map<String, Value>, exp: i64) -> Result<Iden
         token_id,
         credential: Credential::Bearer,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::keys::{generate_pem, SigningAlg, SigningKey};
+
+    /// Found by fuzzing: an `exp` near `i64::MAX` must not overflow the leeway arithmetic.
+    #[test]
+    fn huge_exp_does_not_overflow() {
+        let key = SigningKey::from_pem(
+            generate_pem(SigningAlg::ES256).unwrap().as_bytes(),
+            SigningAlg::ES256,
+        )
+        .unwrap();
+        let v = TokenVerifier::new(
+            VerifierSettings {
+                keys: KeySource::Static(vec![key.public().clone()]),
+                issuers: vec!["https://i".into()],
+                audiences: vec!["https://i".into()],
+                required_scopes: vec!["all".into()],
+                cache_entries: 10,
+                leeway_secs: 60,
+            },
+            std::sync::Arc::new(crate::clock::SystemClock),
+        );
+        let claims = serde_json::json!({"iss": "https://i", "aud": "https://i", "exp": 11700000000700003605u64, "scp": ["all"], "sub": "x"});
+        let id = v.verify(&key.sign_jwt("JWT", &claims)).unwrap();
+        assert_eq!(id.subject, "x");
+        v.revoke(id.token_id.as_deref().unwrap_or("j"), id.expires_at);
+        v.purge_expired(0);
+    }
 }

@@ -49,7 +49,7 @@ pub fn normalise_user_code(s: &str) -> String {
 }
 
 fn display(code: &str) -> String {
-    if code.len() == 8 {
+    if code.len() == 8 && code.is_char_boundary(4) {
         format!("{}-{}", &code[..4], &code[4..])
     } else {
         code.to_owned()

@@ -82,7 +82,7 @@ pub async fn issue(
     let mut refresh_token = None;
     if let Some(family) = grant.family_id {
         // Kept on the revocation list until the token is dead even with the clock leeway.
-        let dead_at = exp + state.config.auth.clock_skew_secs;
+        let dead_at = exp.saturating_add(state.config.auth.clock_skew_secs);
         state
             .store
             .record_access_token(family, &jti, dead_at)

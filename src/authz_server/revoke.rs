@@ -79,7 +79,9 @@ async fn handle_revoke(
         if let Ok(id) = state.authenticator.verifier.verify(token) {
             if id.client_id.as_deref() == Some(client.id.as_str()) {
                 if let Some(jti) = &id.token_id {
-                    let dead_at = id.expires_at + state.config.auth.clock_skew_secs;
+                    let dead_at = id
+                        .expires_at
+                        .saturating_add(state.config.auth.clock_skew_secs);
                     state.store.revoke_access_token(jti, dead_at, now).await?;
                     state.authenticator.verifier.revoke(jti, id.expires_at);
                     tracing::info!(target: "flyteauth::audit", event = "access_token_revoked", client_id = %client.id, subject = %id.subject);

@@ -8,12 +8,23 @@ use crate::public_url::PublicUrls;
 /// The URL to redirect to, or `None` if it is not allowed.
 pub fn validate(target: &str, public: &PublicUrls) -> Option<String> {
     let t = target.trim();
-    if t.is_empty() || t.contains(['\r', '\n', '\\']) {
+    // Browsers drop TAB/CR/LF and treat `\` as `/`: any control character, space or
+    // backslash could turn "/x" into "//evil.example" on the way, so none is accepted.
+    if t.is_empty()
+        || t.chars()
+            .any(|c| c.is_control() || c.is_whitespace() || c == '\\')
+    {
         return None;
     }
-    // A path on this server: "/x", never "//host" (scheme-relative) or "/\host".
+    // A path on this server: "/x", never "//host" (scheme-relative). Resolved the way a browser
+    // would, it must stay on the public origin.
     if t.starts_with('/') {
-        return (!t.starts_with("//")).then(|| t.to_owned());
+        if t.starts_with("//") {
+            return None;
+        }
+        let base = Url::parse(public.first()).ok()?;
+        let resolved = base.join(t).ok()?;
+        return (resolved.origin() == base.origin()).then(|| t.to_owned());
     }
     let url = Url::parse(t).ok()?;
     if !matches!(url.scheme(), "http" | "https") {
@@ -46,6 +57,9 @@ mod tests {
             "javascript:alert(1)",
             "http://flyte.example.com/",
             "https://flyte.example.com.evil.example/",
+            "/\t/evil.example/",
+            "/ /evil.example/",
+            "/\u{0}/x",
             "",
         ] {
             assert_eq!(validate(bad, &p), None, "{bad}");
