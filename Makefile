@@ -32,7 +32,7 @@ bench: ## Benchmarks (release build, wrk, Node oidc-provider peer); results in d
 	CARGO=$(CARGO) bash bench/run.sh
 
 soak: build ## 10-minute soak: two replicas on a throwaway PostgreSQL database, mixed load, RSS sampled (docs/RELIABILITY.md)
-	nice -n 10 tests/e2e/.venv/bin/python soak/soak.py --minutes 10 --token-cache-entries 2000
+	FLYTEAUTH_BIN=$(CURDIR)/$(BIN) nice -n 10 tests/e2e/.venv/bin/python soak/soak.py --minutes 10 --token-cache-entries 2000
 
 console: ## Rebuild the console bundle (console/dist, embedded by cargo build; needs Node)
 	cd console && npm ci --no-audit --no-fund && npm run build
