@@ -9,10 +9,23 @@
 #      cpu 1 (taskset).
 #   3. memory: RSS idle and after $MEM_TOKENS distinct valid tokens were verified, for several
 #      auth.tokenCache.maxEntries.
+#   4. authorization code + PKCE round trips/s (authorize with a logged-in session → code →
+#      token; wrk -t2 -c$AC_CONC) and chained refresh grants/s (wrk -t1 -c1), for flyteauth on
+#      SQLite and on PostgreSQL (a throwaway database on $PG_URL) and for oidc-provider@9
+#      (bench/peer, one process, in-memory), $AC_RUNS runs × $AC_DURATION s each.
+#   5. memory with $MEM_SESSIONS browser sessions in the SQLite store: RSS idle, and after
+#      /me with $ME_CALLS of those sessions.
 #
-# Needs: cargo, wrk, node >= 20 + npm, openssl, taskset, python3, curl.
-# Knobs (env): RUNS=3 DURATION=10 CONC=64 LOAD_RUNS=3 LOAD_DURATION=10 MEM_TOKENS=100000
+# Needs: cargo, wrk, node >= 20 + npm, openssl, taskset, python3, curl; psql for phase 4 on
+# PostgreSQL.
+# Knobs (env): PHASES="1 2 3 4 5" (a subset runs only those phases)
+#              RUNS=3 DURATION=10 CONC=64 LOAD_RUNS=3 LOAD_DURATION=10 MEM_TOKENS=100000
+#              AC_RUNS=$RUNS AC_DURATION=$DURATION AC_CONC=16 AC_STORES="sqlite postgres"
+#              AC_ALG=RS256 (flyteauth's signing algorithm in phase 4)
+#              PG_URL=postgres://postgres@127.0.0.1:5432 (a server; the bench creates and drops
+#              a database flyteauth_bench_<pid> there) MEM_SESSIONS=100000 ME_CALLS=10000
 #              BENCH_PORT=18480 CARGO=cargo CARGO_TARGET_DIR=target OUT=<tmp dir> SKIP_BUILD=1
+#              FLYTEAUTH_BIN=<path> (a prebuilt server binary instead of $TARGET/release/flyteauth)
 # Results: one line per measurement on stdout, raw output and summary.md under $OUT.
 set -euo pipefail
 
@@ -24,10 +37,20 @@ CONC=${CONC:-64}
 LOAD_RUNS=${LOAD_RUNS:-3}
 LOAD_DURATION=${LOAD_DURATION:-10}
 MEM_TOKENS=${MEM_TOKENS:-100000}
+PHASES=${PHASES:-1 2 3 4 5}
+AC_RUNS=${AC_RUNS:-$RUNS}
+AC_DURATION=${AC_DURATION:-$DURATION}
+AC_CONC=${AC_CONC:-16}
+AC_STORES=${AC_STORES:-sqlite postgres}
+AC_ALG=${AC_ALG:-RS256}
+PG_URL=${PG_URL:-postgres://postgres@127.0.0.1:5432}
+PG_URL=${PG_URL%/}
+MEM_SESSIONS=${MEM_SESSIONS:-100000}
+ME_CALLS=${ME_CALLS:-10000}
 PORT=${BENCH_PORT:-18480}
 TARGET=${CARGO_TARGET_DIR:-target}
 case "$TARGET" in /*) ;; *) TARGET="$ROOT/$TARGET" ;; esac
-BIN="$TARGET/release/flyteauth"
+BIN=${FLYTEAUTH_BIN:-$TARGET/release/flyteauth}
 LOAD="$TARGET/release/examples/grpc_load"
 OUT=${OUT:-$(mktemp -d /tmp/flyteauth-bench.XXXXXX)}
 mkdir -p "$OUT"
@@ -37,26 +60,40 @@ SUMMARY="$OUT/summary.md"
 
 say() { printf '%s\n' "$*" | tee -a "$SUMMARY"; }
 die() { echo "bench: $*" >&2; exit 1; }
+want() { case " $PHASES " in *" $1 "*) return 0 ;; *) return 1 ;; esac; }
+for p in $PHASES; do case $p in 1 | 2 | 3 | 4 | 5) ;; *) die "PHASES: unknown phase $p (1-5)" ;; esac; done
+uses_pg() { want 4 && case " $AC_STORES " in *" postgres "*) return 0 ;; *) return 1 ;; esac; }
 
 for tool in wrk node npm openssl taskset python3 curl; do
   command -v "$tool" >/dev/null || die "$tool is not installed (Debian: apt-get install -y wrk; Node 20+ for the peer)"
 done
-[ "$NPROC" -ge 2 ] || die "the interceptor phase pins server and client to cpus 0 and 1: needs 2 cpus"
+! want 2 || [ "$NPROC" -ge 2 ] || die "the interceptor phase pins server and client to cpus 0 and 1: needs 2 cpus"
+! uses_pg || command -v psql >/dev/null || die "psql is not installed (phase 4 on PostgreSQL; or AC_STORES=sqlite)"
 
 if [ -z "${SKIP_BUILD:-}" ]; then
   echo "== building (release) into $TARGET"
   CARGO_TARGET_DIR="$TARGET" "${CARGO:-cargo}" build --release --bin flyteauth --example grpc_load
 fi
-[ -x "$BIN" ] && [ -x "$LOAD" ] || die "missing $BIN or $LOAD (build first, or unset SKIP_BUILD)"
+[ -x "$BIN" ] || die "missing $BIN (build first, or unset SKIP_BUILD)"
+! { want 2 || want 3; } || [ -x "$LOAD" ] || die "missing $LOAD (build first, or unset SKIP_BUILD)"
 if [ ! -d bench/peer/node_modules/oidc-provider ]; then
   (cd bench/peer && npm ci --no-audit --no-fund --silent)
 fi
 
 # ---------------------------------------------------------------- processes
 PIDS=()
+PG_DB=""
 cleanup() {
   for p in "${PIDS[@]:-}"; do [ -n "$p" ] && kill "$p" 2>/dev/null || true; done
   wait 2>/dev/null || true
+  drop_pg_db
+}
+# the throwaway PostgreSQL database of phase 4, if one was made
+drop_pg_db() {
+  [ -n "$PG_DB" ] || return 0
+  psql "$PG_URL/postgres" -X -q -v ON_ERROR_STOP=1 -c "DROP DATABASE IF EXISTS \"$PG_DB\" WITH (FORCE)" >/dev/null ||
+    echo "bench: could not drop database $PG_DB" >&2
+  PG_DB=""
 }
 trap cleanup EXIT INT TERM
 
@@ -160,6 +197,7 @@ say "- commit: $(git rev-parse --short HEAD 2>/dev/null || echo '?'); wrk $(wrk 
 say ""
 
 # ---------------------------------------------------------------- 1. token endpoint
+if want 1; then
 echo "== 1. token endpoint (wrk -t2 -c$CONC, $RUNS × ${DURATION}s)"
 : >"$OUT/token.txt"
 for alg in RS256 ES256 EdDSA; do
@@ -209,8 +247,10 @@ say "- RS256 signing limit: openssl speed rsa2048: ${sign_s} s per signature (${
 say "- flyteauth RS256 median = $(python3 -c "print(f'{$(med flyteauth-RS256) / $limit:.0%}')") of the signing limit"
 say "- flyteauth RS256 / oidc-provider (1 process) = **$(python3 -c "print(f'{$(med flyteauth-RS256) / $(med oidc-provider-x1):.2f}')")×**; / oidc-provider ($NPROC cluster workers) = $(python3 -c "print(f'{$(med flyteauth-RS256) / $(med oidc-provider-x$NPROC):.2f}')")×"
 say ""
+fi
 
 # ---------------------------------------------------------------- 2. interceptor overhead
+if want 2; then
 echo "== 2. interceptor overhead (UserInfo; server cpu 0, client cpu 1; $LOAD_RUNS × ${LOAD_DURATION}s)"
 : >"$OUT/load.txt"
 for mode in cache nocache noauth; do
@@ -256,8 +296,10 @@ for c in 1 16 64; do
   say "- c=$c: throughput (a)/(c) = $(python3 -c "print(f'{$(lmed cache "$c") / $(lmed noauth "$c"):.3f}')"), (b)/(c) = $(python3 -c "print(f'{$(lmed nocache "$c") / $(lmed noauth "$c"):.3f}')"); server CPU per call (a) − (c) = $(python3 -c "print(f'{$(lcpu cache "$c") - $(lcpu noauth "$c"):.1f}')") µs, (b) − (c) = $(python3 -c "print(f'{$(lcpu nocache "$c") - $(lcpu noauth "$c"):.1f}')") µs"
 done
 say ""
+fi
 
 # ---------------------------------------------------------------- 3. memory
+if want 3; then
 echo "== 3. memory ($MEM_TOKENS distinct tokens)"
 dir="$OUT/mem"
 mkdir -p "$dir"
@@ -297,6 +339,205 @@ while read -r max idle after hwm r; do
   say "| $max | $(python3 -c "print(f'{$idle/1024:.1f}')") | $(python3 -c "print(f'{$after/1024:.1f}')") | $(python3 -c "print(f'{($after-$idle)/1024:.1f}')") | $(python3 -c "print(f'{$hwm/1024:.1f}')") | $r |"
 done <"$OUT/mem.txt"
 say ""
+fi
+
+# ---------------------------------------------------------------- 4. authorization code, refresh
+# write_ac_config DIR DATABASE: a server with the local user `bench` (password generated at
+# first start into DIR/secrets/bench_password) and the default clients (`flytectl`: public,
+# PKCE S256, loopback redirects), signing with $AC_ALG. Defaults otherwise: access token 30m,
+# refresh token 1h, code 5m, session 8h idle / 168h absolute.
+write_ac_config() {
+  cat >"$1/config.yaml" <<EOF
+server:
+  httpPort: $PORT
+  grpc: { port: 0 }
+  security: { secure: false, useAuth: true, insecureCookieHeader: true }
+secrets:
+  secrets-prefix: $1/secrets
+database:
+  $2
+auth:
+  authorizedUris: ["http://127.0.0.1:$PORT"]
+  userAuth:
+    localUsers:
+      - { username: bench, passwordSecretName: bench_password, name: bench, email: bench@localhost, groups: [bench] }
+  appAuth:
+    selfAuthServer: { signingAlgorithm: $AC_ALG }
+EOF
+}
+
+# wrk_ms FILE PCT: a latency percentile of wrk --latency output, in ms
+wrk_ms() {
+  awk -v p="$2" '$1 == p {print $2; exit}' "$1" |
+    python3 -c 'import re,sys; m=re.fullmatch(r"([\d.]+)(us|ms|s)", sys.stdin.read().strip()); print("%.2f" % (float(m[1]) * dict(us=1e-3, ms=1, s=1e3)[m[2]]))'
+}
+
+# ac_wrk FILE MODE WRK-ARGS...: one wrk run of bench/authcode.lua (env from `authcode.py
+# params`, COOKIE, REFRESH); fails on any unexpected answer; prints the round trips/s
+ac_wrk() {
+  local file=$1 mode=$2
+  shift 2
+  MODE=$mode AUTHORIZE="$AC_AUTHORIZE" TOKEN="$AC_TOKEN" CLIENT="$AC_CLIENT" REDIRECT="$AC_REDIRECT" \
+    VERIFIER="$AC_VERIFIER" COOKIE="$AC_COOKIE" REFRESH="${AC_REFRESH:-}" \
+    wrk --latency -s bench/authcode.lua "$@" "$AC_BASE" >"$file"
+  local n e
+  n=$(awk '$1 == "roundtrips" {print $2}' "$file")
+  e=$(awk '$1 == "errors" {print $2}' "$file")
+  if [ -z "$n" ] || [ "$e" != 0 ] || [ "$n" = 0 ]; then
+    {
+      cat "$file"
+      if [ -n "${AC_LOG:-}" ]; then
+        echo "-- first errors and warnings in $AC_LOG:"
+        grep -m 5 -E ' (ERROR|WARN) ' "$AC_LOG" | cut -c1-400 || true
+      fi
+    } >&2
+    die "$(basename "$file" .txt): $e unexpected answers, $n round trips"
+  fi
+  awk '$1 == "rate" {print $2}' "$file"
+}
+
+# ac_measure NAME BASE KIND [USER PASSWORD]: log in once (bench/authcode.py), then a 2 s
+# warm-up and $AC_RUNS measured runs of each flow; appends to $OUT/authcode.txt
+ac_measure() {
+  local name=$1 kind=$3 login i r code=() refresh=() p50=()
+  AC_BASE=$2
+  login=$(python3 bench/authcode.py login "$AC_BASE" "$kind" "${@:4}") || die "$name: login + first round trip failed"
+  echo "$login" >"$OUT/authcode-$name-login.json"
+  AC_COOKIE=$(python3 -c 'import json,sys; print(json.loads(sys.argv[1])["cookie"])' "$login")
+  echo "$name $(python3 -c 'import json,sys; j=json.loads(sys.argv[1]); print("JWT access token (typ %s, alg %s) + refresh token, scope \"%s\"; token response keys: %s" % (j["typ"], j["alg"], j["scope"], ", ".join(j["keys"])))' "$login")" >>"$OUT/authcode-issues.txt"
+  eval "$(python3 bench/authcode.py params "$AC_BASE" "$kind")"
+  AC_REFRESH=
+  ac_wrk "$OUT/authcode-$name-code-warmup.txt" code -t2 -c"$AC_CONC" -d2s >/dev/null
+  for i in $(seq 1 "$AC_RUNS"); do
+    r=$(ac_wrk "$OUT/authcode-$name-code-$i.txt" code -t2 -c"$AC_CONC" -d"${AC_DURATION}s")
+    echo "  $name code run $i: $r round trips/s (p50 $(wrk_ms "$OUT/authcode-$name-code-$i.txt" 50%) ms per request)"
+    code+=("$r")
+  done
+  AC_REFRESH=$(python3 bench/authcode.py refresh "$AC_BASE" "$kind" "$AC_COOKIE") || die "$name: no refresh token"
+  ac_wrk "$OUT/authcode-$name-refresh-warmup.txt" refresh -t1 -c1 -d2s >/dev/null
+  for i in $(seq 1 "$AC_RUNS"); do
+    # a new chain per run (the previous one's last token is not kept)
+    AC_REFRESH=$(python3 bench/authcode.py refresh "$AC_BASE" "$kind" "$AC_COOKIE") || die "$name: no refresh token"
+    r=$(ac_wrk "$OUT/authcode-$name-refresh-$i.txt" refresh -t1 -c1 -d"${AC_DURATION}s")
+    p50+=("$(wrk_ms "$OUT/authcode-$name-refresh-$i.txt" 50%)")
+    echo "  $name refresh run $i: $r grants/s (p50 ${p50[-1]} ms, p99 $(wrk_ms "$OUT/authcode-$name-refresh-$i.txt" 99%) ms)"
+    refresh+=("$r")
+  done
+  echo "$name $(stats "${code[@]}") $(stats "${refresh[@]}") $(python3 -c 'import statistics,sys; print(f"{statistics.median(float(x) for x in sys.argv[1:]):.2f}")' "${p50[@]}")" >>"$OUT/authcode.txt"
+}
+
+# pg_commit_ms URL: median wall time of 30 one-row autocommit INSERTs through psql (a commit's
+# WAL flush on this disk), and the server's durability settings
+pg_commit_ms() {
+  {
+    echo 'CREATE TABLE bench_commit_probe (x int);'
+    echo '\timing on'
+    for i in $(seq 1 30); do echo "INSERT INTO bench_commit_probe VALUES ($i);"; done
+    echo '\timing off'
+    echo 'DROP TABLE bench_commit_probe;'
+  } | psql "$1" -X -q -v ON_ERROR_STOP=1 | awk '/^Time:/ {print $2}' |
+    python3 -c 'import statistics,sys; print("%.2f" % statistics.median(float(x) for x in sys.stdin))'
+}
+
+if want 4; then
+echo "== 4. authorization code + PKCE (wrk -t2 -c$AC_CONC) and refresh (wrk -t1 -c1), $AC_RUNS × ${AC_DURATION}s"
+: >"$OUT/authcode.txt"
+: >"$OUT/authcode-issues.txt"
+pg_info=""
+AC_LABEL=""
+[ "$AC_ALG" = RS256 ] || AC_LABEL="-$AC_ALG"
+for store in $AC_STORES; do
+  dir="$OUT/authcode-$store"
+  mkdir -p "$dir"
+  case $store in
+    sqlite) write_ac_config "$dir" "sqlite: { file: $dir/flyteauth.db }" ;;
+    postgres)
+      PG_DB="flyteauth_bench_$$"
+      psql "$PG_URL/postgres" -X -q -v ON_ERROR_STOP=1 -c "CREATE DATABASE \"$PG_DB\"" >/dev/null ||
+        { PG_DB=""; die "cannot create a database on $PG_URL"; }
+      write_ac_config "$dir" "url: $PG_URL/$PG_DB"
+      pg_info="PostgreSQL $(psql "$PG_URL/$PG_DB" -X -A -t -c 'SHOW server_version' | awk '{print $1}'), synchronous_commit $(psql "$PG_URL/$PG_DB" -X -A -t -c 'SHOW synchronous_commit'), fsync $(psql "$PG_URL/$PG_DB" -X -A -t -c 'SHOW fsync'); a one-row INSERT commits in $(pg_commit_ms "$PG_URL/$PG_DB") ms (median of 30, psql on loopback)"
+      echo "  $pg_info"
+      ;;
+    *) die "AC_STORES: unknown store $store (sqlite, postgres)" ;;
+  esac
+  start_flyteauth "$dir" "0-$((NPROC - 1))"
+  AC_LOG="$dir/server.log"
+  ac_measure "flyteauth-$store$AC_LABEL" "http://127.0.0.1:$PORT" flyteauth bench "$(cat "$dir/secrets/bench_password")"
+  stop "$SRV_PID"
+  if [ "$store" = postgres ]; then drop_pg_db; fi
+done
+node bench/peer/server.mjs "$PORT" 1 >"$OUT/oidc-provider-authcode.log" 2>&1 &
+peer=$!
+PIDS+=("$peer")
+wait_http "http://127.0.0.1:$PORT/.well-known/openid-configuration" || die "oidc-provider did not start"
+AC_LOG="$OUT/oidc-provider-authcode.log"
+ac_measure oidc-provider "http://127.0.0.1:$PORT" peer
+stop "$peer"
+
+say "## 4. Authorization code + PKCE round trips (wrk -t2 -c$AC_CONC) and refresh grants (wrk -t1 -c1, chained), $AC_RUNS × ${AC_DURATION} s"
+say ""
+say "A round trip: GET authorize with a logged-in session cookie → 302/303 with a code → POST token (public client, PKCE S256) → 200 with an access and a refresh token. A refresh grant: POST token with the refresh token the previous answer returned (rotation; the old one is spent)."
+say ""
+while read -r name rest; do say "- $name issues: $rest"; done <"$OUT/authcode-issues.txt"
+[ -z "$pg_info" ] || say "- $pg_info"
+say "- flyteauth: user \`bench\` from \`localUsers\`, client \`flytectl\`, scope \`all offline\`, default lifetimes; oidc-provider: client \`bench-public\` (auth method none), scope \`all\` (no \`openid\`: no id_token), one process, in-memory adapter"
+say ""
+say "| server | code round trips/s min | median | max | refresh grants/s min | median | max | refresh p50 ms |"
+say "|---|---:|---:|---:|---:|---:|---:|---:|"
+while read -r name a b c d e f g; do say "| $name | $a | $b | $c | $d | $e | $f | $g |"; done <"$OUT/authcode.txt"
+acmed() { awk -v n="$1" -v k="$2" '$1 == n {print $k}' "$OUT/authcode.txt"; }
+say ""
+for store in $AC_STORES; do
+  say "- flyteauth $store$AC_LABEL / oidc-provider (medians): code round trips **$(python3 -c "print(f'{$(acmed "flyteauth-$store$AC_LABEL" 3) / $(acmed oidc-provider 3):.2f}')")×**, refresh **$(python3 -c "print(f'{$(acmed "flyteauth-$store$AC_LABEL" 6) / $(acmed oidc-provider 6):.2f}')")×**"
+done
+say ""
+fi
+
+# ---------------------------------------------------------------- 5. memory with sessions
+if want 5; then
+echo "== 5. memory with $MEM_SESSIONS sessions in the SQLite store"
+dir="$OUT/sessions"
+mkdir -p "$dir"
+write_ac_config "$dir" "sqlite: { file: $dir/flyteauth.db }"
+start_flyteauth "$dir" "0-$((NPROC - 1))"
+sleep 1
+idle_empty=$(rss_kib "$SRV_PID")
+stop "$SRV_PID"
+# The rows Sessions::create writes at a login (src/session.rs), inserted with the server stopped.
+profile='{"subject":"bench","name":"bench","preferred_username":"bench","email":"bench@localhost","groups":["bench"]}'
+python3 bench/sessions.py insert "$dir/flyteauth.db" "$MEM_SESSIONS" "$dir/cookies.txt" bench "$profile" $((168 * 3600)) | tee "$OUT/sessions-insert.json"
+db_kib=$(du -k "$dir/flyteauth.db" | awk '{print $1}')
+start_flyteauth "$dir" "0-$((NPROC - 1))"
+sleep 1
+idle_sessions=$(rss_kib "$SRV_PID")
+# one of the inserted cookies is a live session
+me=$(curl -fsS -H "Cookie: flyte_session=$(head -1 "$dir/cookies.txt")" "http://127.0.0.1:$PORT/me") ||
+  die "/me refused an inserted session"
+[ "$(python3 -c 'import json,sys; print(json.loads(sys.argv[1])["subject"])' "$me")" = bench ] || die "/me: $me"
+python3 bench/sessions.py me "http://127.0.0.1:$PORT" "$dir/cookies.txt" "$ME_CALLS" bench | tee "$OUT/sessions-me.json"
+sleep 1
+after_me=$(rss_kib "$SRV_PID")
+hwm=$(hwm_kib "$SRV_PID")
+stop "$SRV_PID"
+rows=$(python3 -c 'import sqlite3,sys; print(sqlite3.connect(sys.argv[1]).execute("SELECT count(*) FROM sessions").fetchone()[0])' "$dir/flyteauth.db")
+echo "  idle empty $idle_empty KiB; idle with $MEM_SESSIONS sessions $idle_sessions KiB; after /me × $ME_CALLS $after_me KiB (peak $hwm KiB); $rows sessions in the store after"
+mib() { python3 -c "print(f'{$1/1024:.1f}')"; }
+say "## 5. Memory with $MEM_SESSIONS browser sessions in the store (SQLite, RSS)"
+say ""
+say "Sessions inserted with bench/sessions.py while the server was stopped: $(cat "$OUT/sessions-insert.json"); database file $(mib "$db_kib") MiB. /me answered 200 for the first inserted cookie; then /me with $ME_CALLS distinct inserted sessions, one keep-alive connection: $(cat "$OUT/sessions-me.json")."
+say ""
+say "| state | RSS MiB |"
+say "|---|---:|"
+say "| idle, empty store (first start) | $(mib "$idle_empty") |"
+say "| idle, $MEM_SESSIONS sessions in the store | $(mib "$idle_sessions") |"
+say "| after /me with $ME_CALLS of them | $(mib "$after_me") |"
+say "| peak (VmHWM) | $(mib "$hwm") |"
+say ""
+say "- sessions in the store afterwards: $rows"
+say ""
+fi
+
 say "- load after: $(uptime | sed 's/.*load average/load average/')"
 echo
 echo "== summary: $SUMMARY"

@@ -7,14 +7,37 @@
 // via resourceIndicators: every request gets the default resource, whose accessTokenFormat is
 // "jwt" — the same shape flyteauth issues. `workers` > 1 runs that many processes with
 // node:cluster sharing the port (the key is generated once, in the primary).
+//
+// For the authorization-code and refresh phase of make bench there is also a public client
+// `bench-public` (token_endpoint_auth_method none, PKCE S256 — required for public clients,
+// redirect http://localhost:53593/callback, grants authorization_code + refresh_token, scope
+// `all`): the same shape as flyteauth's `flytectl`. The bench requests scope `all` without
+// `openid`, so the token response is an RS256 JWT access token for the default resource plus
+// an opaque refresh token, and no id_token — what flyteauth issues. `issueRefreshToken` is
+// true for it without offline_access; refresh tokens rotate on every use (oidc-provider's
+// default for public clients) and do not end with the browser session (`expiresWithSession`
+// false, as flyteauth's). Log in once with GET /interaction/<uid>: a bench-only route that
+// ends the login for the fixed account `bench` and grants `all` on the resource, so later
+// authorization requests with the `_session` cookie get a code at once. Everything is kept in
+// oidc-provider's default in-memory adapter (per process).
 import cluster from 'node:cluster';
 import crypto from 'node:crypto';
+import http from 'node:http';
 import Provider from 'oidc-provider';
 
 const port = Number(process.argv[2] || 3100);
 const workers = Number(process.argv[3] || 1);
 const issuer = `http://127.0.0.1:${port}`;
 const resource = `${issuer}/api`;
+const PUBLIC_CLIENT = 'bench-public';
+// The same profile flyteauth puts in a user's access token (`user_info`, `groups`).
+const PROFILE = {
+  subject: 'bench',
+  name: 'bench',
+  preferred_username: 'bench',
+  email: 'bench@localhost',
+  groups: ['bench'],
+};
 
 function makeJwk() {
   const { privateKey } = crypto.generateKeyPairSync('rsa', { modulusLength: 2048 });
@@ -31,10 +54,36 @@ function serve(jwk) {
       redirect_uris: [],
       token_endpoint_auth_method: 'client_secret_basic',
       scope: 'all',
+    }, {
+      client_id: PUBLIC_CLIENT,
+      token_endpoint_auth_method: 'none',
+      grant_types: ['authorization_code', 'refresh_token'],
+      response_types: ['code'],
+      redirect_uris: ['http://localhost:53593/callback'],
+      scope: 'all',
     }],
+    async findAccount(_ctx, sub) {
+      return { accountId: sub, async claims() { return { sub }; } };
+    },
+    issueRefreshToken: async (_ctx, client, code) => client.clientId === PUBLIC_CLIENT
+      || (client.grantTypeAllowed('refresh_token') && code.scopes.has('offline_access')),
+    expiresWithSession: async (ctx, code) => ctx.oidc.client.clientId !== PUBLIC_CLIENT
+      && !code.scopes.has('offline_access'),
+    extraTokenClaims: async (_ctx, token) => (token.kind === 'AccessToken' && token.accountId
+      ? { user_info: PROFILE, groups: PROFILE.groups }
+      : undefined),
     jwks: { keys: [jwk] },
     scopes: ['all'],
-    ttl: { ClientCredentials: 1800 },
+    // flyteauth's defaults: access token 30m, refresh token 1h, code 5m; session 168h.
+    ttl: {
+      ClientCredentials: 1800,
+      AccessToken: 1800,
+      RefreshToken: 3600,
+      AuthorizationCode: 300,
+      Grant: 7 * 24 * 3600,
+      Session: 7 * 24 * 3600,
+      Interaction: 600,
+    },
     features: {
       devInteractions: { enabled: false },
       clientCredentials: { enabled: true },
@@ -52,7 +101,30 @@ function serve(jwk) {
       },
     },
   });
-  provider.listen(port, '127.0.0.1');
+  const app = provider.callback();
+  http.createServer((req, res) => {
+    if (req.method === 'GET' && req.url.startsWith('/interaction/')) {
+      finishLogin(provider, req, res).catch((e) => {
+        res.statusCode = 500;
+        res.end(String(e));
+      });
+    } else {
+      app(req, res);
+    }
+  }).listen(port, '127.0.0.1');
+}
+
+// Bench-only interaction: log `bench` in and grant `all` on the resource, no form.
+async function finishLogin(provider, req, res) {
+  const details = await provider.interactionDetails(req, res);
+  const grant = new provider.Grant({ accountId: 'bench', clientId: details.params.client_id });
+  grant.addOIDCScope('all');
+  grant.addResourceScope(resource, 'all');
+  const grantId = await grant.save();
+  await provider.interactionFinished(req, res, {
+    login: { accountId: 'bench' },
+    consent: { grantId },
+  }, { mergeWithLastSubmission: false });
 }
 
 if (workers > 1 && cluster.isPrimary) {
