@@ -1,9 +1,12 @@
-//! gRPC load generator for `flyteidl.service.IdentityService/UserInfo` (used by `make bench`).
+//! gRPC load generator for a protected RPC that needs no database (used by `make bench`).
 //!
 //! ```text
-//! grpc_load <endpoint> <token> <concurrency> <duration-seconds> [connections]
+//! [RPC=GetDomains|UserInfo] grpc_load <endpoint> <token> <concurrency> <duration-seconds> [connections]
 //! ```
 //!
+//! * `RPC` (env): `GetDomains` (default; `flyteidl.service.AdminService/GetDomains`, the same
+//!   work with and without auth) or `UserInfo` (`IdentityService/UserInfo`, whose answer
+//!   carries the caller's claims with auth on and is empty with auth off).
 //! * `endpoint`: `http://127.0.0.1:8088`
 //! * `token`: a bearer token sent in `flyte-authorization`; `-` sends none (auth off);
 //!   `@FILE` reads one token per line and sends each one exactly once (a new token per call),
@@ -24,6 +27,8 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use flyteauth::pb::flyteidl::admin::GetDomainRequest;
+use flyteauth::pb::flyteidl::service::admin_service_client::AdminServiceClient;
 use flyteauth::pb::flyteidl::service::identity_service_client::IdentityServiceClient;
 use flyteauth::pb::flyteidl::service::UserInfoRequest;
 use tonic::metadata::MetadataValue;
@@ -64,8 +69,16 @@ fn json_opt(v: Option<f64>) -> String {
         .unwrap_or_else(|| "null".into())
 }
 
+fn request<T>(message: T, token: Option<Value>) -> tonic::Request<T> {
+    let mut req = tonic::Request::new(message);
+    if let Some(v) = token {
+        req.metadata_mut().insert("flyte-authorization", v);
+    }
+    req
+}
+
 fn usage() -> ! {
-    eprintln!("usage: grpc_load <endpoint> <token|-|@file> <concurrency> <duration-seconds> [connections]");
+    eprintln!("usage: [RPC=GetDomains|UserInfo] grpc_load <endpoint> <token|-|@file> <concurrency> <duration-seconds> [connections]");
     std::process::exit(2);
 }
 
@@ -141,9 +154,16 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         (d(a.0, b.0), d(a.1, b.1))
     });
 
+    let user_info = match std::env::var("RPC").as_deref() {
+        Err(_) | Ok("GetDomains") => false,
+        Ok("UserInfo") => true,
+        Ok(_) => usage(),
+    };
     let mut tasks = Vec::with_capacity(concurrency);
     for i in 0..concurrency {
-        let mut client = IdentityServiceClient::new(channels[i % connections].clone());
+        let channel = channels[i % connections].clone();
+        let mut identity = IdentityServiceClient::new(channel.clone());
+        let mut admin = AdminServiceClient::new(channel);
         let tokens = tokens.clone();
         let reported = reported.clone();
         tasks.push(tokio::spawn(async move {
@@ -155,11 +175,17 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
                     break;
                 }
                 let Some(token) = tokens.pick() else { break };
-                let mut req = tonic::Request::new(UserInfoRequest {});
-                if let Some(v) = token {
-                    req.metadata_mut().insert("flyte-authorization", v);
-                }
-                let res = client.user_info(req).await;
+                let res = if user_info {
+                    identity
+                        .user_info(request(UserInfoRequest {}, token))
+                        .await
+                        .map(drop)
+                } else {
+                    admin
+                        .get_domains(request(GetDomainRequest {}, token))
+                        .await
+                        .map(drop)
+                };
                 let t1 = Instant::now();
                 if t0 < measure_from {
                     continue;

@@ -4,6 +4,7 @@
 
 use std::fmt::Write;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
 use dashmap::DashMap;
@@ -13,17 +14,59 @@ const BUCKETS: [f64; 12] = [
     0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.5, 2.5,
 ];
 
+/// A latency histogram of one route and kind.
 #[derive(Default)]
-struct Histogram {
+pub struct Histogram {
     buckets: [AtomicU64; BUCKETS.len()],
     count: AtomicU64,
     sum_micros: AtomicU64,
 }
 
+impl Histogram {
+    pub fn observe(&self, elapsed: Duration) {
+        let secs = elapsed.as_secs_f64();
+        for (i, b) in BUCKETS.iter().enumerate() {
+            if secs <= *b {
+                self.buckets[i].fetch_add(1, Ordering::Relaxed);
+            }
+        }
+        self.count.fetch_add(1, Ordering::Relaxed);
+        self.sum_micros
+            .fetch_add(elapsed.as_micros() as u64, Ordering::Relaxed);
+    }
+}
+
+/// A handle on one counter (name and labels resolved once), for hot paths.
+#[derive(Clone)]
+pub struct Counter(Arc<AtomicU64>);
+
+impl Counter {
+    pub fn inc(&self) {
+        self.0.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+/// What a request was served as (the `kind` label).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    Grpc,
+    Http,
+}
+
+impl Kind {
+    fn label(self) -> &'static str {
+        match self {
+            Self::Grpc => "grpc",
+            Self::Http => "http",
+        }
+    }
+}
+
 #[derive(Default)]
 pub struct Metrics {
-    counters: DashMap<(&'static str, String), AtomicU64>,
-    histograms: DashMap<String, Histogram>,
+    counters: DashMap<(&'static str, String), Arc<AtomicU64>>,
+    /// By route, one map per [`Kind`] (looked up by `&str`: no allocation per request).
+    histograms: [DashMap<Box<str>, Arc<Histogram>>; 2],
 }
 
 /// Escapes a label value for the text format.
@@ -48,36 +91,30 @@ impl Metrics {
     }
 
     pub fn add(&self, name: &'static str, pairs: &[(&str, &str)], n: u64) {
-        let key = (name, labels(pairs));
-        if let Some(c) = self.counters.get(&key) {
-            c.fetch_add(n, Ordering::Relaxed);
-            return;
-        }
-        self.counters
-            .entry(key)
-            .or_default()
-            .fetch_add(n, Ordering::Relaxed);
+        self.counter(name, pairs).0.fetch_add(n, Ordering::Relaxed);
     }
 
-    /// Records a request's latency for `route` (a known route or RPC, or "other").
-    pub fn observe(&self, route: &str, kind: &str, elapsed: Duration) {
-        let key = labels(&[("route", route), ("kind", kind)]);
-        let h = match self.histograms.get(&key) {
-            Some(h) => h,
-            None => {
-                self.histograms.entry(key.clone()).or_default();
-                self.histograms.get(&key).expect("just inserted")
-            }
-        };
-        let secs = elapsed.as_secs_f64();
-        for (i, b) in BUCKETS.iter().enumerate() {
-            if secs <= *b {
-                h.buckets[i].fetch_add(1, Ordering::Relaxed);
-            }
+    /// The counter `name{pairs}`, registered (at zero) if new.
+    pub fn counter(&self, name: &'static str, pairs: &[(&str, &str)]) -> Counter {
+        let key = (name, labels(pairs));
+        if let Some(c) = self.counters.get(&key) {
+            return Counter(c.clone());
         }
-        h.count.fetch_add(1, Ordering::Relaxed);
-        h.sum_micros
-            .fetch_add(elapsed.as_micros() as u64, Ordering::Relaxed);
+        Counter(self.counters.entry(key).or_default().clone())
+    }
+
+    /// The latency histogram of `route` (a known route or RPC, or "other") and `kind`.
+    pub fn histogram(&self, route: &str, kind: Kind) -> Arc<Histogram> {
+        let map = &self.histograms[kind as usize];
+        if let Some(h) = map.get(route) {
+            return h.clone();
+        }
+        map.entry(route.into()).or_default().clone()
+    }
+
+    /// Records a request's latency for `route` and `kind`.
+    pub fn observe(&self, route: &str, kind: Kind, elapsed: Duration) {
+        self.histogram(route, kind).observe(elapsed);
     }
 
     /// The text exposition; `gauges` are computed by the caller at scrape time.
@@ -104,12 +141,17 @@ impl Metrics {
             let _ = writeln!(out, "{name}{{{labels}}} {v}");
         }
         let _ = writeln!(out, "# TYPE flyteauth_request_duration_seconds histogram");
-        let mut hs: Vec<_> = self.histograms.iter().map(|e| e.key().clone()).collect();
-        hs.sort();
-        for key in hs {
-            let Some(h) = self.histograms.get(&key) else {
-                continue;
-            };
+        let mut hs: Vec<(String, Arc<Histogram>)> = [Kind::Grpc, Kind::Http]
+            .into_iter()
+            .flat_map(|kind| {
+                self.histograms[kind as usize].iter().map(move |e| {
+                    let key = labels(&[("route", e.key()), ("kind", kind.label())]);
+                    (key, e.value().clone())
+                })
+            })
+            .collect();
+        hs.sort_by(|a, b| a.0.cmp(&b.0));
+        for (key, h) in hs {
             for (i, b) in BUCKETS.iter().enumerate() {
                 let _ = writeln!(
                     out,
@@ -204,12 +246,15 @@ mod tests {
             "flyteauth_authn_total",
             &[("outcome", "deny"), ("reason", "expired")],
         );
-        m.observe("/oauth2/token", "http", Duration::from_millis(3));
+        m.observe("/oauth2/token", Kind::Http, Duration::from_millis(3));
+        m.counter("flyteauth_authn_total", &[("outcome", "allow")])
+            .inc();
         let text = m.render(&[("flyteauth_up", "1 when serving", 1.0)]);
         assert!(
             text.contains("flyteauth_authn_total{outcome=\"deny\",reason=\"expired\"} 2"),
             "{text}"
         );
+        assert!(text.contains("flyteauth_authn_total{outcome=\"allow\"} 1"));
         assert!(text.contains(
             "flyteauth_request_duration_seconds_count{route=\"/oauth2/token\",kind=\"http\"} 1"
         ));

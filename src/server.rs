@@ -81,8 +81,14 @@ impl Dispatch {
         } else {
             self.http.clone()
         };
-        let route = crate::metrics::route_label(req.uri().path()).to_owned();
-        let metrics = self.metrics.clone();
+        let histogram = self.metrics.histogram(
+            crate::metrics::route_label(req.uri().path()),
+            if grpc {
+                crate::metrics::Kind::Grpc
+            } else {
+                crate::metrics::Kind::Http
+            },
+        );
         let started = std::time::Instant::now();
         // The request id: the caller's `x-request-id` (bounded, printable) or a new one; every
         // log line of the request (the audit events included) carries it and the peer.
@@ -98,11 +104,7 @@ impl Dispatch {
         async move {
             let mut resp = call.await;
             // Unary gRPC: the handler's work is done when the response head is ready.
-            metrics.observe(
-                &route,
-                if grpc { "grpc" } else { "http" },
-                started.elapsed(),
-            );
+            histogram.observe(started.elapsed());
             if let (Ok(r), Ok(v)) = (resp.as_mut(), http::HeaderValue::from_str(&request_id)) {
                 r.headers_mut().insert("x-request-id", v);
             }

@@ -244,14 +244,14 @@ impl AppState {
             }
         }
         dedup(&mut allowed_origins);
-        let authenticator = Arc::new(Authenticator {
+        let authenticator = Arc::new(Authenticator::new(
             verifier,
-            custom_header: config.auth.grpc_authorization_header.clone(),
-            sessions: Some(sessions.clone()),
+            config.auth.grpc_authorization_header.clone(),
+            Some(sessions.clone()),
             allowed_origins,
-            rules: crate::auth::rules::Rules::from_config(&config.auth.authorization),
-            metrics: metrics.clone(),
-        });
+            crate::auth::rules::Rules::from_config(&config.auth.authorization),
+            metrics.clone(),
+        ));
         let cookies = CookieFactory {
             secure: !config.server.insecure_cookie_header,
         };

@@ -33,6 +33,8 @@ pub struct Authenticator {
     /// Per-method authorization rules.
     pub rules: rules::Rules,
     pub metrics: Arc<crate::metrics::Metrics>,
+    /// `flyteauth_authn_total` for the allowed outcomes, resolved once (hot path).
+    allowed: [crate::metrics::Counter; 2],
 }
 
 /// Which credential a request carries.
@@ -46,23 +48,42 @@ pub enum CredentialKind {
 pub const CSRF_HEADER: &str = "x-csrf-token";
 
 impl Authenticator {
+    pub fn new(
+        verifier: TokenVerifier,
+        custom_header: String,
+        sessions: Option<Arc<crate::session::Sessions>>,
+        allowed_origins: Vec<String>,
+        rules: rules::Rules,
+        metrics: Arc<crate::metrics::Metrics>,
+    ) -> Self {
+        let allowed = ["bearer", "session"].map(|credential| {
+            metrics.counter(
+                "flyteauth_authn_total",
+                &[
+                    ("outcome", "allow"),
+                    ("reason", "ok"),
+                    ("credential", credential),
+                ],
+            )
+        });
+        Self {
+            verifier,
+            custom_header,
+            sessions,
+            allowed_origins,
+            rules,
+            metrics,
+            allowed,
+        }
+    }
+
     /// Counts an authentication decision (bounded labels only).
     pub fn record(&self, result: &Result<Arc<Identity>, AuthError>) {
         match result {
-            Ok(id) => {
-                let credential = match id.credential {
-                    Credential::Bearer => "bearer",
-                    Credential::Session => "session",
-                };
-                self.metrics.inc(
-                    "flyteauth_authn_total",
-                    &[
-                        ("outcome", "allow"),
-                        ("reason", "ok"),
-                        ("credential", credential),
-                    ],
-                );
-            }
+            Ok(id) => match id.credential {
+                Credential::Bearer => self.allowed[0].inc(),
+                Credential::Session => self.allowed[1].inc(),
+            },
             Err(e) => self.metrics.inc(
                 "flyteauth_authn_total",
                 &[

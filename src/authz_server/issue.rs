@@ -1,7 +1,7 @@
 //! Minting: JWT access tokens (RFC 9068 shape, DESIGN §5) and opaque refresh tokens.
 
 use serde::Serialize;
-use serde_json::{json, Value};
+use serde_json::Value;
 
 use super::bound_digest;
 use super::error::OAuthError;
@@ -21,6 +21,25 @@ pub struct Grant<'a> {
     pub family_id: Option<&'a str>,
     /// The grant that led here (metrics label).
     pub grant_type: &'static str,
+}
+
+/// The claims of an access token (RFC 9068 plus Flyte's `scp`, `client_id` and `user_info`).
+#[derive(Serialize)]
+struct AccessClaims<'a> {
+    iss: &'a str,
+    aud: [&'a str; 1],
+    sub: &'a str,
+    client_id: &'a str,
+    scp: &'a [String],
+    iat: i64,
+    nbf: i64,
+    exp: i64,
+    jti: &'a str,
+    auth_time: i64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    user_info: Option<&'a Value>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    groups: Option<&'a Value>,
 }
 
 /// RFC 6749 §5.1 success response.
@@ -60,24 +79,20 @@ pub async fn issue(
         .as_secs() as i64;
     let exp = now + lifetime;
     let jti = random_token();
-    let mut claims = json!({
-        "iss": issuer(state, public),
-        "aud": [public],
-        "sub": grant.subject,
-        "client_id": grant.client_id,
-        "scp": grant.scopes,
-        "iat": now,
-        "nbf": now,
-        "exp": exp,
-        "jti": jti,
-        "auth_time": grant.auth_time,
-    });
-    if let Some(profile) = grant.profile {
-        claims["user_info"] = profile.clone();
-        if let Some(groups) = profile.get("groups") {
-            claims["groups"] = groups.clone();
-        }
-    }
+    let claims = AccessClaims {
+        iss: &issuer(state, public),
+        aud: [public],
+        sub: grant.subject,
+        client_id: grant.client_id,
+        scp: grant.scopes,
+        iat: now,
+        nbf: now,
+        exp,
+        jti: &jti,
+        auth_time: grant.auth_time,
+        user_info: grant.profile,
+        groups: grant.profile.and_then(|p| p.get("groups")),
+    };
     let access_token = state.keys.current.sign_jwt("at+jwt", &claims);
     let mut refresh_token = None;
     if let Some(family) = grant.family_id {

@@ -77,3 +77,52 @@ pub fn rsa_public_components(pkcs1_public: &[u8]) -> Option<(Vec<u8>, Vec<u8>)> 
     let e = items.get(1).filter(|t| t.tag == 0x02)?;
     Some((unsigned(n.content).to_vec(), unsigned(e.content).to_vec()))
 }
+
+/// A PKCS#1 `RSAPublicKey` (`SEQUENCE { n INTEGER, e INTEGER }`) from big-endian `n` and `e`.
+pub fn rsa_public_key(n: &[u8], e: &[u8]) -> Vec<u8> {
+    let mut body = Vec::with_capacity(n.len() + e.len() + 16);
+    push_unsigned_integer(&mut body, n);
+    push_unsigned_integer(&mut body, e);
+    let mut out = Vec::with_capacity(body.len() + 8);
+    push_tlv(&mut out, 0x30, &body);
+    out
+}
+
+/// A non-negative INTEGER: minimal, with a leading zero when the top bit is set.
+fn push_unsigned_integer(out: &mut Vec<u8>, value: &[u8]) {
+    let value = unsigned(value);
+    let mut content = Vec::with_capacity(value.len() + 1);
+    if value.first().is_some_and(|b| b & 0x80 != 0) {
+        content.push(0);
+    }
+    content.extend_from_slice(value);
+    push_tlv(out, 0x02, &content);
+}
+
+fn push_tlv(out: &mut Vec<u8>, tag: u8, content: &[u8]) {
+    out.push(tag);
+    let len = content.len();
+    if len < 0x80 {
+        out.push(len as u8);
+    } else {
+        let bytes = len.to_be_bytes();
+        let skip = bytes.iter().take_while(|b| **b == 0).count();
+        out.push(0x80 | (bytes.len() - skip) as u8);
+        out.extend_from_slice(&bytes[skip..]);
+    }
+    out.extend_from_slice(content);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rsa_public_key_round_trips() {
+        let n: Vec<u8> = std::iter::once(0xC3).chain([7u8; 255]).collect();
+        let der = rsa_public_key(&n, &[1, 0, 1]);
+        let (n2, e2) = rsa_public_components(&der).unwrap();
+        assert_eq!((n2, e2), (n, vec![1, 0, 1]));
+        assert_eq!(&der[..4], &[0x30, 0x82, 0x01, 0x0A]);
+    }
+}

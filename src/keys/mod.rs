@@ -12,7 +12,7 @@ use aws_lc_rs::rand::SystemRandom;
 use aws_lc_rs::signature::{self, KeyPair};
 use base64::engine::general_purpose::{STANDARD_NO_PAD, URL_SAFE_NO_PAD};
 use base64::Engine;
-use jsonwebtoken::{Algorithm, DecodingKey};
+use jsonwebtoken::Algorithm;
 use serde_json::json;
 use sha2::{Digest, Sha256};
 
@@ -91,14 +91,54 @@ impl fmt::Debug for SigningKey {
     }
 }
 
-/// The public half: its JWK and a ready-made verification key.
+/// The public half: its JWK and the verification key, parsed once (verifying a signature
+/// never re-reads the key material).
 #[derive(Clone)]
 pub struct PublicKey {
     /// The one algorithm this key verifies.
     pub algorithm: Algorithm,
     pub kid: String,
     pub jwk: serde_json::Value,
-    pub decoding: DecodingKey,
+    parsed: signature::ParsedPublicKey,
+}
+
+impl PublicKey {
+    /// `key` is the key in aws-lc-rs's input form for `algorithm`: a PKCS#1 `RSAPublicKey`,
+    /// an uncompressed EC point, or the 32 Ed25519 bytes. `None` if it does not parse or the
+    /// algorithm is not an allowed asymmetric one.
+    fn new(algorithm: Algorithm, kid: String, jwk: serde_json::Value, key: &[u8]) -> Option<Self> {
+        let parsed =
+            signature::ParsedPublicKey::new(verification_algorithm(algorithm)?, key).ok()?;
+        Some(Self {
+            algorithm,
+            kid,
+            jwk,
+            parsed,
+        })
+    }
+
+    /// Checks a JWS signature (already base64url-decoded) over its signing input
+    /// (`header.payload`) with this key's one algorithm.
+    pub fn verify_signature(&self, signing_input: &[u8], signature: &[u8]) -> bool {
+        self.parsed.verify_sig(signing_input, signature).is_ok()
+    }
+}
+
+/// The aws-lc-rs verification algorithm of a JWS `alg` (RFC 7518 §3); `None` for HMAC and
+/// anything else that is not an asymmetric signature.
+fn verification_algorithm(alg: Algorithm) -> Option<&'static dyn signature::VerificationAlgorithm> {
+    Some(match alg {
+        Algorithm::RS256 => &signature::RSA_PKCS1_2048_8192_SHA256,
+        Algorithm::RS384 => &signature::RSA_PKCS1_2048_8192_SHA384,
+        Algorithm::RS512 => &signature::RSA_PKCS1_2048_8192_SHA512,
+        Algorithm::PS256 => &signature::RSA_PSS_2048_8192_SHA256,
+        Algorithm::PS384 => &signature::RSA_PSS_2048_8192_SHA384,
+        Algorithm::PS512 => &signature::RSA_PSS_2048_8192_SHA512,
+        Algorithm::ES256 => &signature::ECDSA_P256_SHA256_FIXED,
+        Algorithm::ES384 => &signature::ECDSA_P384_SHA384_FIXED,
+        Algorithm::EdDSA => &signature::ED25519,
+        _ => return None,
+    })
 }
 
 impl fmt::Debug for PublicKey {
@@ -160,12 +200,8 @@ impl SigningKey {
         let kid = thumbprint(&format!(r#"{{"e":"{e64}","kty":"RSA","n":"{n64}"}}"#));
         let jwk =
             json!({"kty": "RSA", "alg": "RS256", "use": "sig", "kid": kid, "n": n64, "e": e64});
-        let public = PublicKey {
-            algorithm: Algorithm::RS256,
-            kid: kid.clone(),
-            jwk,
-            decoding: DecodingKey::from_rsa_raw_components(&n, &e),
-        };
+        let public = PublicKey::new(Algorithm::RS256, kid.clone(), jwk, kp.public_key().as_ref())
+            .ok_or_else(|| KeyError::Rejected("unusable RSA public key".into()))?;
         Ok(Self {
             alg: SigningAlg::RS256,
             kid,
@@ -183,38 +219,28 @@ impl SigningKey {
         let kid = thumbprint(&format!(
             r#"{{"crv":"P-256","kty":"EC","x":"{x}","y":"{y}"}}"#
         ));
-        let decoding = DecodingKey::from_ec_components(&x, &y)
-            .map_err(|e| KeyError::Rejected(e.to_string()))?;
         let jwk = json!({"kty": "EC", "crv": "P-256", "alg": "ES256", "use": "sig", "kid": kid, "x": x, "y": y});
+        let public = PublicKey::new(Algorithm::ES256, kid.clone(), jwk, point)
+            .ok_or_else(|| KeyError::Rejected("unusable P-256 public key".into()))?;
         Ok(Self {
             alg: SigningAlg::ES256,
-            kid: kid.clone(),
+            kid,
             private: Private::Ec(kp),
-            public: PublicKey {
-                algorithm: Algorithm::ES256,
-                kid,
-                jwk,
-                decoding,
-            },
+            public,
         })
     }
 
     fn from_ed(kp: signature::Ed25519KeyPair) -> Result<Self, KeyError> {
         let x = b64u(kp.public_key().as_ref());
         let kid = thumbprint(&format!(r#"{{"crv":"Ed25519","kty":"OKP","x":"{x}"}}"#));
-        let decoding =
-            DecodingKey::from_ed_components(&x).map_err(|e| KeyError::Rejected(e.to_string()))?;
         let jwk = json!({"kty": "OKP", "crv": "Ed25519", "alg": "EdDSA", "use": "sig", "kid": kid, "x": x});
+        let public = PublicKey::new(Algorithm::EdDSA, kid.clone(), jwk, kp.public_key().as_ref())
+            .ok_or_else(|| KeyError::Rejected("unusable Ed25519 public key".into()))?;
         Ok(Self {
             alg: SigningAlg::EdDSA,
-            kid: kid.clone(),
+            kid,
             private: Private::Ed(kp),
-            public: PublicKey {
-                algorithm: Algorithm::EdDSA,
-                kid,
-                jwk,
-                decoding,
-            },
+            public,
         })
     }
 
@@ -229,13 +255,27 @@ impl SigningKey {
     }
 
     /// Signs a JWT with header `{alg, typ, kid, key_id}` (`key_id` is Flyte's header name).
-    pub fn sign_jwt(&self, typ: &str, claims: &serde_json::Value) -> String {
-        let header =
-            json!({"alg": self.alg.name(), "typ": typ, "kid": self.kid, "key_id": self.kid});
+    pub fn sign_jwt<C: serde::Serialize + ?Sized>(&self, typ: &str, claims: &C) -> String {
+        #[derive(serde::Serialize)]
+        struct Header<'a> {
+            alg: &'a str,
+            typ: &'a str,
+            kid: &'a str,
+            key_id: &'a str,
+        }
+        let header = Header {
+            alg: self.alg.name(),
+            typ,
+            kid: &self.kid,
+            key_id: &self.kid,
+        };
+        // Neither has a map with non-string keys, the one thing that makes serde_json fail.
+        let header = serde_json::to_vec(&header).expect("a JWS header serializes");
+        let claims = serde_json::to_vec(claims).expect("JWT claims serialize");
         let mut out = String::with_capacity(1024);
-        out.push_str(&b64u(header.to_string().as_bytes()));
+        URL_SAFE_NO_PAD.encode_string(header, &mut out);
         out.push('.');
-        out.push_str(&b64u(claims.to_string().as_bytes()));
+        URL_SAFE_NO_PAD.encode_string(claims, &mut out);
         let sig = self.sign(out.as_bytes());
         out.push('.');
         out.push_str(&b64u(&sig));
@@ -344,7 +384,6 @@ pub fn public_key_from_jwk(jwk: &serde_json::Value) -> Option<PublicKey> {
     {
         return None;
     }
-    let parsed: jsonwebtoken::jwk::Jwk = serde_json::from_value(jwk.clone()).ok()?;
     let algorithm = match jwk.get("alg").and_then(|a| a.as_str()) {
         Some(a) => a.parse::<Algorithm>().ok()?,
         None => match (
@@ -364,18 +403,44 @@ pub fn public_key_from_jwk(jwk: &serde_json::Value) -> Option<PublicKey> {
     ) {
         return None;
     }
-    let decoding = DecodingKey::from_jwk(&parsed).ok()?;
     let kid = jwk
         .get("kid")
         .and_then(|k| k.as_str())
         .unwrap_or_default()
         .to_owned();
-    Some(PublicKey {
-        algorithm,
-        kid,
-        jwk: jwk.clone(),
-        decoding,
-    })
+    let key = jwk_key_bytes(jwk, algorithm)?;
+    PublicKey::new(algorithm, kid, jwk.clone(), &key)
+}
+
+/// The key material of a JWK in aws-lc-rs's input form for `algorithm` (see
+/// [`PublicKey::new`]); `None` when the key type or curve does not fit the algorithm.
+fn jwk_key_bytes(jwk: &serde_json::Value, algorithm: Algorithm) -> Option<Vec<u8>> {
+    let text = |name: &str| jwk.get(name).and_then(|v| v.as_str());
+    let bytes = |name: &str| {
+        URL_SAFE_NO_PAD
+            .decode(text(name)?.trim_end_matches('='))
+            .ok()
+    };
+    let ec_point = |len: usize| {
+        let (x, y) = (bytes("x")?, bytes("y")?);
+        (x.len() == len && y.len() == len).then(|| [&[4u8][..], &x, &y].concat())
+    };
+    match (text("kty")?, text("crv"), algorithm) {
+        (
+            "RSA",
+            _,
+            Algorithm::RS256
+            | Algorithm::RS384
+            | Algorithm::RS512
+            | Algorithm::PS256
+            | Algorithm::PS384
+            | Algorithm::PS512,
+        ) => Some(der::rsa_public_key(&bytes("n")?, &bytes("e")?)),
+        ("EC", Some("P-256"), Algorithm::ES256) => ec_point(32),
+        ("EC", Some("P-384"), Algorithm::ES384) => ec_point(48),
+        ("OKP", Some("Ed25519"), Algorithm::EdDSA) => bytes("x").filter(|x| x.len() == 32),
+        _ => None,
+    }
 }
 
 #[cfg(test)]
@@ -405,7 +470,11 @@ mod tests {
             let jwt = key.sign_jwt("at+jwt", &json!({"sub": "x", "exp": 4_000_000_000u64}));
             let mut v = jsonwebtoken::Validation::new(alg.jwt_algorithm());
             v.validate_aud = false;
-            let data = jsonwebtoken::decode::<serde_json::Value>(&jwt, &key.public().decoding, &v)
+            // An independent implementation checks our signatures (and our JWK).
+            let jwk: jsonwebtoken::jwk::Jwk =
+                serde_json::from_value(key.public().jwk.clone()).unwrap();
+            let decoding = jsonwebtoken::DecodingKey::from_jwk(&jwk).unwrap();
+            let data = jsonwebtoken::decode::<serde_json::Value>(&jwt, &decoding, &v)
                 .unwrap_or_else(|e| panic!("{alg:?}: {e}"));
             assert_eq!(data.claims["sub"], "x");
             assert_eq!(data.header.kid.as_deref(), Some(key.kid()));
