@@ -1,5 +1,15 @@
-//! Every store call with a deadline: a database that stops answering (a partition, a silent
-//! connection) yields `Unavailable` after [`QUERY_TIMEOUT`] instead of hanging the caller.
+//! Every store call detached and with a deadline.
+//!
+//! - **Detached**: each operation runs in a task of its own, so a caller that goes away (a
+//!   client that disconnects, the deadline below) never cancels it half-way. sqlx is not
+//!   cancellation-safe while it opens a transaction: a future dropped right after `BEGIN` was
+//!   sent returns its connection to the pool *inside* the transaction (SQLite: the write lock
+//!   held and every later `begin` refused; PostgreSQL: an "idle in transaction" connection
+//!   whose writes no one else sees). Found by `make bench`, whose load generator drops
+//!   in-flight requests at the end of every run.
+//! - **Deadline**: a database that stops answering (a partition, a silent connection) yields
+//!   `Unavailable` after [`QUERY_TIMEOUT`] instead of hanging the caller; the operation itself
+//!   still finishes (or fails) on its own.
 
 use std::future::Future;
 use std::sync::Arc;
@@ -20,12 +30,17 @@ impl TimeoutStore {
         Self { inner, limit }
     }
 
-    async fn bounded<T>(
-        &self,
-        f: impl Future<Output = Result<T, StoreError>>,
-    ) -> Result<T, StoreError> {
-        match tokio::time::timeout(self.limit, f).await {
-            Ok(r) => r,
+    /// Runs `op` on the inner store in a task of its own and waits at most `limit` for it.
+    async fn run<T, F, Fut>(&self, op: F) -> Result<T, StoreError>
+    where
+        T: Send + 'static,
+        F: FnOnce(Arc<dyn Store>) -> Fut,
+        Fut: Future<Output = Result<T, StoreError>> + Send + 'static,
+    {
+        let task = tokio::spawn(op(self.inner.clone()));
+        match tokio::time::timeout(self.limit, task).await {
+            Ok(Ok(r)) => r,
+            Ok(Err(_)) => Err(StoreError::Internal("a store operation panicked".into())),
             Err(_) => Err(StoreError::Unavailable(format!(
                 "no answer from the database within {}s",
                 self.limit.as_secs()
@@ -37,23 +52,34 @@ impl TimeoutStore {
 #[async_trait::async_trait]
 impl Store for TimeoutStore {
     async fn create_project(&self, p: &ProjectRecord) -> Result<(), StoreError> {
-        self.bounded(self.inner.create_project(p)).await
+        let p = p.clone();
+        self.run(move |store| async move { store.create_project(&p).await })
+            .await
     }
 
     async fn update_project(&self, p: &ProjectRecord) -> Result<(), StoreError> {
-        self.bounded(self.inner.update_project(p)).await
+        let p = p.clone();
+        self.run(move |store| async move { store.update_project(&p).await })
+            .await
     }
 
     async fn get_project(&self, org: &str, id: &str) -> Result<ProjectRecord, StoreError> {
-        self.bounded(self.inner.get_project(org, id)).await
+        let org = org.to_owned();
+        let id = id.to_owned();
+        self.run(move |store| async move { store.get_project(&org, &id).await })
+            .await
     }
 
     async fn list_projects(&self, q: &ProjectQuery) -> Result<Vec<ProjectRecord>, StoreError> {
-        self.bounded(self.inner.list_projects(q)).await
+        let q = q.clone();
+        self.run(move |store| async move { store.list_projects(&q).await })
+            .await
     }
 
     async fn insert_auth_code(&self, c: &AuthCodeRecord) -> Result<(), StoreError> {
-        self.bounded(self.inner.insert_auth_code(c)).await
+        let c = c.clone();
+        self.run(move |store| async move { store.insert_auth_code(&c).await })
+            .await
     }
 
     async fn redeem_auth_code(
@@ -61,12 +87,15 @@ impl Store for TimeoutStore {
         code_hash: &str,
         now: i64,
     ) -> Result<CodeRedemption, StoreError> {
-        self.bounded(self.inner.redeem_auth_code(code_hash, now))
+        let code_hash = code_hash.to_owned();
+        self.run(move |store| async move { store.redeem_auth_code(&code_hash, now).await })
             .await
     }
 
     async fn insert_refresh_token(&self, r: &RefreshTokenRecord) -> Result<(), StoreError> {
-        self.bounded(self.inner.insert_refresh_token(r)).await
+        let r = r.clone();
+        self.run(move |store| async move { store.insert_refresh_token(&r).await })
+            .await
     }
 
     async fn redeem_refresh_token(
@@ -74,7 +103,8 @@ impl Store for TimeoutStore {
         token_hash: &str,
         now: i64,
     ) -> Result<RefreshRedemption, StoreError> {
-        self.bounded(self.inner.redeem_refresh_token(token_hash, now))
+        let token_hash = token_hash.to_owned();
+        self.run(move |store| async move { store.redeem_refresh_token(&token_hash, now).await })
             .await
     }
 
@@ -84,8 +114,14 @@ impl Store for TimeoutStore {
         jti: &str,
         expires_at: i64,
     ) -> Result<(), StoreError> {
-        self.bounded(self.inner.record_access_token(family_id, jti, expires_at))
-            .await
+        let family_id = family_id.to_owned();
+        let jti = jti.to_owned();
+        self.run(move |store| async move {
+            store
+                .record_access_token(&family_id, &jti, expires_at)
+                .await
+        })
+        .await
     }
 
     async fn revoke_family(
@@ -93,7 +129,9 @@ impl Store for TimeoutStore {
         family_id: &str,
         now: i64,
     ) -> Result<Vec<RevokedToken>, StoreError> {
-        self.bounded(self.inner.revoke_family(family_id, now)).await
+        let family_id = family_id.to_owned();
+        self.run(move |store| async move { store.revoke_family(&family_id, now).await })
+            .await
     }
 
     async fn revoke_access_token(
@@ -102,7 +140,8 @@ impl Store for TimeoutStore {
         expires_at: i64,
         now: i64,
     ) -> Result<(), StoreError> {
-        self.bounded(self.inner.revoke_access_token(jti, expires_at, now))
+        let jti = jti.to_owned();
+        self.run(move |store| async move { store.revoke_access_token(&jti, expires_at, now).await })
             .await
     }
 
@@ -111,20 +150,26 @@ impl Store for TimeoutStore {
         since: i64,
         now: i64,
     ) -> Result<Vec<RevokedToken>, StoreError> {
-        self.bounded(self.inner.revoked_tokens_since(since, now))
+        self.run(move |store| async move { store.revoked_tokens_since(since, now).await })
             .await
     }
 
     async fn create_session(&self, s: &SessionRecord) -> Result<(), StoreError> {
-        self.bounded(self.inner.create_session(s)).await
+        let s = s.clone();
+        self.run(move |store| async move { store.create_session(&s).await })
+            .await
     }
 
     async fn get_session(&self, id_hash: &str) -> Result<SessionRecord, StoreError> {
-        self.bounded(self.inner.get_session(id_hash)).await
+        let id_hash = id_hash.to_owned();
+        self.run(move |store| async move { store.get_session(&id_hash).await })
+            .await
     }
 
     async fn touch_session(&self, id_hash: &str, now: i64) -> Result<(), StoreError> {
-        self.bounded(self.inner.touch_session(id_hash, now)).await
+        let id_hash = id_hash.to_owned();
+        self.run(move |store| async move { store.touch_session(&id_hash, now).await })
+            .await
     }
 
     async fn update_session_idp_refresh_token(
@@ -132,21 +177,31 @@ impl Store for TimeoutStore {
         id_hash: &str,
         token: Option<&[u8]>,
     ) -> Result<(), StoreError> {
-        self.bounded(self.inner.update_session_idp_refresh_token(id_hash, token))
-            .await
+        let id_hash = id_hash.to_owned();
+        let token = token.map(<[u8]>::to_vec);
+        self.run(move |store| async move {
+            store
+                .update_session_idp_refresh_token(&id_hash, token.as_deref())
+                .await
+        })
+        .await
     }
 
     async fn delete_session(&self, id_hash: &str) -> Result<(), StoreError> {
-        self.bounded(self.inner.delete_session(id_hash)).await
+        let id_hash = id_hash.to_owned();
+        self.run(move |store| async move { store.delete_session(&id_hash).await })
+            .await
     }
 
     async fn purge_expired(&self, now: i64, session_idle_secs: i64) -> Result<u64, StoreError> {
-        self.bounded(self.inner.purge_expired(now, session_idle_secs))
+        self.run(move |store| async move { store.purge_expired(now, session_idle_secs).await })
             .await
     }
 
     async fn insert_device_code(&self, r: &DeviceCodeRecord) -> Result<(), StoreError> {
-        self.bounded(self.inner.insert_device_code(r)).await
+        let r = r.clone();
+        self.run(move |store| async move { store.insert_device_code(&r).await })
+            .await
     }
 
     async fn find_device_by_user_code(
@@ -154,7 +209,8 @@ impl Store for TimeoutStore {
         user_code: &str,
         now: i64,
     ) -> Result<DeviceCodeRecord, StoreError> {
-        self.bounded(self.inner.find_device_by_user_code(user_code, now))
+        let user_code = user_code.to_owned();
+        self.run(move |store| async move { store.find_device_by_user_code(&user_code, now).await })
             .await
     }
 
@@ -164,8 +220,14 @@ impl Store for TimeoutStore {
         approval: Option<&DeviceApproval>,
         now: i64,
     ) -> Result<(), StoreError> {
-        self.bounded(self.inner.decide_device_code(user_code, approval, now))
-            .await
+        let user_code = user_code.to_owned();
+        let approval = approval.cloned();
+        self.run(move |store| async move {
+            store
+                .decide_device_code(&user_code, approval.as_ref(), now)
+                .await
+        })
+        .await
     }
 
     async fn poll_device_code(
@@ -173,16 +235,19 @@ impl Store for TimeoutStore {
         device_code_hash: &str,
         now: i64,
     ) -> Result<DevicePoll, StoreError> {
-        self.bounded(self.inner.poll_device_code(device_code_hash, now))
+        let device_code_hash = device_code_hash.to_owned();
+        self.run(move |store| async move { store.poll_device_code(&device_code_hash, now).await })
             .await
     }
 
     async fn counts(&self, now: i64) -> Result<(u64, u64, u64), StoreError> {
-        self.bounded(self.inner.counts(now)).await
+        self.run(move |store| async move { store.counts(now).await })
+            .await
     }
 
     async fn ping(&self) -> Result<(), StoreError> {
-        self.bounded(self.inner.ping()).await
+        self.run(move |store| async move { store.ping().await })
+            .await
     }
 
     async fn close(&self) {
