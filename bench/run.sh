@@ -4,9 +4,10 @@
 #   1. token endpoint: client_credentials tokens/s (wrk, concurrency $CONC) for flyteauth
 #      RS256 / ES256 / EdDSA and for oidc-provider@9 (bench/peer), $RUNS runs × $DURATION s;
 #      the RS256 signing limit (openssl speed).
-#   2. interceptor overhead: IdentityService/UserInfo over loopback at concurrency 1/16/64,
-#      auth on (token cache warm), auth on without cache, auth off; server on cpu 0, client on
-#      cpu 1 (taskset).
+#   2. interceptor overhead: a protected RPC that needs no database ($LOAD_RPC, default
+#      AdminService/GetDomains: the same work with auth on and off) over loopback at
+#      concurrency 1/16/64, auth on (token cache warm), auth on without cache, auth off; server
+#      on cpu 0, client on cpu 1 (taskset).
 #   3. memory: RSS idle and after $MEM_TOKENS distinct valid tokens were verified, for several
 #      auth.tokenCache.maxEntries.
 #   4. authorization code + PKCE round trips/s (authorize with a logged-in session → code →
@@ -15,13 +16,17 @@
 #      (bench/peer, one process, in-memory), $AC_RUNS runs × $AC_DURATION s each.
 #   5. memory with $MEM_SESSIONS browser sessions in the SQLite store: RSS idle, and after
 #      /me with $ME_CALLS of those sessions.
+#   6. token verification micro-benchmarks (criterion, bench/micro): cold verify per algorithm
+#      against the bare aws-lc-rs signature check, and a cache hit.
 #
 # Needs: cargo, wrk, node >= 20 + npm, openssl, taskset, python3, curl; psql for phase 4 on
 # PostgreSQL.
-# Knobs (env): PHASES="1 2 3 4 5" (a subset runs only those phases)
+# Knobs (env): PHASES="1 2 3 4 5 6" (a subset runs only those phases)
 #              RUNS=3 DURATION=10 CONC=64 LOAD_RUNS=3 LOAD_DURATION=10 MEM_TOKENS=100000
+#              LOAD_RPC=GetDomains (or UserInfo) MICRO_TIME=3 (criterion seconds per benchmark)
 #              AC_RUNS=$RUNS AC_DURATION=$DURATION AC_CONC=16 AC_STORES="sqlite postgres"
-#              AC_ALG=RS256 (flyteauth's signing algorithm in phase 4)
+#              AC_ALG=RS256 (flyteauth's signing algorithm in phase 4) AC_POOL=<n> (its
+#              database.connectionPool.maxOpenConnections; default: the server's)
 #              PG_URL=postgres://postgres@127.0.0.1:5432 (a server; the bench creates and drops
 #              a database flyteauth_bench_<pid> there) MEM_SESSIONS=100000 ME_CALLS=10000
 #              BENCH_PORT=18480 CARGO=cargo CARGO_TARGET_DIR=target OUT=<tmp dir> SKIP_BUILD=1
@@ -36,8 +41,10 @@ DURATION=${DURATION:-10}
 CONC=${CONC:-64}
 LOAD_RUNS=${LOAD_RUNS:-3}
 LOAD_DURATION=${LOAD_DURATION:-10}
+LOAD_RPC=${LOAD_RPC:-GetDomains}
 MEM_TOKENS=${MEM_TOKENS:-100000}
-PHASES=${PHASES:-1 2 3 4 5}
+PHASES=${PHASES:-1 2 3 4 5 6}
+MICRO_TIME=${MICRO_TIME:-3}
 AC_RUNS=${AC_RUNS:-$RUNS}
 AC_DURATION=${AC_DURATION:-$DURATION}
 AC_CONC=${AC_CONC:-16}
@@ -61,7 +68,7 @@ SUMMARY="$OUT/summary.md"
 say() { printf '%s\n' "$*" | tee -a "$SUMMARY"; }
 die() { echo "bench: $*" >&2; exit 1; }
 want() { case " $PHASES " in *" $1 "*) return 0 ;; *) return 1 ;; esac; }
-for p in $PHASES; do case $p in 1 | 2 | 3 | 4 | 5) ;; *) die "PHASES: unknown phase $p (1-5)" ;; esac; done
+for p in $PHASES; do case $p in 1 | 2 | 3 | 4 | 5 | 6) ;; *) die "PHASES: unknown phase $p (1-6)" ;; esac; done
 uses_pg() { want 4 && case " $AC_STORES " in *" postgres "*) return 0 ;; *) return 1 ;; esac; }
 
 for tool in wrk node npm openssl taskset python3 curl; do
@@ -251,9 +258,16 @@ fi
 
 # ---------------------------------------------------------------- 2. interceptor overhead
 if want 2; then
-echo "== 2. interceptor overhead (UserInfo; server cpu 0, client cpu 1; $LOAD_RUNS × ${LOAD_DURATION}s)"
+echo "== 2. interceptor overhead ($LOAD_RPC; server cpu 0, client cpu 1; $LOAD_RUNS × ${LOAD_DURATION}s, modes interleaved)"
 : >"$OUT/load.txt"
+# The three servers run side by side (ports PORT+1..3, all on cpu 0; the idle ones cost
+# nothing) and the runs interleave the modes, so slow drift of the machine hits all alike.
+declare -A L_PORT L_PID L_TOKEN
+base_port=$PORT
+n=0
 for mode in cache nocache noauth; do
+  n=$((n + 1))
+  PORT=$((base_port + n))
   dir="$OUT/load-$mode"
   mkdir -p "$dir"
   case $mode in
@@ -262,28 +276,40 @@ for mode in cache nocache noauth; do
     noauth) write_config "$dir" RS256 false 100000 ;;
   esac
   start_flyteauth "$dir" 0
-  if [ "$mode" = noauth ]; then
-    token=-
-  else
-    token=$(mint_one "http://127.0.0.1:$PORT/oauth2/token" "$(basic_for "$dir")")
-  fi
-  for c in 1 16 64; do
-    rps=() p50=() p99=() scpu=() ccpu=()
-    for i in $(seq 1 "$LOAD_RUNS"); do
-      j=$(SERVER_PID=$SRV_PID taskset -c 1 "$LOAD" "http://127.0.0.1:$PORT" "$token" "$c" "$LOAD_DURATION")
+  L_PORT[$mode]=$PORT
+  L_PID[$mode]=$SRV_PID
+  [ "$mode" = noauth ] || L_TOKEN[$mode]=$(mint_one "http://127.0.0.1:$PORT/oauth2/token" "$(basic_for "$dir")")
+done
+PORT=$base_port
+# Auth off gets the same request bytes: a token it does not look at.
+L_TOKEN[noauth]=${L_TOKEN[nocache]}
+for c in 1 16 64; do
+  for i in $(seq 1 "$LOAD_RUNS"); do
+    for mode in cache nocache noauth; do
+      j=$(RPC=$LOAD_RPC SERVER_PID=${L_PID[$mode]} taskset -c 1 "$LOAD" "http://127.0.0.1:${L_PORT[$mode]}" "${L_TOKEN[$mode]}" "$c" "$LOAD_DURATION")
       echo "$j" >>"$OUT/load-$mode-c$c.jsonl"
       read -r r a b e s k < <(python3 -c 'import json,sys; j=json.loads(sys.argv[1]); n=max(j["requests"],1); print(j["rps"], j["p50_ms"], j["p99_ms"], j["errors"], round(j["server_cpu_s"]*1e6/n, 2), round(j["client_cpu_s"]*1e6/n, 2))' "$j")
       [ "$e" = 0 ] || die "$mode c=$c: $e calls failed"
-      echo "  $mode c=$c run $i: $r calls/s p50 ${a} ms p99 ${b} ms; cpu per call: server ${s} µs, client ${k} µs"
-      rps+=("$r") p50+=("$a") p99+=("$b") scpu+=("$s") ccpu+=("$k")
+      echo "  c=$c run $i $mode: $r calls/s p50 ${a} ms p99 ${b} ms; cpu per call: server ${s} µs, client ${k} µs"
     done
-    # throughput min/median/max; p50, p99 and CPU per call are medians over the runs
-    echo "$mode $c $(python3 -c 'import statistics as st,sys; n=int(sys.argv[1]); v=[float(x) for x in sys.argv[2:]]; g=[v[i*n:(i+1)*n] for i in range(5)]; print(f"{min(g[0]):.0f} {st.median(g[0]):.0f} {max(g[0]):.0f} {st.median(g[1]):.3f} {st.median(g[2]):.3f} {st.median(g[3]):.1f} {st.median(g[4]):.1f}")' "$LOAD_RUNS" "${rps[@]}" "${p50[@]}" "${p99[@]}" "${scpu[@]}" "${ccpu[@]}")" >>"$OUT/load.txt"
   done
-  stop "$SRV_PID"
+  # throughput min/median/max; p50, p99 and CPU per call are medians over the runs
+  for mode in cache nocache noauth; do
+    echo "$mode $c $(python3 - "$OUT/load-$mode-c$c.jsonl" <<'PY'
+import json, statistics as st, sys
+runs = [json.loads(l) for l in open(sys.argv[1]) if l.strip()]
+rps = [r["rps"] for r in runs]
+per = lambda k: [r[k] * 1e6 / max(r["requests"], 1) for r in runs]
+print(f"{min(rps):.0f} {st.median(rps):.0f} {max(rps):.0f} "
+      f"{st.median(r['p50_ms'] for r in runs):.3f} {st.median(r['p99_ms'] for r in runs):.3f} "
+      f"{st.median(per('server_cpu_s')):.1f} {st.median(per('client_cpu_s')):.1f}")
+PY
+)" >>"$OUT/load.txt"
+  done
 done
+for mode in cache nocache noauth; do stop "${L_PID[$mode]}"; done
 
-say "## 2. Interceptor overhead (IdentityService/UserInfo, 1 HTTP/2 connection, server cpu 0 / client cpu 1, $LOAD_RUNS × ${LOAD_DURATION} s)"
+say "## 2. Interceptor overhead ($LOAD_RPC, 1 HTTP/2 connection, server cpu 0 / client cpu 1, $LOAD_RUNS × ${LOAD_DURATION} s, modes interleaved)"
 say ""
 say "| mode | concurrency | calls/s min | median | max | p50 ms | p99 ms | server CPU µs/call | client CPU µs/call |"
 say "|---|---:|---:|---:|---:|---:|---:|---:|---:|"
@@ -356,6 +382,7 @@ secrets:
   secrets-prefix: $1/secrets
 database:
   $2
+  ${AC_POOL:+connectionPool: { maxOpenConnections: $AC_POOL }}
 auth:
   authorizedUris: ["http://127.0.0.1:$PORT"]
   userAuth:
@@ -535,6 +562,18 @@ say "| after /me with $ME_CALLS of them | $(mib "$after_me") |"
 say "| peak (VmHWM) | $(mib "$hwm") |"
 say ""
 say "- sessions in the store afterwards: $rows"
+say ""
+fi
+
+# ---------------------------------------------------------------- 6. verification micro-benchmarks
+if want 6; then
+echo "== 6. token verification micro-benchmarks (criterion, bench/micro)"
+CARGO_TARGET_DIR="$TARGET" "${CARGO:-cargo}" bench --manifest-path bench/micro/Cargo.toml -- \
+  --warm-up-time 1 --measurement-time "$MICRO_TIME" >"$OUT/micro.txt" 2>&1 ||
+  { tail -30 "$OUT/micro.txt"; die "the micro-benchmarks failed"; }
+say "## 6. Token verification micro-benchmarks (criterion, bench/micro, medians)"
+say ""
+python3 bench/micro/summary.py "$TARGET/criterion" | tee -a "$SUMMARY"
 say ""
 fi
 

@@ -22,13 +22,15 @@ impl KeySource {
     /// The key for a token's `kid`. Without a kid: the current (first) key; for a remote
     /// JWKS, only when it holds exactly one key. An unknown kid is `None` (never "fall back
     /// to the first key").
-    pub fn find(&self, kid: Option<&str>) -> Option<PublicKey> {
+    /// Calls `f` with it (no copy of the key on the verification path).
+    pub fn with_key<R>(&self, kid: Option<&str>, f: impl FnOnce(&PublicKey) -> R) -> Option<R> {
         match self {
             KeySource::Static(keys) => match kid {
-                Some(kid) => keys.iter().find(|k| k.kid == kid).cloned(),
-                None => keys.first().cloned(),
-            },
-            KeySource::Remote(jwks) => jwks.find(kid),
+                Some(kid) => keys.iter().find(|k| k.kid == kid),
+                None => keys.first(),
+            }
+            .map(f),
+            KeySource::Remote(jwks) => jwks.with_key(kid, f),
         }
     }
 }
@@ -70,13 +72,14 @@ impl RemoteJwks {
         self.fetches.load(Ordering::Relaxed)
     }
 
-    pub fn find(&self, kid: Option<&str>) -> Option<PublicKey> {
+    pub fn with_key<R>(&self, kid: Option<&str>, f: impl FnOnce(&PublicKey) -> R) -> Option<R> {
         let keys = self.keys.read().expect("lock").clone();
         match kid {
-            Some(kid) => keys.get(kid).cloned(),
-            None if keys.len() == 1 => keys.values().next().cloned(),
+            Some(kid) => keys.get(kid),
+            None if keys.len() == 1 => keys.values().next(),
             None => None,
         }
+        .map(f)
     }
 
     /// How long the last JWKS may be cached, per its `Cache-Control` (None: not said).

@@ -61,6 +61,21 @@ const ALLOWED_ALGORITHMS: [Algorithm; 9] = [
     Algorithm::EdDSA,
 ];
 
+/// The JWS header members the verifier reads (RFC 7515 §4.1); other members are ignored,
+/// a repeated member is an error.
+#[derive(serde::Deserialize)]
+struct JwsHeader<'a> {
+    #[serde(borrow)]
+    alg: std::borrow::Cow<'a, str>,
+    #[serde(borrow, default)]
+    kid: Option<std::borrow::Cow<'a, str>>,
+    /// Flyte's name for `kid`.
+    #[serde(borrow, default)]
+    key_id: Option<std::borrow::Cow<'a, str>>,
+    #[serde(default)]
+    crit: Option<serde::de::IgnoredAny>,
+}
+
 fn trim_slash(s: &str) -> &str {
     s.strip_suffix('/').unwrap_or(s)
 }
@@ -167,34 +182,45 @@ impl TokenVerifier {
         let (signing_input, signature) = token
             .rsplit_once('.')
             .ok_or(AuthError::Malformed("not a JWS compact serialization"))?;
-        let (_, payload) = signing_input
+        let (header, payload) = signing_input
             .split_once('.')
             .filter(|(_, p)| !p.contains('.'))
             .ok_or(AuthError::Malformed("not a JWS compact serialization"))?;
-        let header = jsonwebtoken::decode_header(token)
-            .map_err(|_| AuthError::Malformed("unreadable header (or unsupported alg)"))?;
-        if !ALLOWED_ALGORITHMS.contains(&header.alg) {
-            return Err(AuthError::AlgorithmNotAllowed(format!("{:?}", header.alg)));
+        let unreadable = AuthError::Malformed("unreadable header (or unsupported alg)");
+        let header = URL_SAFE_NO_PAD
+            .decode(header)
+            .map_err(|_| unreadable.clone())?;
+        let header: JwsHeader<'_> =
+            serde_json::from_slice(&header).map_err(|_| unreadable.clone())?;
+        // RFC 7515 §4.1.11: extensions marked critical must be understood; none are.
+        if header.crit.is_some() {
+            return Err(AuthError::Malformed(
+                "critical header extensions are not supported",
+            ));
+        }
+        let alg: Algorithm = header.alg.parse().map_err(|_| unreadable)?;
+        if !ALLOWED_ALGORITHMS.contains(&alg) {
+            return Err(AuthError::AlgorithmNotAllowed(format!("{alg:?}")));
         }
         // kid, else Flyte's key_id; neither → the current key only. Unknown → refused.
-        let kid = header
-            .kid
-            .as_deref()
-            .or_else(|| header.extras.get("key_id").map(String::as_str));
-        let key = self.keys.find(kid).ok_or(AuthError::UnknownKey)?;
-        if key.algorithm != header.alg {
-            return Err(AuthError::AlgorithmNotAllowed(format!(
-                "{:?} for this key",
-                header.alg
-            )));
-        }
+        let kid = header.kid.as_deref().or(header.key_id.as_deref());
         // The signature first: nothing in the payload is looked at before it is proven.
         let signature = URL_SAFE_NO_PAD
             .decode(signature)
             .map_err(|_| AuthError::BadSignature)?;
-        if !key.verify_signature(signing_input.as_bytes(), &signature) {
-            return Err(AuthError::BadSignature);
-        }
+        self.keys
+            .with_key(kid, |key| {
+                if key.algorithm != alg {
+                    return Err(AuthError::AlgorithmNotAllowed(format!(
+                        "{alg:?} for this key"
+                    )));
+                }
+                if !key.verify_signature(signing_input.as_bytes(), &signature) {
+                    return Err(AuthError::BadSignature);
+                }
+                Ok(())
+            })
+            .ok_or(AuthError::UnknownKey)??;
         let claims: Map<String, Value> = URL_SAFE_NO_PAD
             .decode(payload)
             .ok()
@@ -322,6 +348,40 @@ pub fn identity_from_claims(claims: Map<String, Value>, exp: i64) -> Result<Iden
 mod tests {
     use super::*;
     use crate::keys::{generate_pem, SigningAlg, SigningKey};
+
+    /// RFC 7515 §4.1.11: a header with `crit` names extensions this verifier does not
+    /// implement, so the token is refused even with a good signature.
+    #[test]
+    fn critical_header_extensions_are_refused() {
+        let pem = generate_pem(SigningAlg::ES256).unwrap();
+        let key = SigningKey::from_pem(pem.as_bytes(), SigningAlg::ES256).unwrap();
+        let v = TokenVerifier::new(
+            VerifierSettings {
+                keys: KeySource::Static(vec![key.public().clone()]),
+                issuers: vec!["https://i".into()],
+                audiences: vec!["https://i".into()],
+                required_scopes: vec!["all".into()],
+                cache_entries: 10,
+                leeway_secs: 60,
+            },
+            std::sync::Arc::new(crate::clock::SystemClock),
+        );
+        let claims = serde_json::json!({"iss": "https://i", "aud": "https://i", "exp": 4_000_000_000u64, "scp": ["all"], "sub": "x"});
+        let sign = |crit: bool| {
+            let mut header = jsonwebtoken::Header::new(Algorithm::ES256);
+            header.kid = Some(key.kid().to_owned());
+            if crit {
+                header.extras.insert("crit".into(), "exp".into());
+            }
+            let enc = jsonwebtoken::EncodingKey::from_ec_pem(pem.as_bytes()).unwrap();
+            jsonwebtoken::encode(&header, &claims, &enc).unwrap()
+        };
+        assert_eq!(v.verify(&sign(false)).unwrap().subject, "x");
+        assert!(matches!(
+            v.verify(&sign(true)),
+            Err(AuthError::Malformed(m)) if m.contains("critical")
+        ));
+    }
 
     /// Found by fuzzing: an `exp` near `i64::MAX` must not overflow the leeway arithmetic.
     #[test]
