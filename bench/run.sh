@@ -31,7 +31,9 @@
 #              a database flyteauth_bench_<pid> there) MEM_SESSIONS=100000 ME_CALLS=10000
 #              BENCH_PORT=18480 CARGO=cargo CARGO_TARGET_DIR=target OUT=<tmp dir> SKIP_BUILD=1
 #              FLYTEAUTH_BIN=<path> (a prebuilt server binary instead of $TARGET/release/flyteauth)
-# Results: one line per measurement on stdout, raw output and summary.md under $OUT.
+#              WRITE_DOCS=0 (a run of all phases otherwise writes its tables into docs/BENCHMARKS.md)
+# Results: one line per measurement on stdout, raw output and summary.md under $OUT; a run of
+# all phases also writes summary.md into docs/BENCHMARKS.md (between its markers).
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
@@ -196,7 +198,7 @@ wrk_runs() {
 }
 
 echo "== results in $OUT"
-say "# flyteauth make bench — $(date -u '+%Y-%m-%d %H:%M UTC')"
+say "**flyteauth make bench** — $(date -u '+%Y-%m-%d %H:%M UTC')"
 say ""
 say "- machine: $NPROC cpus, $(lscpu | awk -F: '/Model name/ {gsub(/^ +/, "", $2); print $2; exit}'), $(free -g | awk '/^Mem:/ {print $2}') GiB RAM, $(uname -sr)"
 say "- load before: $(uptime | sed 's/.*load average/load average/')"
@@ -373,6 +375,8 @@ fi
 # PKCE S256, loopback redirects), signing with $AC_ALG. Defaults otherwise: access token 30m,
 # refresh token 1h, code 5m, session 8h idle / 168h absolute.
 write_ac_config() {
+  local pool=""
+  [ -z "${AC_POOL:-}" ] || pool=$'\n'"  connectionPool: { maxOpenConnections: $AC_POOL }"
   cat >"$1/config.yaml" <<EOF
 server:
   httpPort: $PORT
@@ -381,8 +385,7 @@ server:
 secrets:
   secrets-prefix: $1/secrets
 database:
-  $2
-  ${AC_POOL:+connectionPool: { maxOpenConnections: $AC_POOL }}
+  $2$pool
 auth:
   authorizedUris: ["http://127.0.0.1:$PORT"]
   userAuth:
@@ -581,3 +584,19 @@ say "- load after: $(uptime | sed 's/.*load average/load average/')"
 echo
 echo "== summary: $SUMMARY"
 cat "$SUMMARY"
+
+# A run of every phase replaces the generated part of docs/BENCHMARKS.md (between its
+# bench:begin / bench:end markers); the discussion around it is written by hand.
+# WRITE_DOCS=0 leaves the file alone.
+if [ "${WRITE_DOCS:-1}" = 1 ] && [ "$(echo $PHASES)" = "1 2 3 4 5 6" ]; then
+  python3 - docs/BENCHMARKS.md "$SUMMARY" <<'PY'
+import sys
+doc, summary = sys.argv[1], open(sys.argv[2]).read().rstrip()
+text = open(doc).read()
+begin, end = "<!-- bench:begin -->", "<!-- bench:end -->"
+if begin in text and end in text:
+    a, b = text.index(begin) + len(begin), text.index(end)
+    open(doc, "w").write(text[:a] + "\n" + summary + "\n" + text[b:])
+    print("== the tables are in docs/BENCHMARKS.md now")
+PY
+fi
