@@ -349,13 +349,9 @@ mod tests {
     use super::*;
     use crate::keys::{generate_pem, SigningAlg, SigningKey};
 
-    /// RFC 7515 §4.1.11: a header with `crit` names extensions this verifier does not
-    /// implement, so the token is refused even with a good signature.
-    #[test]
-    fn critical_header_extensions_are_refused() {
-        let pem = generate_pem(SigningAlg::ES256).unwrap();
-        let key = SigningKey::from_pem(pem.as_bytes(), SigningAlg::ES256).unwrap();
-        let v = TokenVerifier::new(
+    /// A verifier of `key`'s tokens for issuer and audience `https://i`, scope `all`.
+    fn verifier_for(key: &SigningKey) -> TokenVerifier {
+        TokenVerifier::new(
             VerifierSettings {
                 keys: KeySource::Static(vec![key.public().clone()]),
                 issuers: vec!["https://i".into()],
@@ -365,7 +361,16 @@ mod tests {
                 leeway_secs: 60,
             },
             std::sync::Arc::new(crate::clock::SystemClock),
-        );
+        )
+    }
+
+    /// RFC 7515 §4.1.11: a header with `crit` names extensions this verifier does not
+    /// implement, so the token is refused even with a good signature.
+    #[test]
+    fn critical_header_extensions_are_refused() {
+        let pem = generate_pem(SigningAlg::ES256).unwrap();
+        let key = SigningKey::from_pem(pem.as_bytes(), SigningAlg::ES256).unwrap();
+        let v = verifier_for(&key);
         let claims = serde_json::json!({"iss": "https://i", "aud": "https://i", "exp": 4_000_000_000u64, "scp": ["all"], "sub": "x"});
         let sign = |crit: bool| {
             let mut header = jsonwebtoken::Header::new(Algorithm::ES256);
@@ -391,17 +396,7 @@ mod tests {
             SigningAlg::ES256,
         )
         .unwrap();
-        let v = TokenVerifier::new(
-            VerifierSettings {
-                keys: KeySource::Static(vec![key.public().clone()]),
-                issuers: vec!["https://i".into()],
-                audiences: vec!["https://i".into()],
-                required_scopes: vec!["all".into()],
-                cache_entries: 10,
-                leeway_secs: 60,
-            },
-            std::sync::Arc::new(crate::clock::SystemClock),
-        );
+        let v = verifier_for(&key);
         let claims = serde_json::json!({"iss": "https://i", "aud": "https://i", "exp": 11700000000700003605u64, "scp": ["all"], "sub": "x"});
         let id = v.verify(&key.sign_jwt("JWT", &claims)).unwrap();
         assert_eq!(id.subject, "x");
