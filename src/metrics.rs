@@ -9,6 +9,9 @@ use std::time::Duration;
 
 use dashmap::DashMap;
 
+/// Distinct `route` labels kept per kind (the served RPCs and HTTP routes are far fewer).
+const MAX_ROUTES: usize = 256;
+
 /// Latency buckets in seconds.
 const BUCKETS: [f64; 12] = [
     0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.5, 2.5,
@@ -104,11 +107,18 @@ impl Metrics {
     }
 
     /// The latency histogram of `route` (a known route or RPC, or "other") and `kind`.
+    /// A gRPC route is any method name under a served service, so a caller could invent
+    /// routes without end: past [`MAX_ROUTES`] per kind, new ones count as "other".
     pub fn histogram(&self, route: &str, kind: Kind) -> Arc<Histogram> {
         let map = &self.histograms[kind as usize];
         if let Some(h) = map.get(route) {
             return h.clone();
         }
+        let route = if map.len() < MAX_ROUTES {
+            route
+        } else {
+            "other"
+        };
         map.entry(route.into()).or_default().clone()
     }
 
@@ -259,6 +269,12 @@ mod tests {
             "flyteauth_request_duration_seconds_count{route=\"/oauth2/token\",kind=\"http\"} 1"
         ));
         assert_eq!(route_label("/api/v1/projects/abc"), "/api/v1/projects/{id}");
+        // Invented method names under a served service do not grow the label set without end.
+        for i in 0..2 * MAX_ROUTES {
+            let path = format!("/flyteidl.service.AdminService/Nope{i}");
+            m.observe(route_label(&path), Kind::Grpc, Duration::from_millis(1));
+        }
+        assert!(m.histograms[Kind::Grpc as usize].len() <= MAX_ROUTES + 1);
         assert_eq!(route_label("/random/123"), "other");
         assert_eq!(
             route_label("/flyteidl.service.AdminService/ListProjects"),
