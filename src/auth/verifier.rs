@@ -47,20 +47,6 @@ pub struct TokenVerifier {
     clock: SharedClock,
 }
 
-/// The allow-list: asymmetric algorithms only (never `none`, never HS*: a public key must not
-/// become an HMAC secret). Each key is then bound to exactly one of them.
-const ALLOWED_ALGORITHMS: [Algorithm; 9] = [
-    Algorithm::RS256,
-    Algorithm::RS384,
-    Algorithm::RS512,
-    Algorithm::PS256,
-    Algorithm::PS384,
-    Algorithm::PS512,
-    Algorithm::ES256,
-    Algorithm::ES384,
-    Algorithm::EdDSA,
-];
-
 /// The JWS header members the verifier reads (RFC 7515 §4.1); other members are ignored,
 /// a repeated member is an error.
 #[derive(serde::Deserialize)]
@@ -199,7 +185,9 @@ impl TokenVerifier {
             ));
         }
         let alg: Algorithm = header.alg.parse().map_err(|_| unreadable)?;
-        if !ALLOWED_ALGORITHMS.contains(&alg) {
+        // The allow-list: asymmetric signatures only (never `none`, never HS*: a public key
+        // must not become an HMAC secret); each key is then bound to exactly one of them.
+        if !crate::keys::verifiable(alg) {
             return Err(AuthError::AlgorithmNotAllowed(format!("{alg:?}")));
         }
         // kid, else Flyte's key_id; neither → the current key only. Unknown → refused.

@@ -124,6 +124,11 @@ impl PublicKey {
     }
 }
 
+/// Whether tokens signed with `alg` can be verified at all (the verifier's allow-list).
+pub fn verifiable(alg: Algorithm) -> bool {
+    verification_algorithm(alg).is_some()
+}
+
 /// The aws-lc-rs verification algorithm of a JWS `alg` (RFC 7518 §3); `None` for HMAC and
 /// anything else that is not an asymmetric signature.
 fn verification_algorithm(alg: Algorithm) -> Option<&'static dyn signature::VerificationAlgorithm> {
