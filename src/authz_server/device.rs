@@ -16,13 +16,13 @@ use subtle::ConstantTimeEq;
 use super::bound_digest;
 use super::clients::Client;
 use super::error::{no_store, OAuthError};
-use super::issue::{issue, Grant, TokenResponse};
+use super::issue::{issue, Family, Grant, TokenResponse};
 use super::token::{authenticate_client, read_form};
 use crate::grpc::RequestOrigin;
 use crate::keys::{random_bytes, random_token};
 use crate::login::pages::{self, escape};
 use crate::state::AppState;
-use crate::store::{DeviceApproval, DeviceCodeRecord, DevicePoll, StoreError};
+use crate::store::{DeviceApproval, DeviceCodeRecord, DevicePoll, Spend, StoreError};
 
 pub const GRANT_TYPE: &str = "urn:ietf:params:oauth:grant-type:device_code";
 /// Lifetime of a device code.
@@ -228,10 +228,13 @@ pub async fn poll(
             scopes: &record.scopes,
             profile: Some(&profile),
             auth_time: approval.auth_time,
-            family_id: Some(&approval.family_id),
+            family: Some(Family {
+                id: &approval.family_id,
+                spend: Spend::Nothing,
+                refresh_scopes: with_refresh.then_some(record.scopes.as_slice()),
+            }),
             grant_type: "device_code",
         },
-        with_refresh,
     )
     .await
 }

@@ -7,20 +7,31 @@ use super::bound_digest;
 use super::error::OAuthError;
 use crate::keys::random_token;
 use crate::state::AppState;
-use crate::store::RefreshTokenRecord;
+use crate::store::{Issuance, IssueOutcome, RefreshTokenRecord, Spend};
 
 /// Who the tokens are for.
 pub struct Grant<'a> {
     pub subject: &'a str,
     pub client_id: &'a str,
+    /// The access token's scopes.
     pub scopes: &'a [String],
     /// The user's profile for user tokens (`user_info` claim); `None` for client tokens.
     pub profile: Option<&'a Value>,
     pub auth_time: i64,
-    /// The token family (authorization code → refresh chain); `None` for client tokens.
-    pub family_id: Option<&'a str>,
+    /// The token family of a user grant; `None` for client tokens (nothing is stored).
+    pub family: Option<Family<'a>>,
     /// The grant that led here (metrics label).
     pub grant_type: &'static str,
+}
+
+/// A user grant's place in its token family (authorization code → refresh chain).
+pub struct Family<'a> {
+    pub id: &'a str,
+    /// The code or refresh token the grant was made with, spent when the tokens are stored.
+    pub spend: Spend,
+    /// The scopes of a new refresh token; `None` for no refresh token. RFC 6749 §6: a
+    /// rotated refresh token keeps the original scope even when the access token narrows it.
+    pub refresh_scopes: Option<&'a [String]>,
 }
 
 /// The claims of an access token (RFC 9068 plus Flyte's `scp`, `client_id` and `user_info`).
@@ -63,12 +74,12 @@ pub fn issuer(state: &AppState, public: &str) -> String {
         .unwrap_or_else(|| public.to_owned())
 }
 
-/// Signs an access token and, when `with_refresh`, stores a new refresh token of the family.
+/// Signs an access token; for a user grant, spends the family's code or refresh token and
+/// stores the new refresh token in one transaction, side by side with the signature.
 pub async fn issue(
     state: &AppState,
     public: &str,
     grant: Grant<'_>,
-    with_refresh: bool,
 ) -> Result<TokenResponse, OAuthError> {
     let now = state.clock.now();
     let lifetime = state
@@ -93,39 +104,57 @@ pub async fn issue(
         user_info: grant.profile,
         groups: grant.profile.and_then(|p| p.get("groups")),
     };
-    let access_token = state.keys.current.sign_jwt("at+jwt", &claims);
-    let mut refresh_token = None;
-    if let Some(family) = grant.family_id {
-        // Kept on the revocation list until the token is dead even with the clock leeway.
-        let dead_at = exp.saturating_add(state.config.auth.clock_skew_secs);
-        state
-            .store
-            .record_access_token(family, &jti, dead_at)
-            .await?;
-        if with_refresh {
-            let token = random_token();
+    let (access_token, refresh_token) = match &grant.family {
+        None => (state.keys.current.sign_jwt("at+jwt", &claims), None),
+        Some(family) => {
+            let payload = serde_json::to_vec(&claims).expect("JWT claims serialize");
+            let refresh_token = family.refresh_scopes.map(|_| random_token());
             let refresh_life = state
                 .config
                 .app_auth
                 .self_auth_server
                 .refresh_token_lifespan
                 .as_secs() as i64;
-            state
-                .store
-                .insert_refresh_token(&RefreshTokenRecord {
-                    token_hash: bound_digest(grant.client_id, &token),
-                    family_id: family.to_owned(),
-                    client_id: grant.client_id.to_owned(),
-                    subject: grant.subject.to_owned(),
-                    user_info: grant.profile.map(Value::to_string).unwrap_or_default(),
-                    scopes: grant.scopes.to_vec(),
-                    auth_time: grant.auth_time,
-                    expires_at: now + refresh_life,
-                })
-                .await?;
-            refresh_token = Some(token);
+            let issuance = Issuance {
+                family_id: family.id.to_owned(),
+                jti,
+                // Kept on the revocation list until the token is dead even with the leeway.
+                jti_expires_at: exp.saturating_add(state.config.auth.clock_skew_secs),
+                refresh: refresh_token.as_deref().zip(family.refresh_scopes).map(
+                    |(token, scopes)| RefreshTokenRecord {
+                        token_hash: bound_digest(grant.client_id, token),
+                        family_id: family.id.to_owned(),
+                        client_id: grant.client_id.to_owned(),
+                        subject: grant.subject.to_owned(),
+                        user_info: grant.profile.map(Value::to_string).unwrap_or_default(),
+                        scopes: scopes.to_vec(),
+                        auth_time: grant.auth_time,
+                        expires_at: now + refresh_life,
+                    },
+                ),
+            };
+            // The signature is CPU work and the transaction waits on the database: run them
+            // side by side. A token signed for a grant that then loses is dropped unseen.
+            let keys = state.keys.clone();
+            let signing = tokio::task::spawn_blocking(move || {
+                keys.current.sign_jwt_payload("at+jwt", &payload)
+            });
+            let (signed, stored) = tokio::join!(
+                signing,
+                state.store.spend_and_issue(&family.spend, now, &issuance)
+            );
+            match stored? {
+                IssueOutcome::Issued => {}
+                IssueOutcome::AlreadyUsed => return Err(spent_twice(state, family, &grant).await),
+                IssueOutcome::FamilyRevoked => {
+                    return Err(OAuthError::invalid_grant("the grant was revoked"))
+                }
+            }
+            let access_token =
+                signed.map_err(|_| OAuthError::server_error("signing the access token failed"))?;
+            (access_token, refresh_token)
         }
-    }
+    };
     state.metrics.inc(
         "flyteauth_tokens_issued_total",
         &[("grant", grant.grant_type), ("client", grant.client_id)],
@@ -145,4 +174,30 @@ pub async fn issue(
         scope: grant.scopes.join(" "),
         refresh_token,
     })
+}
+
+/// Revokes a family: its refresh tokens, and its access tokens on every replica.
+pub async fn revoke_family(state: &AppState, family_id: &str) -> Result<(), OAuthError> {
+    let now = state.clock.now();
+    for t in state.store.revoke_family(family_id, now).await? {
+        state.authenticator.verifier.revoke(&t.jti, t.expires_at);
+    }
+    Ok(())
+}
+
+/// A code or refresh token presented twice (RFC 6749 §4.1.2, RFC 9700 §4.14.2): the family is
+/// revoked, and the error says so.
+pub async fn spent_twice(state: &AppState, family: &Family<'_>, grant: &Grant<'_>) -> OAuthError {
+    if let Err(e) = revoke_family(state, family.id).await {
+        return e;
+    }
+    let (event, message) = match family.spend {
+        Spend::RefreshToken(_) => (
+            "refresh_reuse",
+            "refresh token reuse detected; the session is revoked",
+        ),
+        _ => ("code_replayed", "authorization code already used"),
+    };
+    tracing::warn!(target: "flyteauth::audit", event, client_id = grant.client_id, subject = grant.subject);
+    OAuthError::invalid_grant(message)
 }

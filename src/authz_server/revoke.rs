@@ -62,9 +62,7 @@ async fn handle_revoke(
         {
             Ok(RefreshRedemption::Fresh(r)) | Ok(RefreshRedemption::Replayed(r)) => {
                 if r.client_id == client.id {
-                    for t in state.store.revoke_family(&r.family_id, now).await? {
-                        state.authenticator.verifier.revoke(&t.jti, t.expires_at);
-                    }
+                    super::issue::revoke_family(state, &r.family_id).await?;
                     tracing::info!(target: "flyteauth::audit", event = "refresh_revoked", client_id = %client.id, subject = %r.subject);
                 }
                 return Ok(());

@@ -17,10 +17,10 @@ use super::authorize::is_pkce_value;
 use super::bound_digest;
 use super::clients::Client;
 use super::error::{no_store, OAuthError};
-use super::issue::{issue, Grant};
+use super::issue::{issue, spent_twice, Family, Grant};
 use crate::grpc::RequestOrigin;
 use crate::state::AppState;
-use crate::store::{CodeRedemption, RefreshRedemption, StoreError};
+use crate::store::{AuthCodeRecord, Spend, StoreError};
 
 type Form = HashMap<String, String>;
 
@@ -196,15 +196,6 @@ fn required<'f>(form: &'f Form, name: &str) -> Result<&'f str, OAuthError> {
         .ok_or_else(|| OAuthError::invalid_request(format!("{name} is missing")))
 }
 
-/// Revokes a family and drops its access tokens on this replica at once.
-async fn revoke_family(state: &AppState, family_id: &str) -> Result<(), OAuthError> {
-    let now = state.clock.now();
-    for t in state.store.revoke_family(family_id, now).await? {
-        state.authenticator.verifier.revoke(&t.jti, t.expires_at);
-    }
-    Ok(())
-}
-
 /// §4.1.3 with RFC 7636 §4.6.
 async fn authorization_code(
     state: &AppState,
@@ -219,23 +210,62 @@ async fn authorization_code(
     }
     let code = required(form, "code")?;
     let now = state.clock.now();
-    let record = match state
-        .store
-        .redeem_auth_code(&bound_digest(&client.id, code), now)
-        .await
-    {
-        Ok(CodeRedemption::Fresh(r)) => r,
-        Ok(CodeRedemption::Replayed(r)) => {
-            // §4.1.2: a code used twice is refused and the tokens issued from it revoked.
-            revoke_family(state, &r.family_id).await?;
-            tracing::warn!(target: "flyteauth::audit", event = "code_replayed", client_id = %r.client_id, subject = %r.subject);
-            return Err(OAuthError::invalid_grant("authorization code already used"));
-        }
+    let hash = bound_digest(&client.id, code);
+    let found = match state.store.find_auth_code(&hash).await {
+        Ok(found) => found,
         Err(StoreError::NotFound) => {
             return Err(OAuthError::invalid_grant("unknown authorization code"))
         }
         Err(e) => return Err(e.into()),
     };
+    let record = found.record;
+    let family = Family {
+        id: &record.family_id,
+        spend: Spend::AuthCode(hash),
+        refresh_scopes: (record.scopes.iter().any(|s| s == "offline")
+            && client.allows_grant("refresh_token"))
+        .then_some(record.scopes.as_slice()),
+    };
+    let profile: serde_json::Value = serde_json::from_str(&record.user_info).unwrap_or_default();
+    let grant = Grant {
+        subject: &record.subject,
+        client_id: &client.id,
+        scopes: &record.scopes,
+        profile: Some(&profile),
+        auth_time: record.auth_time,
+        family: None,
+        grant_type: "authorization_code",
+    };
+    if found.used || found.family_revoked {
+        // §4.1.2: a code used twice is refused and the tokens issued from it revoked.
+        return Err(spent_twice(state, &family, &grant).await);
+    }
+    if let Err(refused) = check_code_request(&record, client, form, now) {
+        // A code is spent by any presentation, good or bad: a guessed verifier or a wrong
+        // redirect_uri gets no second try.
+        if let Spend::AuthCode(hash) = &family.spend {
+            state.store.redeem_auth_code(hash, now).await?;
+        }
+        return Err(refused);
+    }
+    issue(
+        state,
+        public,
+        Grant {
+            family: Some(family),
+            ..grant
+        },
+    )
+    .await
+}
+
+/// Whether the token request may redeem the (unused) code.
+fn check_code_request(
+    record: &AuthCodeRecord,
+    client: &Client,
+    form: &Form,
+    now: i64,
+) -> Result<(), OAuthError> {
     if now >= record.expires_at {
         return Err(OAuthError::invalid_grant("authorization code expired"));
     }
@@ -269,24 +299,7 @@ async fn authorization_code(
     } else if client.public {
         return Err(OAuthError::invalid_grant("public clients must use PKCE"));
     }
-    let profile: serde_json::Value = serde_json::from_str(&record.user_info).unwrap_or_default();
-    let with_refresh =
-        record.scopes.iter().any(|s| s == "offline") && client.allows_grant("refresh_token");
-    issue(
-        state,
-        public,
-        Grant {
-            subject: &record.subject,
-            client_id: &client.id,
-            scopes: &record.scopes,
-            profile: Some(&profile),
-            auth_time: record.auth_time,
-            family_id: Some(&record.family_id),
-            grant_type: "authorization_code",
-        },
-        with_refresh,
-    )
-    .await
+    Ok(())
 }
 
 fn split_scopes(s: &str) -> Vec<String> {
@@ -314,27 +327,37 @@ async fn refresh_token(
     }
     let token = required(form, "refresh_token")?;
     let now = state.clock.now();
-    let record = match state
-        .store
-        .redeem_refresh_token(&bound_digest(&client.id, token), now)
-        .await
-    {
-        Ok(RefreshRedemption::Fresh(r)) => r,
-        Ok(RefreshRedemption::Replayed(r)) => {
-            revoke_family(state, &r.family_id).await?;
-            tracing::warn!(target: "flyteauth::audit", event = "refresh_reuse", client_id = %r.client_id, subject = %r.subject);
-            return Err(OAuthError::invalid_grant(
-                "refresh token reuse detected; the session is revoked",
-            ));
-        }
-        Ok(RefreshRedemption::FamilyRevoked) => {
-            return Err(OAuthError::invalid_grant("refresh token revoked"))
-        }
+    let hash = bound_digest(&client.id, token);
+    let found = match state.store.find_refresh_token(&hash).await {
+        Ok(found) => found,
         Err(StoreError::NotFound) => {
             return Err(OAuthError::invalid_grant("unknown refresh token"))
         }
         Err(e) => return Err(e.into()),
     };
+    let record = found.record;
+    if found.family_revoked {
+        return Err(OAuthError::invalid_grant("refresh token revoked"));
+    }
+    let profile: serde_json::Value = serde_json::from_str(&record.user_info).unwrap_or_default();
+    let family = Family {
+        id: &record.family_id,
+        spend: Spend::RefreshToken(hash),
+        refresh_scopes: Some(&record.scopes),
+    };
+    let grant = Grant {
+        subject: &record.subject,
+        client_id: &client.id,
+        scopes: &record.scopes,
+        profile: Some(&profile),
+        auth_time: record.auth_time,
+        family: None,
+        grant_type: "refresh_token",
+    };
+    if found.used {
+        return Err(spent_twice(state, &family, &grant).await);
+    }
+    // Refused requests below spend nothing: the client keeps its refresh token.
     if now >= record.expires_at {
         return Err(OAuthError::invalid_grant("refresh token expired"));
     }
@@ -355,20 +378,14 @@ async fn refresh_token(
         }
         _ => record.scopes.clone(),
     };
-    let profile: serde_json::Value = serde_json::from_str(&record.user_info).unwrap_or_default();
     issue(
         state,
         public,
         Grant {
-            subject: &record.subject,
-            client_id: &client.id,
             scopes: &scopes,
-            profile: Some(&profile),
-            auth_time: record.auth_time,
-            family_id: Some(&record.family_id),
-            grant_type: "refresh_token",
+            family: Some(family),
+            ..grant
         },
-        true,
     )
     .await
 }
@@ -432,10 +449,9 @@ async fn client_credentials(
             scopes: &scopes,
             profile: None,
             auth_time: state.clock.now(),
-            family_id: None,
+            family: None,
             grant_type: "client_credentials",
         },
-        false,
     )
     .await
 }

@@ -261,6 +261,14 @@ impl SigningKey {
 
     /// Signs a JWT with header `{alg, typ, kid, key_id}` (`key_id` is Flyte's header name).
     pub fn sign_jwt<C: serde::Serialize + ?Sized>(&self, typ: &str, claims: &C) -> String {
+        // Neither the header nor claims has a map with non-string keys, the one thing that
+        // makes serde_json fail.
+        let claims = serde_json::to_vec(claims).expect("JWT claims serialize");
+        self.sign_jwt_payload(typ, &claims)
+    }
+
+    /// As [`Self::sign_jwt`], with the claims already serialized (a JSON object).
+    pub fn sign_jwt_payload(&self, typ: &str, claims: &[u8]) -> String {
         #[derive(serde::Serialize)]
         struct Header<'a> {
             alg: &'a str,
@@ -274,9 +282,7 @@ impl SigningKey {
             kid: &self.kid,
             key_id: &self.kid,
         };
-        // Neither has a map with non-string keys, the one thing that makes serde_json fail.
         let header = serde_json::to_vec(&header).expect("a JWS header serializes");
-        let claims = serde_json::to_vec(claims).expect("JWT claims serialize");
         let mut out = String::with_capacity(1024);
         URL_SAFE_NO_PAD.encode_string(header, &mut out);
         out.push('.');

@@ -75,6 +75,54 @@ pub enum RefreshRedemption {
     FamilyRevoked,
 }
 
+/// A code or refresh token as stored, read without changing it: a grant validates the request
+/// against it before [`Spend`]ing it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Found<T> {
+    /// The stored record.
+    pub record: T,
+    /// It was presented (spent) before.
+    pub used: bool,
+    /// Its family was revoked.
+    pub family_revoked: bool,
+}
+
+/// What a grant spends in the transaction that stores its tokens: the code or refresh token
+/// (by digest) it was made with, or nothing (a device code, spent by `poll_device_code`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Spend {
+    /// An authorization code's hash.
+    AuthCode(String),
+    /// A refresh token's hash.
+    RefreshToken(String),
+    /// Nothing left to spend.
+    Nothing,
+}
+
+/// What a grant stores about the tokens it issues into a family.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Issuance {
+    /// The family the tokens belong to (that of the spent code or refresh token).
+    pub family_id: String,
+    /// The access token's `jti`, recorded so that revoking the family revokes it.
+    pub jti: String,
+    /// When the access token is dead, leeway included (the record is purged after it).
+    pub jti_expires_at: i64,
+    /// The new refresh token, if one is issued.
+    pub refresh: Option<RefreshTokenRecord>,
+}
+
+/// Result of [`Spend`]ing and storing an [`Issuance`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum IssueOutcome {
+    /// Spent and stored, in one transaction.
+    Issued,
+    /// The code or token was spent meanwhile (a concurrent request won): nothing stored.
+    AlreadyUsed,
+    /// The family was revoked meanwhile: nothing stored.
+    FamilyRevoked,
+}
+
 /// A browser session, stored by the digest of its cookie value.
 #[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
 pub struct SessionRecord {
@@ -122,6 +170,24 @@ pub(super) const REDEEM_CODE_SQL: &str = "UPDATE auth_codes SET used_at = $2 \
 pub(super) const GET_CODE_SQL: &str = "SELECT code_hash, client_id, redirect_uri, subject, \
      user_info, scopes, code_challenge, family_id, auth_time, expires_at, used_at \
      FROM auth_codes WHERE code_hash = $1";
+
+/// A code, whether it was used and whether its family was revoked, changing nothing.
+pub(super) const FIND_CODE_SQL: &str = "SELECT c.code_hash, c.client_id, c.redirect_uri, \
+     c.subject, c.user_info, c.scopes, c.code_challenge, c.family_id, c.auth_time, \
+     c.expires_at, c.used_at, f.revoked_at \
+     FROM auth_codes c LEFT JOIN token_families f ON f.family_id = c.family_id \
+     WHERE c.code_hash = $1";
+
+/// The spending step of a code grant: succeeds (one row) for exactly one caller, and only
+/// while the code's family (`$3`) is alive.
+pub(super) const SPEND_CODE_SQL: &str = "UPDATE auth_codes SET used_at = $2 \
+     WHERE code_hash = $1 AND family_id = $3 AND used_at IS NULL AND NOT EXISTS (SELECT 1 \
+     FROM token_families f WHERE f.family_id = $3 AND f.revoked_at IS NOT NULL)";
+
+/// As [`SPEND_CODE_SQL`], for a refresh token.
+pub(super) const SPEND_REFRESH_SQL: &str = "UPDATE refresh_tokens SET used_at = $2 \
+     WHERE token_hash = $1 AND family_id = $3 AND used_at IS NULL AND NOT EXISTS (SELECT 1 \
+     FROM token_families f WHERE f.family_id = $3 AND f.revoked_at IS NOT NULL)";
 
 pub(super) const INSERT_REFRESH_SQL: &str = "INSERT INTO refresh_tokens (token_hash, family_id, \
      client_id, subject, user_info, scopes, auth_time, expires_at) \
@@ -266,6 +332,53 @@ impl From<CodeRow> for AuthCodeRecord {
         }
     }
 }
+
+/// [`FIND_CODE_SQL`]'s row.
+#[derive(sqlx::FromRow)]
+pub(super) struct CodeFound {
+    #[sqlx(flatten)]
+    code: CodeRow,
+    used_at: Option<i64>,
+    revoked_at: Option<i64>,
+}
+
+impl From<CodeFound> for Found<AuthCodeRecord> {
+    fn from(r: CodeFound) -> Self {
+        Found {
+            used: r.used_at.is_some(),
+            family_revoked: r.revoked_at.is_some(),
+            record: r.code.into(),
+        }
+    }
+}
+
+impl From<RefreshState> for Found<RefreshTokenRecord> {
+    fn from(r: RefreshState) -> Self {
+        Found {
+            used: r.used_at.is_some(),
+            family_revoked: r.revoked_at.is_some(),
+            record: r.token.into(),
+        }
+    }
+}
+
+/// Why a spending `UPDATE` touched nothing, from the row read afterwards in the same
+/// transaction: a revoked family wins over a used token; a row gone (purged) counts as used.
+pub(super) fn spend_failure(found: Option<(Option<i64>, Option<i64>)>) -> IssueOutcome {
+    match found {
+        Some((_, Some(_revoked_at))) => IssueOutcome::FamilyRevoked,
+        _ => IssueOutcome::AlreadyUsed,
+    }
+}
+
+/// `(used_at, family revoked_at)` of a code, for [`spend_failure`].
+pub(super) const CODE_SPENT_STATE_SQL: &str = "SELECT c.used_at, f.revoked_at FROM auth_codes c \
+     LEFT JOIN token_families f ON f.family_id = c.family_id WHERE c.code_hash = $1";
+
+/// As [`CODE_SPENT_STATE_SQL`], for a refresh token.
+pub(super) const REFRESH_SPENT_STATE_SQL: &str = "SELECT t.used_at, f.revoked_at \
+     FROM refresh_tokens t LEFT JOIN token_families f ON f.family_id = t.family_id \
+     WHERE t.token_hash = $1";
 
 /// [`GET_CODE_SQL`]'s row: the code and whether it was used.
 #[derive(sqlx::FromRow)]

@@ -7,6 +7,10 @@
 //! - PostgreSQL: `BEGIN` (READ COMMITTED). Every read-then-write decision is either one
 //!   statement or made under a locked row: the family's ([`LOCK_FAMILY_SQL`]) or the
 //!   device code's ([`LOCK_DEVICE_SQL`]).
+//!
+//! One operation is written per backend: a grant's writes (`spend_and_issue_*`), the hot path
+//! of every code and refresh grant. On SQLite it is one transaction; on PostgreSQL one
+//! statement, so one round trip and one commit.
 
 use super::authz::*;
 use super::device::*;
@@ -124,6 +128,28 @@ macro_rules! authz_backend {
                     }
                 }
                 Err(contended())
+            }
+
+            pub(crate) async fn find_auth_code(
+                pool: &Pool,
+                code_hash: &str,
+            ) -> Result<Found<AuthCodeRecord>, StoreError> {
+                let row: CodeFound = sqlx::query_as(FIND_CODE_SQL)
+                    .bind(code_hash)
+                    .fetch_one(pool)
+                    .await?;
+                Ok(row.into())
+            }
+
+            pub(crate) async fn find_refresh_token(
+                pool: &Pool,
+                token_hash: &str,
+            ) -> Result<Found<RefreshTokenRecord>, StoreError> {
+                let row: RefreshState = sqlx::query_as(GET_REFRESH_SQL)
+                    .bind(token_hash)
+                    .fetch_one(pool)
+                    .await?;
+                Ok(row.into())
             }
 
             /// Under the family's lock, so it serialises with [`revoke_family`]: a token
@@ -394,6 +420,173 @@ authz_backend!(
     "GREATEST",
     "floor(extract(epoch FROM now()))::BIGINT"
 );
+
+/// The refresh token of an issuance with its scopes joined for storage; `Invalid` before
+/// anything is written if it is of another family or its scope cannot be stored.
+fn refresh_row(issuance: &Issuance) -> Result<Option<(&RefreshTokenRecord, String)>, StoreError> {
+    match &issuance.refresh {
+        Some(r) if r.family_id != issuance.family_id => Err(StoreError::Invalid(
+            "a refresh token must join the issuance's family".into(),
+        )),
+        Some(r) => Ok(Some((r, join_scopes(&r.scopes)?))),
+        None => Ok(None),
+    }
+}
+
+/// The spending statement and the follow-up state query of a spend (`None`: nothing to spend).
+fn spend_sql(spend: &Spend) -> Option<(&str, &'static str, &'static str)> {
+    match spend {
+        Spend::AuthCode(hash) => Some((hash, SPEND_CODE_SQL, CODE_SPENT_STATE_SQL)),
+        Spend::RefreshToken(hash) => Some((hash, SPEND_REFRESH_SQL, REFRESH_SPENT_STATE_SQL)),
+        Spend::Nothing => None,
+    }
+}
+
+/// SQLite: one `BEGIN IMMEDIATE` transaction. It holds the database's write lock from the
+/// start, so the spend's `UPDATE` checks the family itself and needs no row lock; a grant
+/// that spends nothing checks the family with [`LOCK_FAMILY_SQL`].
+pub(super) async fn spend_and_issue_sqlite(
+    pool: &sqlx::SqlitePool,
+    spend: &Spend,
+    now: i64,
+    issuance: &Issuance,
+) -> Result<IssueOutcome, StoreError> {
+    let family = issuance.family_id.as_str();
+    let refresh = refresh_row(issuance)?;
+    let mut tx = pool.begin_with("BEGIN IMMEDIATE").await?;
+    match spend_sql(spend) {
+        Some((hash, spend_sql, state_sql)) => {
+            let done = sqlx::query(spend_sql)
+                .bind(hash)
+                .bind(now)
+                .bind(family)
+                .execute(&mut *tx)
+                .await?;
+            if done.rows_affected() == 0 {
+                let state: Option<(Option<i64>, Option<i64>)> = sqlx::query_as(state_sql)
+                    .bind(hash)
+                    .fetch_optional(&mut *tx)
+                    .await?;
+                tx.rollback().await?;
+                return Ok(spend_failure(state));
+            }
+        }
+        None => {
+            let revoked: Option<i64> = sqlx::query_scalar(LOCK_FAMILY_SQL)
+                .bind(family)
+                .fetch_one(&mut *tx)
+                .await?;
+            if revoked.is_some() {
+                tx.rollback().await?;
+                return Ok(IssueOutcome::FamilyRevoked);
+            }
+        }
+    }
+    sqlx::query(INSERT_ACCESS_SQL)
+        .bind(&issuance.jti)
+        .bind(family)
+        .bind(issuance.jti_expires_at)
+        .execute(&mut *tx)
+        .await?;
+    if let Some((r, scopes)) = refresh {
+        sqlx::query(INSERT_REFRESH_SQL)
+            .bind(&r.token_hash)
+            .bind(family)
+            .bind(&r.client_id)
+            .bind(&r.subject)
+            .bind(&r.user_info)
+            .bind(scopes)
+            .bind(r.auth_time)
+            .bind(r.expires_at)
+            .execute(&mut *tx)
+            .await?;
+    }
+    tx.commit().await?;
+    Ok(IssueOutcome::Issued)
+}
+
+/// PostgreSQL: one statement, so one round trip and one commit. Its CTEs run in order, each
+/// feeding the next: lock the family row (as `revoke_family` does first: the same lock
+/// order), spend while the family is alive, record the access token, insert the refresh
+/// token. `$1` hash, `$2` now, `$3` family, `$4`/`$5` jti and its expiry, `$6`–`$12` the
+/// refresh token (`$6` NULL: none).
+macro_rules! pg_issue_sql {
+    ($spent:literal) => {
+        concat!(
+            "WITH family AS (INSERT INTO token_families (family_id) VALUES ($3) \
+             ON CONFLICT (family_id) DO UPDATE SET revoked_at = token_families.revoked_at \
+             RETURNING revoked_at), spent AS (",
+            $spent,
+            "), access AS (INSERT INTO access_tokens (jti, family_id, expires_at) \
+             SELECT $4, family_id, $5 FROM spent RETURNING family_id), \
+             refreshed AS (INSERT INTO refresh_tokens (token_hash, family_id, client_id, \
+             subject, user_info, scopes, auth_time, expires_at) \
+             SELECT $6, family_id, $7, $8, $9, $10, $11, $12 FROM access \
+             WHERE $6 IS NOT NULL RETURNING 1) \
+             SELECT (SELECT revoked_at FROM family) AS revoked_at, \
+             (SELECT count(*) FROM access) AS issued"
+        )
+    };
+}
+
+const PG_ISSUE_CODE_SQL: &str = pg_issue_sql!(
+    "UPDATE auth_codes SET used_at = $2 WHERE code_hash = $1 AND family_id = $3 \
+     AND used_at IS NULL AND NOT EXISTS (SELECT 1 FROM family WHERE revoked_at IS NOT NULL) \
+     RETURNING family_id"
+);
+const PG_ISSUE_REFRESH_SQL: &str = pg_issue_sql!(
+    "UPDATE refresh_tokens SET used_at = $2 WHERE token_hash = $1 AND family_id = $3 \
+     AND used_at IS NULL AND NOT EXISTS (SELECT 1 FROM family WHERE revoked_at IS NOT NULL) \
+     RETURNING family_id"
+);
+const PG_ISSUE_ONLY_SQL: &str =
+    pg_issue_sql!("SELECT $3::text AS family_id FROM family WHERE revoked_at IS NULL");
+
+/// See [`pg_issue_sql`].
+pub(super) async fn spend_and_issue_postgres(
+    pool: &sqlx::PgPool,
+    spend: &Spend,
+    now: i64,
+    issuance: &Issuance,
+) -> Result<IssueOutcome, StoreError> {
+    let refresh = refresh_row(issuance)?;
+    let (hash, sql) = match spend {
+        Spend::AuthCode(hash) => (Some(hash.as_str()), PG_ISSUE_CODE_SQL),
+        Spend::RefreshToken(hash) => (Some(hash.as_str()), PG_ISSUE_REFRESH_SQL),
+        Spend::Nothing => (None, PG_ISSUE_ONLY_SQL),
+    };
+    let r = refresh.as_ref().map(|(r, _)| *r);
+    let (revoked_at, issued): (Option<i64>, i64) = sqlx::query_as(sql)
+        .bind(hash)
+        .bind(now)
+        .bind(&issuance.family_id)
+        .bind(&issuance.jti)
+        .bind(issuance.jti_expires_at)
+        .bind(r.map(|r| r.token_hash.as_str()))
+        .bind(r.map(|r| r.client_id.as_str()))
+        .bind(r.map(|r| r.subject.as_str()))
+        .bind(r.map(|r| r.user_info.as_str()))
+        .bind(refresh.as_ref().map(|(_, scopes)| scopes.as_str()))
+        .bind(r.map(|r| r.auth_time))
+        .bind(r.map(|r| r.expires_at))
+        .fetch_one(pool)
+        .await?;
+    if revoked_at.is_some() {
+        return Ok(IssueOutcome::FamilyRevoked);
+    }
+    if issued == 1 {
+        return Ok(IssueOutcome::Issued);
+    }
+    // Spent or revoked meanwhile: both only ever go one way, so reading afterwards is exact.
+    let Some((hash, _, state_sql)) = spend_sql(spend) else {
+        return Ok(IssueOutcome::FamilyRevoked);
+    };
+    let state: Option<(Option<i64>, Option<i64>)> = sqlx::query_as(state_sql)
+        .bind(hash)
+        .fetch_optional(pool)
+        .await?;
+    Ok(spend_failure(state))
+}
 
 /// `NotFound` when an `UPDATE` by key touched nothing.
 fn found(rows: u64) -> Result<(), StoreError> {

@@ -15,8 +15,8 @@ mod timeout;
 pub use timeout::{TimeoutStore, QUERY_TIMEOUT};
 
 pub use authz::{
-    AuthCodeRecord, CodeRedemption, RefreshRedemption, RefreshTokenRecord, RevokedToken,
-    SessionRecord,
+    AuthCodeRecord, CodeRedemption, Found, Issuance, IssueOutcome, RefreshRedemption,
+    RefreshTokenRecord, RevokedToken, SessionRecord, Spend,
 };
 pub use device::{DeviceApproval, DeviceCodeRecord, DevicePoll};
 pub use filters::{parse_filters, Filter, FilterField, FilterOp, FilterValue};
@@ -184,6 +184,24 @@ pub trait Store: Send + Sync + 'static {
         token_hash: &str,
         now: i64,
     ) -> Result<RefreshRedemption, StoreError>;
+    /// A code as stored, changing nothing; `NotFound` if unknown.
+    async fn find_auth_code(&self, code_hash: &str) -> Result<Found<AuthCodeRecord>, StoreError>;
+    /// A refresh token as stored, changing nothing; `NotFound` if unknown.
+    async fn find_refresh_token(
+        &self,
+        token_hash: &str,
+    ) -> Result<Found<RefreshTokenRecord>, StoreError>;
+    /// A grant's writes, in one transaction: marks `spend` used at `now` (exactly one
+    /// concurrent caller succeeds, and only while the family is alive), then records the
+    /// access token's jti in `issuance.family_id` and stores the new refresh token. Nothing is
+    /// written unless the outcome is `Issued`. `Invalid` if the refresh token is of another
+    /// family or has an unstorable scope.
+    async fn spend_and_issue(
+        &self,
+        spend: &Spend,
+        now: i64,
+        issuance: &Issuance,
+    ) -> Result<IssueOutcome, StoreError>;
     /// Remembers that access token `jti` (expiring at `expires_at`) belongs to `family_id`.
     /// Idempotent. If the family is already revoked (a revocation racing the issue), the jti
     /// is listed as revoked at once, `revoked_at` = the later of the family's revocation time

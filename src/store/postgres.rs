@@ -12,8 +12,8 @@ use super::{
     Store, StoreError, COUNTS_SQL, GET_SQL, INSERT_SQL, UPDATE_SQL,
 };
 use super::{
-    AuthCodeRecord, CodeRedemption, DeviceApproval, DeviceCodeRecord, DevicePoll,
-    RefreshRedemption, RefreshTokenRecord, RevokedToken, SessionRecord,
+    AuthCodeRecord, CodeRedemption, DeviceApproval, DeviceCodeRecord, DevicePoll, Found, Issuance,
+    IssueOutcome, RefreshRedemption, RefreshTokenRecord, RevokedToken, SessionRecord, Spend,
 };
 
 /// [`Store`] on a PostgreSQL database.
@@ -99,6 +99,26 @@ impl Store for PgStore {
         now: i64,
     ) -> Result<RefreshRedemption, StoreError> {
         ops::redeem_refresh_token(&self.pool, token_hash, now).await
+    }
+
+    async fn find_auth_code(&self, code_hash: &str) -> Result<Found<AuthCodeRecord>, StoreError> {
+        ops::find_auth_code(&self.pool, code_hash).await
+    }
+
+    async fn find_refresh_token(
+        &self,
+        token_hash: &str,
+    ) -> Result<Found<RefreshTokenRecord>, StoreError> {
+        ops::find_refresh_token(&self.pool, token_hash).await
+    }
+
+    async fn spend_and_issue(
+        &self,
+        spend: &Spend,
+        now: i64,
+        issuance: &Issuance,
+    ) -> Result<IssueOutcome, StoreError> {
+        super::authz_ops::spend_and_issue_postgres(&self.pool, spend, now, issuance).await
     }
 
     async fn record_access_token(

@@ -12,13 +12,19 @@ use super::{
     Store, StoreError, COUNTS_SQL, GET_SQL, INSERT_SQL, UPDATE_SQL,
 };
 use super::{
-    AuthCodeRecord, CodeRedemption, DeviceApproval, DeviceCodeRecord, DevicePoll,
-    RefreshRedemption, RefreshTokenRecord, RevokedToken, SessionRecord,
+    AuthCodeRecord, CodeRedemption, DeviceApproval, DeviceCodeRecord, DevicePoll, Found, Issuance,
+    IssueOutcome, RefreshRedemption, RefreshTokenRecord, RevokedToken, SessionRecord, Spend,
 };
 
 /// [`Store`] on an SQLite file.
 pub(super) struct SqliteStore {
     pool: SqlitePool,
+    /// Held by every writing operation. SQLite admits one writer at a time and makes the
+    /// others poll its lock with growing sleeps (the busy handler), so under concurrent writes
+    /// some waited for up to a second; this queue is first come, first served, and SQLite
+    /// never sees two writers of this process. Reads do not take it (WAL readers run
+    /// alongside the writer).
+    writer: tokio::sync::Mutex<()>,
 }
 
 impl SqliteStore {
@@ -46,13 +52,17 @@ impl SqliteStore {
             .connect_with(options)
             .await?;
         sqlx::migrate!("./migrations/sqlite").run(&pool).await?;
-        Ok(SqliteStore { pool })
+        Ok(SqliteStore {
+            pool,
+            writer: tokio::sync::Mutex::new(()),
+        })
     }
 }
 
 #[async_trait::async_trait]
 impl Store for SqliteStore {
     async fn create_project(&self, p: &ProjectRecord) -> Result<(), StoreError> {
+        let _writer = self.writer.lock().await;
         let args = arguments::<Sqlite>(record_args(p)?)?;
         sqlx::query_with(INSERT_SQL, args)
             .execute(&self.pool)
@@ -61,6 +71,7 @@ impl Store for SqliteStore {
     }
 
     async fn update_project(&self, p: &ProjectRecord) -> Result<(), StoreError> {
+        let _writer = self.writer.lock().await;
         let args = arguments::<Sqlite>(record_args(p)?)?;
         let done = sqlx::query_with(UPDATE_SQL, args)
             .execute(&self.pool)
@@ -89,6 +100,7 @@ impl Store for SqliteStore {
     }
 
     async fn insert_auth_code(&self, c: &AuthCodeRecord) -> Result<(), StoreError> {
+        let _writer = self.writer.lock().await;
         ops::insert_auth_code(&self.pool, c).await
     }
 
@@ -97,10 +109,12 @@ impl Store for SqliteStore {
         code_hash: &str,
         now: i64,
     ) -> Result<CodeRedemption, StoreError> {
+        let _writer = self.writer.lock().await;
         ops::redeem_auth_code(&self.pool, code_hash, now).await
     }
 
     async fn insert_refresh_token(&self, r: &RefreshTokenRecord) -> Result<(), StoreError> {
+        let _writer = self.writer.lock().await;
         ops::insert_refresh_token(&self.pool, r).await
     }
 
@@ -109,7 +123,29 @@ impl Store for SqliteStore {
         token_hash: &str,
         now: i64,
     ) -> Result<RefreshRedemption, StoreError> {
+        let _writer = self.writer.lock().await;
         ops::redeem_refresh_token(&self.pool, token_hash, now).await
+    }
+
+    async fn find_auth_code(&self, code_hash: &str) -> Result<Found<AuthCodeRecord>, StoreError> {
+        ops::find_auth_code(&self.pool, code_hash).await
+    }
+
+    async fn find_refresh_token(
+        &self,
+        token_hash: &str,
+    ) -> Result<Found<RefreshTokenRecord>, StoreError> {
+        ops::find_refresh_token(&self.pool, token_hash).await
+    }
+
+    async fn spend_and_issue(
+        &self,
+        spend: &Spend,
+        now: i64,
+        issuance: &Issuance,
+    ) -> Result<IssueOutcome, StoreError> {
+        let _writer = self.writer.lock().await;
+        super::authz_ops::spend_and_issue_sqlite(&self.pool, spend, now, issuance).await
     }
 
     async fn record_access_token(
@@ -118,6 +154,7 @@ impl Store for SqliteStore {
         jti: &str,
         expires_at: i64,
     ) -> Result<(), StoreError> {
+        let _writer = self.writer.lock().await;
         ops::record_access_token(&self.pool, family_id, jti, expires_at).await
     }
 
@@ -126,6 +163,7 @@ impl Store for SqliteStore {
         family_id: &str,
         now: i64,
     ) -> Result<Vec<RevokedToken>, StoreError> {
+        let _writer = self.writer.lock().await;
         ops::revoke_family(&self.pool, family_id, now).await
     }
 
@@ -135,6 +173,7 @@ impl Store for SqliteStore {
         expires_at: i64,
         now: i64,
     ) -> Result<(), StoreError> {
+        let _writer = self.writer.lock().await;
         ops::revoke_access_token(&self.pool, jti, expires_at, now).await
     }
 
@@ -147,6 +186,7 @@ impl Store for SqliteStore {
     }
 
     async fn create_session(&self, s: &SessionRecord) -> Result<(), StoreError> {
+        let _writer = self.writer.lock().await;
         ops::create_session(&self.pool, s).await
     }
 
@@ -155,6 +195,7 @@ impl Store for SqliteStore {
     }
 
     async fn touch_session(&self, id_hash: &str, now: i64) -> Result<(), StoreError> {
+        let _writer = self.writer.lock().await;
         ops::touch_session(&self.pool, id_hash, now).await
     }
 
@@ -163,18 +204,22 @@ impl Store for SqliteStore {
         id_hash: &str,
         token: Option<&[u8]>,
     ) -> Result<(), StoreError> {
+        let _writer = self.writer.lock().await;
         ops::update_session_idp_refresh_token(&self.pool, id_hash, token).await
     }
 
     async fn delete_session(&self, id_hash: &str) -> Result<(), StoreError> {
+        let _writer = self.writer.lock().await;
         ops::delete_session(&self.pool, id_hash).await
     }
 
     async fn purge_expired(&self, now: i64, session_idle_secs: i64) -> Result<u64, StoreError> {
+        let _writer = self.writer.lock().await;
         ops::purge_expired(&self.pool, now, session_idle_secs).await
     }
 
     async fn insert_device_code(&self, r: &DeviceCodeRecord) -> Result<(), StoreError> {
+        let _writer = self.writer.lock().await;
         ops::insert_device_code(&self.pool, r).await
     }
 
@@ -192,6 +237,7 @@ impl Store for SqliteStore {
         approval: Option<&DeviceApproval>,
         now: i64,
     ) -> Result<(), StoreError> {
+        let _writer = self.writer.lock().await;
         ops::decide_device_code(&self.pool, user_code, approval, now).await
     }
 
@@ -200,6 +246,7 @@ impl Store for SqliteStore {
         device_code_hash: &str,
         now: i64,
     ) -> Result<DevicePoll, StoreError> {
+        let _writer = self.writer.lock().await;
         ops::poll_device_code(&self.pool, device_code_hash, now).await
     }
 

@@ -108,6 +108,33 @@ impl Store for TimeoutStore {
             .await
     }
 
+    async fn find_auth_code(&self, code_hash: &str) -> Result<Found<AuthCodeRecord>, StoreError> {
+        let code_hash = code_hash.to_owned();
+        self.run(move |store| async move { store.find_auth_code(&code_hash).await })
+            .await
+    }
+
+    async fn find_refresh_token(
+        &self,
+        token_hash: &str,
+    ) -> Result<Found<RefreshTokenRecord>, StoreError> {
+        let token_hash = token_hash.to_owned();
+        self.run(move |store| async move { store.find_refresh_token(&token_hash).await })
+            .await
+    }
+
+    async fn spend_and_issue(
+        &self,
+        spend: &Spend,
+        now: i64,
+        issuance: &Issuance,
+    ) -> Result<IssueOutcome, StoreError> {
+        let spend = spend.clone();
+        let issuance = issuance.clone();
+        self.run(move |store| async move { store.spend_and_issue(&spend, now, &issuance).await })
+            .await
+    }
+
     async fn record_access_token(
         &self,
         family_id: &str,

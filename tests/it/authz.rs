@@ -183,6 +183,16 @@ async fn code_exchange_negatives() {
     )
     .await;
     assert_eq!(body["error"], "invalid_grant", "wrong verifier");
+    // Any presentation spends the code: a guessed verifier gets no second try.
+    let (_, body) = token(&s, &redeem_form(&code, VERIFIER), None).await;
+    assert_eq!(
+        (&body["error"], &body["error_description"]),
+        (
+            &serde_json::json!("invalid_grant"),
+            &serde_json::json!("authorization code already used")
+        ),
+        "the right verifier after a wrong one"
+    );
 
     let code = code_for(&s, &b).await;
     let form: Vec<_> = redeem_form(&code, VERIFIER)
@@ -320,25 +330,43 @@ async fn refresh_rotates_and_reuse_revokes_the_family() {
     let access2 = second["access_token"].as_str().unwrap().to_owned();
     assert_eq!(user_info(&s, &access2).await.unwrap().subject, "alice");
 
-    // Narrowing is allowed, widening is not.
-    let (_, body) = token(
-        &s,
-        &[
-            ("grant_type", "refresh_token"),
-            ("refresh_token", &rt2),
-            ("client_id", "flytectl"),
-            ("scope", "all admin"),
-        ],
-        None,
-    )
-    .await;
+    // Widening is refused, and a refused request spends nothing: rt2 still works.
+    let narrow = |rt: String, scope: &'static str| {
+        let s = &s;
+        async move {
+            token(
+                s,
+                &[
+                    ("grant_type", "refresh_token"),
+                    ("refresh_token", &rt),
+                    ("client_id", "flytectl"),
+                    ("scope", scope),
+                ],
+                None,
+            )
+            .await
+        }
+    };
+    let (_, body) = narrow(rt2.clone(), "all admin").await;
     assert_eq!(body["error"], "invalid_scope");
+    // Narrowing narrows the access token only; the rotated refresh token keeps the original
+    // scope (RFC 6749 §6), so the next refresh gets all of it back.
+    let (status, third) = narrow(rt2.clone(), "offline").await;
+    assert_eq!(
+        (status, &third["scope"]),
+        (200, &serde_json::json!("offline"))
+    );
+    let rt3 = third["refresh_token"].as_str().unwrap().to_owned();
+    let (status, fourth) = refresh(rt3).await;
+    assert_eq!(
+        (status, &fourth["scope"]),
+        (200, &serde_json::json!("all offline"))
+    );
+    let rt4 = fourth["refresh_token"].as_str().unwrap().to_owned();
 
-    // rt2 was consumed by the failed narrowing attempt? No: the scope check happens after the
-    // rotation, so use a fresh chain for the reuse check.
     let (_, body) = refresh(rt1).await;
     assert_eq!(body["error"], "invalid_grant", "reuse of a rotated token");
-    let (_, body) = refresh(rt2).await;
+    let (_, body) = refresh(rt4).await;
     assert_eq!(body["error"], "invalid_grant", "the whole family is dead");
     let err = user_info(&s, &access2).await.unwrap_err();
     assert_eq!(err.message(), "token revoked");
