@@ -226,16 +226,15 @@ async fn authorization_code(
             && client.allows_grant("refresh_token"))
         .then_some(record.scopes.as_slice()),
     };
-    let profile: serde_json::Value = serde_json::from_str(&record.user_info).unwrap_or_default();
-    let grant = Grant {
-        subject: &record.subject,
-        client_id: &client.id,
-        scopes: &record.scopes,
-        profile: Some(&profile),
-        auth_time: record.auth_time,
-        family: None,
-        grant_type: "authorization_code",
-    };
+    let profile = profile_of(&record.user_info);
+    let grant = user_grant(
+        &record.subject,
+        client,
+        &record.scopes,
+        &profile,
+        record.auth_time,
+        "authorization_code",
+    );
     if found.used || found.family_revoked {
         // §4.1.2: a code used twice is refused and the tokens issued from it revoked.
         return Err(spent_twice(state, &family, &grant).await);
@@ -257,6 +256,31 @@ async fn authorization_code(
         },
     )
     .await
+}
+
+/// The stored profile (JSON text) as the `user_info` claim.
+fn profile_of(user_info: &str) -> serde_json::Value {
+    serde_json::from_str(user_info).unwrap_or_default()
+}
+
+/// A user's grant from a stored code or refresh token; its family is set once it may spend.
+fn user_grant<'a>(
+    subject: &'a str,
+    client: &'a Client,
+    scopes: &'a [String],
+    profile: &'a serde_json::Value,
+    auth_time: i64,
+    grant_type: &'static str,
+) -> Grant<'a> {
+    Grant {
+        subject,
+        client_id: &client.id,
+        scopes,
+        profile: Some(profile),
+        auth_time,
+        family: None,
+        grant_type,
+    }
 }
 
 /// Whether the token request may redeem the (unused) code.
@@ -339,21 +363,20 @@ async fn refresh_token(
     if found.family_revoked {
         return Err(OAuthError::invalid_grant("refresh token revoked"));
     }
-    let profile: serde_json::Value = serde_json::from_str(&record.user_info).unwrap_or_default();
+    let profile = profile_of(&record.user_info);
     let family = Family {
         id: &record.family_id,
         spend: Spend::RefreshToken(hash),
         refresh_scopes: Some(&record.scopes),
     };
-    let grant = Grant {
-        subject: &record.subject,
-        client_id: &client.id,
-        scopes: &record.scopes,
-        profile: Some(&profile),
-        auth_time: record.auth_time,
-        family: None,
-        grant_type: "refresh_token",
-    };
+    let grant = user_grant(
+        &record.subject,
+        client,
+        &record.scopes,
+        &profile,
+        record.auth_time,
+        "refresh_token",
+    );
     if found.used {
         return Err(spent_twice(state, &family, &grant).await);
     }

@@ -308,30 +308,8 @@ async fn refresh_rotates_and_reuse_revokes_the_family() {
     let code = code_for(&s, &b).await;
     let (_, first) = token(&s, &redeem_form(&code, VERIFIER), None).await;
     let rt1 = first["refresh_token"].as_str().unwrap().to_owned();
-    let refresh = |rt: String| {
-        let s = &s;
-        async move {
-            token(
-                s,
-                &[
-                    ("grant_type", "refresh_token"),
-                    ("refresh_token", &rt),
-                    ("client_id", "flytectl"),
-                ],
-                None,
-            )
-            .await
-        }
-    };
-    let (status, second) = refresh(rt1.clone()).await;
-    assert_eq!(status, 200, "{second}");
-    let rt2 = second["refresh_token"].as_str().unwrap().to_owned();
-    assert_ne!(rt1, rt2);
-    let access2 = second["access_token"].as_str().unwrap().to_owned();
-    assert_eq!(user_info(&s, &access2).await.unwrap().subject, "alice");
-
-    // Widening is refused, and a refused request spends nothing: rt2 still works.
-    let narrow = |rt: String, scope: &'static str| {
+    // `scope` "" asks for no scope: the grant keeps the refresh token's.
+    let refresh_with = |rt: String, scope: &'static str| {
         let s = &s;
         async move {
             token(
@@ -347,11 +325,20 @@ async fn refresh_rotates_and_reuse_revokes_the_family() {
             .await
         }
     };
-    let (_, body) = narrow(rt2.clone(), "all admin").await;
+    let refresh = |rt: String| refresh_with(rt, "");
+    let (status, second) = refresh(rt1.clone()).await;
+    assert_eq!(status, 200, "{second}");
+    let rt2 = second["refresh_token"].as_str().unwrap().to_owned();
+    assert_ne!(rt1, rt2);
+    let access2 = second["access_token"].as_str().unwrap().to_owned();
+    assert_eq!(user_info(&s, &access2).await.unwrap().subject, "alice");
+
+    // Widening is refused, and a refused request spends nothing: rt2 still works.
+    let (_, body) = refresh_with(rt2.clone(), "all admin").await;
     assert_eq!(body["error"], "invalid_scope");
     // Narrowing narrows the access token only; the rotated refresh token keeps the original
     // scope (RFC 6749 §6), so the next refresh gets all of it back.
-    let (status, third) = narrow(rt2.clone(), "offline").await;
+    let (status, third) = refresh_with(rt2.clone(), "offline").await;
     assert_eq!(
         (status, &third["scope"]),
         (200, &serde_json::json!("offline"))
