@@ -231,6 +231,7 @@ pub async fn poll(
             family: Some(Family {
                 id: &approval.family_id,
                 spend: Spend::Nothing,
+                user_info: &approval.user_info,
                 refresh_scopes: with_refresh.then_some(record.scopes.as_slice()),
             }),
             grant_type: "device_code",

@@ -29,6 +29,8 @@ pub struct Family<'a> {
     pub id: &'a str,
     /// The code or refresh token the grant was made with, spent when the tokens are stored.
     pub spend: Spend,
+    /// The user's profile as stored (JSON text), kept as it is for the new refresh token.
+    pub user_info: &'a str,
     /// The scopes of a new refresh token; `None` for no refresh token. RFC 6749 §6: a
     /// rotated refresh token keeps the original scope even when the access token narrows it.
     pub refresh_scopes: Option<&'a [String]>,
@@ -126,7 +128,7 @@ pub async fn issue(
                         family_id: family.id.to_owned(),
                         client_id: grant.client_id.to_owned(),
                         subject: grant.subject.to_owned(),
-                        user_info: grant.profile.map(Value::to_string).unwrap_or_default(),
+                        user_info: family.user_info.to_owned(),
                         scopes: scopes.to_vec(),
                         auth_time: grant.auth_time,
                         expires_at: now + refresh_life,

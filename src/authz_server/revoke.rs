@@ -17,7 +17,7 @@ use super::bound_digest;
 use super::error::{no_store, OAuthError};
 use super::token::{authenticate_client, read_form};
 use crate::state::AppState;
-use crate::store::{RefreshRedemption, StoreError};
+use crate::store::StoreError;
 
 fn ok_empty() -> Response {
     let mut r = StatusCode::OK.into_response();
@@ -55,19 +55,20 @@ async fn handle_revoke(
     let now = state.clock.now();
     let looks_like_jwt = token.split('.').count() == 3;
     if hint != "access_token" && !looks_like_jwt {
+        // Revoking the family spends all its refresh tokens, this one included.
         match state
             .store
-            .redeem_refresh_token(&bound_digest(&client.id, token), now)
+            .find_refresh_token(&bound_digest(&client.id, token))
             .await
         {
-            Ok(RefreshRedemption::Fresh(r)) | Ok(RefreshRedemption::Replayed(r)) => {
-                if r.client_id == client.id {
+            Ok(found) => {
+                let r = found.record;
+                if !found.family_revoked && r.client_id == client.id {
                     super::issue::revoke_family(state, &r.family_id).await?;
                     tracing::info!(target: "flyteauth::audit", event = "refresh_revoked", client_id = %client.id, subject = %r.subject);
                 }
                 return Ok(());
             }
-            Ok(RefreshRedemption::FamilyRevoked) => return Ok(()),
             Err(StoreError::NotFound) => {}
             Err(e) => return Err(e.into()),
         }

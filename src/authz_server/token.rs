@@ -222,6 +222,7 @@ async fn authorization_code(
     let family = Family {
         id: &record.family_id,
         spend: Spend::AuthCode(hash),
+        user_info: &record.user_info,
         refresh_scopes: (record.scopes.iter().any(|s| s == "offline")
             && client.allows_grant("refresh_token"))
         .then_some(record.scopes.as_slice()),
@@ -367,6 +368,7 @@ async fn refresh_token(
     let family = Family {
         id: &record.family_id,
         spend: Spend::RefreshToken(hash),
+        user_info: &record.user_info,
         refresh_scopes: Some(&record.scopes),
     };
     let grant = user_grant(

@@ -167,10 +167,6 @@ pub(super) const REDEEM_CODE_SQL: &str = "UPDATE auth_codes SET used_at = $2 \
      RETURNING code_hash, client_id, redirect_uri, subject, user_info, \
      scopes, code_challenge, family_id, auth_time, expires_at";
 
-pub(super) const GET_CODE_SQL: &str = "SELECT code_hash, client_id, redirect_uri, subject, \
-     user_info, scopes, code_challenge, family_id, auth_time, expires_at, used_at \
-     FROM auth_codes WHERE code_hash = $1";
-
 /// A code, whether it was used and whether its family was revoked, changing nothing.
 pub(super) const FIND_CODE_SQL: &str = "SELECT c.code_hash, c.client_id, c.redirect_uri, \
      c.subject, c.user_info, c.scopes, c.code_challenge, c.family_id, c.auth_time, \
@@ -301,7 +297,7 @@ pub(super) fn split_scopes(s: &str) -> Vec<String> {
     s.split_whitespace().map(str::to_owned).collect()
 }
 
-/// An `auth_codes` row as returned by [`REDEEM_CODE_SQL`] / [`GET_CODE_SQL`].
+/// An `auth_codes` row as returned by [`REDEEM_CODE_SQL`] / [`FIND_CODE_SQL`].
 #[derive(sqlx::FromRow)]
 pub(super) struct CodeRow {
     code_hash: String,
@@ -333,17 +329,8 @@ impl From<CodeRow> for AuthCodeRecord {
     }
 }
 
-/// [`FIND_CODE_SQL`]'s row.
-#[derive(sqlx::FromRow)]
-pub(super) struct CodeFound {
-    #[sqlx(flatten)]
-    code: CodeRow,
-    used_at: Option<i64>,
-    revoked_at: Option<i64>,
-}
-
-impl From<CodeFound> for Found<AuthCodeRecord> {
-    fn from(r: CodeFound) -> Self {
+impl From<CodeState> for Found<AuthCodeRecord> {
+    fn from(r: CodeState) -> Self {
         Found {
             used: r.used_at.is_some(),
             family_revoked: r.revoked_at.is_some(),
@@ -380,12 +367,13 @@ pub(super) const REFRESH_SPENT_STATE_SQL: &str = "SELECT t.used_at, f.revoked_at
      FROM refresh_tokens t LEFT JOIN token_families f ON f.family_id = t.family_id \
      WHERE t.token_hash = $1";
 
-/// [`GET_CODE_SQL`]'s row: the code and whether it was used.
+/// [`FIND_CODE_SQL`]'s row: the code, whether it was used, whether its family is revoked.
 #[derive(sqlx::FromRow)]
 pub(super) struct CodeState {
     #[sqlx(flatten)]
     pub(super) code: CodeRow,
     pub(super) used_at: Option<i64>,
+    pub(super) revoked_at: Option<i64>,
 }
 
 /// A `refresh_tokens` row as returned by [`REDEEM_REFRESH_SQL`].

@@ -76,7 +76,7 @@ macro_rules! authz_backend {
                     if let Some(row) = won {
                         return Ok(CodeRedemption::Fresh(row.into()));
                     }
-                    let state: CodeState = sqlx::query_as(GET_CODE_SQL)
+                    let state: CodeState = sqlx::query_as(FIND_CODE_SQL)
                         .bind(code_hash)
                         .fetch_one(pool)
                         .await?;
@@ -134,7 +134,7 @@ macro_rules! authz_backend {
                 pool: &Pool,
                 code_hash: &str,
             ) -> Result<Found<AuthCodeRecord>, StoreError> {
-                let row: CodeFound = sqlx::query_as(FIND_CODE_SQL)
+                let row: CodeState = sqlx::query_as(FIND_CODE_SQL)
                     .bind(code_hash)
                     .fetch_one(pool)
                     .await?;
