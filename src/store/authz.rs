@@ -358,6 +358,29 @@ pub(super) fn spend_failure(found: Option<(Option<i64>, Option<i64>)>) -> IssueO
     }
 }
 
+/// The refresh token of an issuance with its scopes joined for storage; `Invalid` before
+/// anything is written if it is of another family or its scope cannot be stored.
+pub(super) fn refresh_row(
+    issuance: &Issuance,
+) -> Result<Option<(&RefreshTokenRecord, String)>, StoreError> {
+    match &issuance.refresh {
+        Some(r) if r.family_id != issuance.family_id => Err(StoreError::Invalid(
+            "a refresh token must join the issuance's family".into(),
+        )),
+        Some(r) => Ok(Some((r, join_scopes(&r.scopes)?))),
+        None => Ok(None),
+    }
+}
+
+/// The spending statement and the follow-up state query of a spend (`None`: nothing to spend).
+pub(super) fn spend_sql(spend: &Spend) -> Option<(&str, &'static str, &'static str)> {
+    match spend {
+        Spend::AuthCode(hash) => Some((hash, SPEND_CODE_SQL, CODE_SPENT_STATE_SQL)),
+        Spend::RefreshToken(hash) => Some((hash, SPEND_REFRESH_SQL, REFRESH_SPENT_STATE_SQL)),
+        Spend::Nothing => None,
+    }
+}
+
 /// `(used_at, family revoked_at)` of a code, for [`spend_failure`].
 pub(super) const CODE_SPENT_STATE_SQL: &str = "SELECT c.used_at, f.revoked_at FROM auth_codes c \
      LEFT JOIN token_families f ON f.family_id = c.family_id WHERE c.code_hash = $1";

@@ -8,9 +8,10 @@
 //!   statement or made under a locked row: the family's ([`LOCK_FAMILY_SQL`]) or the
 //!   device code's ([`LOCK_DEVICE_SQL`]).
 //!
-//! One operation is written per backend: a grant's writes (`spend_and_issue_*`), the hot path
-//! of every code and refresh grant. On SQLite it is one transaction; on PostgreSQL one
-//! statement, so one round trip and one commit.
+//! The hot path of every code and refresh grant is written per backend. PostgreSQL's is here:
+//! the reads of a code or refresh token and a grant's writes (`spend_and_issue_postgres`) in
+//! one statement, so one round trip and one commit. SQLite's runs on connections of its own,
+//! one blocking call per operation (`sqlite_direct`).
 
 use super::authz::*;
 use super::device::*;
@@ -41,26 +42,6 @@ macro_rules! authz_backend {
                 "DELETE FROM device_codes WHERE user_code = $1 AND expires_at <= ",
                 $db_now
             );
-
-            pub(crate) async fn insert_auth_code(
-                pool: &Pool,
-                c: &AuthCodeRecord,
-            ) -> Result<(), StoreError> {
-                sqlx::query(INSERT_CODE_SQL)
-                    .bind(&c.code_hash)
-                    .bind(&c.client_id)
-                    .bind(&c.redirect_uri)
-                    .bind(&c.subject)
-                    .bind(&c.user_info)
-                    .bind(join_scopes(&c.scopes)?)
-                    .bind(&c.code_challenge)
-                    .bind(&c.family_id)
-                    .bind(c.auth_time)
-                    .bind(c.expires_at)
-                    .execute(pool)
-                    .await?;
-                Ok(())
-            }
 
             pub(crate) async fn redeem_auth_code(
                 pool: &Pool,
@@ -128,28 +109,6 @@ macro_rules! authz_backend {
                     }
                 }
                 Err(contended())
-            }
-
-            pub(crate) async fn find_auth_code(
-                pool: &Pool,
-                code_hash: &str,
-            ) -> Result<Found<AuthCodeRecord>, StoreError> {
-                let row: CodeState = sqlx::query_as(FIND_CODE_SQL)
-                    .bind(code_hash)
-                    .fetch_one(pool)
-                    .await?;
-                Ok(row.into())
-            }
-
-            pub(crate) async fn find_refresh_token(
-                pool: &Pool,
-                token_hash: &str,
-            ) -> Result<Found<RefreshTokenRecord>, StoreError> {
-                let row: RefreshState = sqlx::query_as(GET_REFRESH_SQL)
-                    .bind(token_hash)
-                    .fetch_one(pool)
-                    .await?;
-                Ok(row.into())
             }
 
             /// Under the family's lock, so it serialises with [`revoke_family`]: a token
@@ -421,90 +380,6 @@ authz_backend!(
     "floor(extract(epoch FROM now()))::BIGINT"
 );
 
-/// The refresh token of an issuance with its scopes joined for storage; `Invalid` before
-/// anything is written if it is of another family or its scope cannot be stored.
-fn refresh_row(issuance: &Issuance) -> Result<Option<(&RefreshTokenRecord, String)>, StoreError> {
-    match &issuance.refresh {
-        Some(r) if r.family_id != issuance.family_id => Err(StoreError::Invalid(
-            "a refresh token must join the issuance's family".into(),
-        )),
-        Some(r) => Ok(Some((r, join_scopes(&r.scopes)?))),
-        None => Ok(None),
-    }
-}
-
-/// The spending statement and the follow-up state query of a spend (`None`: nothing to spend).
-fn spend_sql(spend: &Spend) -> Option<(&str, &'static str, &'static str)> {
-    match spend {
-        Spend::AuthCode(hash) => Some((hash, SPEND_CODE_SQL, CODE_SPENT_STATE_SQL)),
-        Spend::RefreshToken(hash) => Some((hash, SPEND_REFRESH_SQL, REFRESH_SPENT_STATE_SQL)),
-        Spend::Nothing => None,
-    }
-}
-
-/// SQLite: one `BEGIN IMMEDIATE` transaction. It holds the database's write lock from the
-/// start, so the spend's `UPDATE` checks the family itself and needs no row lock; a grant
-/// that spends nothing checks the family with [`LOCK_FAMILY_SQL`].
-pub(super) async fn spend_and_issue_sqlite(
-    pool: &sqlx::SqlitePool,
-    spend: &Spend,
-    now: i64,
-    issuance: &Issuance,
-) -> Result<IssueOutcome, StoreError> {
-    let family = issuance.family_id.as_str();
-    let refresh = refresh_row(issuance)?;
-    let mut tx = pool.begin_with("BEGIN IMMEDIATE").await?;
-    match spend_sql(spend) {
-        Some((hash, spend_sql, state_sql)) => {
-            let done = sqlx::query(spend_sql)
-                .bind(hash)
-                .bind(now)
-                .bind(family)
-                .execute(&mut *tx)
-                .await?;
-            if done.rows_affected() == 0 {
-                let state: Option<(Option<i64>, Option<i64>)> = sqlx::query_as(state_sql)
-                    .bind(hash)
-                    .fetch_optional(&mut *tx)
-                    .await?;
-                tx.rollback().await?;
-                return Ok(spend_failure(state));
-            }
-        }
-        None => {
-            let revoked: Option<i64> = sqlx::query_scalar(LOCK_FAMILY_SQL)
-                .bind(family)
-                .fetch_one(&mut *tx)
-                .await?;
-            if revoked.is_some() {
-                tx.rollback().await?;
-                return Ok(IssueOutcome::FamilyRevoked);
-            }
-        }
-    }
-    sqlx::query(INSERT_ACCESS_SQL)
-        .bind(&issuance.jti)
-        .bind(family)
-        .bind(issuance.jti_expires_at)
-        .execute(&mut *tx)
-        .await?;
-    if let Some((r, scopes)) = refresh {
-        sqlx::query(INSERT_REFRESH_SQL)
-            .bind(&r.token_hash)
-            .bind(family)
-            .bind(&r.client_id)
-            .bind(&r.subject)
-            .bind(&r.user_info)
-            .bind(scopes)
-            .bind(r.auth_time)
-            .bind(r.expires_at)
-            .execute(&mut *tx)
-            .await?;
-    }
-    tx.commit().await?;
-    Ok(IssueOutcome::Issued)
-}
-
 /// PostgreSQL: one statement, so one round trip and one commit. Its CTEs run in order, each
 /// feeding the next: lock the family row (as `revoke_family` does first: the same lock
 /// order), spend while the family is alive, record the access token, insert the refresh
@@ -586,6 +461,48 @@ pub(super) async fn spend_and_issue_postgres(
         .fetch_optional(pool)
         .await?;
     Ok(spend_failure(state))
+}
+
+pub(super) async fn insert_auth_code_postgres(
+    pool: &sqlx::PgPool,
+    c: &AuthCodeRecord,
+) -> Result<(), StoreError> {
+    sqlx::query(INSERT_CODE_SQL)
+        .bind(&c.code_hash)
+        .bind(&c.client_id)
+        .bind(&c.redirect_uri)
+        .bind(&c.subject)
+        .bind(&c.user_info)
+        .bind(join_scopes(&c.scopes)?)
+        .bind(&c.code_challenge)
+        .bind(&c.family_id)
+        .bind(c.auth_time)
+        .bind(c.expires_at)
+        .execute(pool)
+        .await?;
+    Ok(())
+}
+
+pub(super) async fn find_auth_code_postgres(
+    pool: &sqlx::PgPool,
+    code_hash: &str,
+) -> Result<Found<AuthCodeRecord>, StoreError> {
+    let row: CodeState = sqlx::query_as(FIND_CODE_SQL)
+        .bind(code_hash)
+        .fetch_one(pool)
+        .await?;
+    Ok(row.into())
+}
+
+pub(super) async fn find_refresh_token_postgres(
+    pool: &sqlx::PgPool,
+    token_hash: &str,
+) -> Result<Found<RefreshTokenRecord>, StoreError> {
+    let row: RefreshState = sqlx::query_as(GET_REFRESH_SQL)
+        .bind(token_hash)
+        .fetch_one(pool)
+        .await?;
+    Ok(row.into())
 }
 
 /// `NotFound` when an `UPDATE` by key touched nothing.

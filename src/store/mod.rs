@@ -11,6 +11,7 @@ mod device;
 pub mod filters;
 mod postgres;
 mod sqlite;
+mod sqlite_direct;
 mod timeout;
 pub use timeout::{TimeoutStore, QUERY_TIMEOUT};
 

@@ -78,7 +78,7 @@ impl Store for PgStore {
     }
 
     async fn insert_auth_code(&self, c: &AuthCodeRecord) -> Result<(), StoreError> {
-        ops::insert_auth_code(&self.pool, c).await
+        super::authz_ops::insert_auth_code_postgres(&self.pool, c).await
     }
 
     async fn redeem_auth_code(
@@ -102,14 +102,14 @@ impl Store for PgStore {
     }
 
     async fn find_auth_code(&self, code_hash: &str) -> Result<Found<AuthCodeRecord>, StoreError> {
-        ops::find_auth_code(&self.pool, code_hash).await
+        super::authz_ops::find_auth_code_postgres(&self.pool, code_hash).await
     }
 
     async fn find_refresh_token(
         &self,
         token_hash: &str,
     ) -> Result<Found<RefreshTokenRecord>, StoreError> {
-        ops::find_refresh_token(&self.pool, token_hash).await
+        super::authz_ops::find_refresh_token_postgres(&self.pool, token_hash).await
     }
 
     async fn spend_and_issue(

@@ -1,12 +1,15 @@
-//! SQLite backend: one file under the data directory, WAL, for a single replica.
+//! SQLite backend: one file under the data directory, WAL, for a single replica. The grant
+//! hot path runs on connections of its own ([`super::sqlite_direct`]).
 
 use std::path::Path;
+use std::sync::Arc;
 use std::time::Duration;
 
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 use sqlx::{Sqlite, SqlitePool};
 
 use super::authz_ops::sqlite as ops;
+use super::sqlite_direct::Direct;
 use super::{
     arguments, counts, list_sql, record_args, Dialect, ProjectQuery, ProjectRecord, ProjectRow,
     Store, StoreError, COUNTS_SQL, GET_SQL, INSERT_SQL, UPDATE_SQL,
@@ -19,12 +22,14 @@ use super::{
 /// [`Store`] on an SQLite file.
 pub(super) struct SqliteStore {
     pool: SqlitePool,
-    /// Held by every writing operation. SQLite admits one writer at a time and makes the
-    /// others poll its lock with growing sleeps (the busy handler), so under concurrent writes
-    /// some waited for up to a second; this queue is first come, first served, and SQLite
-    /// never sees two writers of this process. Reads do not take it (WAL readers run
+    /// Held by every writing operation, on the pool or on `direct`. SQLite admits one writer
+    /// at a time and makes the others poll its lock with growing sleeps (the busy handler),
+    /// so under concurrent writes some waited for up to a second; this queue is first come,
+    /// first served, and SQLite never sees two writers of this process. Reads do not take it (WAL readers run
     /// alongside the writer).
     writer: tokio::sync::Mutex<()>,
+    /// The grant hot path without sqlx's per-statement thread hop.
+    direct: Arc<Direct>,
 }
 
 impl SqliteStore {
@@ -39,12 +44,13 @@ impl SqliteStore {
                 .await
                 .map_err(|e| StoreError::Unavailable(format!("creating {}: {e}", dir.display())))?;
         }
+        let busy_timeout = Duration::from_secs(5);
         let options = SqliteConnectOptions::new()
             .filename(path)
             .create_if_missing(true)
             .journal_mode(SqliteJournalMode::Wal)
             .synchronous(SqliteSynchronous::Normal)
-            .busy_timeout(Duration::from_secs(5))
+            .busy_timeout(busy_timeout)
             .foreign_keys(true);
         let pool = SqlitePoolOptions::new()
             .max_connections(max_connections)
@@ -52,9 +58,16 @@ impl SqliteStore {
             .connect_with(options)
             .await?;
         sqlx::migrate!("./migrations/sqlite").run(&pool).await?;
+        let direct = {
+            let path = path.to_owned();
+            tokio::task::spawn_blocking(move || Direct::open(&path, busy_timeout))
+                .await
+                .map_err(|_| StoreError::Internal("opening the database panicked".into()))??
+        };
         Ok(SqliteStore {
             pool,
             writer: tokio::sync::Mutex::new(()),
+            direct,
         })
     }
 }
@@ -101,7 +114,7 @@ impl Store for SqliteStore {
 
     async fn insert_auth_code(&self, c: &AuthCodeRecord) -> Result<(), StoreError> {
         let _writer = self.writer.lock().await;
-        ops::insert_auth_code(&self.pool, c).await
+        self.direct.insert_auth_code(c).await
     }
 
     async fn redeem_auth_code(
@@ -128,14 +141,14 @@ impl Store for SqliteStore {
     }
 
     async fn find_auth_code(&self, code_hash: &str) -> Result<Found<AuthCodeRecord>, StoreError> {
-        ops::find_auth_code(&self.pool, code_hash).await
+        self.direct.find_auth_code(code_hash).await
     }
 
     async fn find_refresh_token(
         &self,
         token_hash: &str,
     ) -> Result<Found<RefreshTokenRecord>, StoreError> {
-        ops::find_refresh_token(&self.pool, token_hash).await
+        self.direct.find_refresh_token(token_hash).await
     }
 
     async fn spend_and_issue(
@@ -145,7 +158,7 @@ impl Store for SqliteStore {
         issuance: &Issuance,
     ) -> Result<IssueOutcome, StoreError> {
         let _writer = self.writer.lock().await;
-        super::authz_ops::spend_and_issue_sqlite(&self.pool, spend, now, issuance).await
+        self.direct.spend_and_issue(spend, now, issuance).await
     }
 
     async fn record_access_token(
