@@ -25,7 +25,8 @@
 #              RUNS=3 DURATION=10 CONC=64 LOAD_RUNS=3 LOAD_DURATION=10 MEM_TOKENS=100000
 #              LOAD_RPC=GetDomains (or UserInfo) MICRO_TIME=3 (criterion seconds per benchmark)
 #              AC_RUNS=$RUNS AC_DURATION=$DURATION AC_CONC=16 AC_STORES="sqlite postgres"
-#              AC_ALG=RS256 (flyteauth's signing algorithm in phase 4) AC_POOL=<n> (its
+#              AC_ALGS="RS256 ES256" (phase 4 once per signing algorithm, both servers
+#              signing with it) AC_POOL=<n> (flyteauth's
 #              database.connectionPool.maxOpenConnections; default: the server's)
 #              PG_URL=postgres://postgres@127.0.0.1:5432 (a server; the bench creates and drops
 #              a database flyteauth_bench_<pid> there) MEM_SESSIONS=100000 ME_CALLS=10000
@@ -51,7 +52,7 @@ AC_RUNS=${AC_RUNS:-$RUNS}
 AC_DURATION=${AC_DURATION:-$DURATION}
 AC_CONC=${AC_CONC:-16}
 AC_STORES=${AC_STORES:-sqlite postgres}
-AC_ALG=${AC_ALG:-RS256}
+AC_ALGS=${AC_ALGS:-RS256 ES256}
 PG_URL=${PG_URL:-postgres://postgres@127.0.0.1:5432}
 PG_URL=${PG_URL%/}
 MEM_SESSIONS=${MEM_SESSIONS:-100000}
@@ -435,14 +436,14 @@ ac_wrk() {
 }
 
 # ac_measure NAME BASE KIND [USER PASSWORD]: log in once (bench/authcode.py), then a 2 s
-# warm-up and $AC_RUNS measured runs of each flow; appends to $OUT/authcode.txt
+# warm-up and $AC_RUNS measured runs of each flow; appends to $OUT/authcode$AC_LABEL.txt
 ac_measure() {
   local name=$1 kind=$3 login i r code=() refresh=() p50=()
   AC_BASE=$2
   login=$(python3 bench/authcode.py login "$AC_BASE" "$kind" "${@:4}") || die "$name: login + first round trip failed"
   echo "$login" >"$OUT/authcode-$name-login.json"
   AC_COOKIE=$(python3 -c 'import json,sys; print(json.loads(sys.argv[1])["cookie"])' "$login")
-  echo "$name $(python3 -c 'import json,sys; j=json.loads(sys.argv[1]); print("JWT access token (typ %s, alg %s) + refresh token, scope \"%s\"; token response keys: %s" % (j["typ"], j["alg"], j["scope"], ", ".join(j["keys"])))' "$login")" >>"$OUT/authcode-issues.txt"
+  echo "$name $(python3 -c 'import json,sys; j=json.loads(sys.argv[1]); print("JWT access token (typ %s, alg %s) + refresh token, scope \"%s\"; token response keys: %s" % (j["typ"], j["alg"], j["scope"], ", ".join(j["keys"])))' "$login")" >>"$OUT/authcode-issues$AC_LABEL.txt"
   eval "$(python3 bench/authcode.py params "$AC_BASE" "$kind")"
   AC_REFRESH=
   ac_wrk "$OUT/authcode-$name-code-warmup.txt" code -t2 -c"$AC_CONC" -d2s >/dev/null
@@ -461,7 +462,7 @@ ac_measure() {
     echo "  $name refresh run $i: $r grants/s (p50 ${p50[-1]} ms, p99 $(wrk_ms "$OUT/authcode-$name-refresh-$i.txt" 99%) ms)"
     refresh+=("$r")
   done
-  echo "$name $(stats "${code[@]}") $(stats "${refresh[@]}") $(python3 -c 'import statistics,sys; print(f"{statistics.median(float(x) for x in sys.argv[1:]):.2f}")' "${p50[@]}")" >>"$OUT/authcode.txt"
+  echo "$name $(stats "${code[@]}") $(stats "${refresh[@]}") $(python3 -c 'import statistics,sys; print(f"{statistics.median(float(x) for x in sys.argv[1:]):.2f}")' "${p50[@]}")" >>"$OUT/authcode$AC_LABEL.txt"
 }
 
 # pg_commit_ms URL: median wall time of 30 one-row autocommit INSERTs through psql (a commit's
@@ -478,14 +479,15 @@ pg_commit_ms() {
 }
 
 if want 4; then
-echo "== 4. authorization code + PKCE (wrk -t2 -c$AC_CONC) and refresh (wrk -t1 -c1), $AC_RUNS × ${AC_DURATION}s"
-: >"$OUT/authcode.txt"
-: >"$OUT/authcode-issues.txt"
+for AC_ALG in $AC_ALGS; do
+case $AC_ALG in RS256 | ES256) ;; *) die "AC_ALGS: $AC_ALG (the peer signs RS256 or ES256)" ;; esac
+echo "== 4. $AC_ALG: authorization code + PKCE (wrk -t2 -c$AC_CONC) and refresh (wrk -t1 -c1), $AC_RUNS × ${AC_DURATION}s"
+AC_LABEL="-$AC_ALG"
+: >"$OUT/authcode$AC_LABEL.txt"
+: >"$OUT/authcode-issues$AC_LABEL.txt"
 pg_info=""
-AC_LABEL=""
-[ "$AC_ALG" = RS256 ] || AC_LABEL="-$AC_ALG"
 for store in $AC_STORES; do
-  dir="$OUT/authcode-$store"
+  dir="$OUT/authcode-$store$AC_LABEL"
   mkdir -p "$dir"
   case $store in
     sqlite) write_ac_config "$dir" "sqlite: { file: $dir/flyteauth.db }" ;;
@@ -505,31 +507,32 @@ for store in $AC_STORES; do
   stop "$SRV_PID"
   if [ "$store" = postgres ]; then drop_pg_db; fi
 done
-node bench/peer/server.mjs "$PORT" 1 >"$OUT/oidc-provider-authcode.log" 2>&1 &
+BENCH_ALG=$AC_ALG node bench/peer/server.mjs "$PORT" 1 >"$OUT/oidc-provider-authcode$AC_LABEL.log" 2>&1 &
 peer=$!
 PIDS+=("$peer")
 wait_http "http://127.0.0.1:$PORT/.well-known/openid-configuration" || die "oidc-provider did not start"
-AC_LOG="$OUT/oidc-provider-authcode.log"
-ac_measure oidc-provider "http://127.0.0.1:$PORT" peer
+AC_LOG="$OUT/oidc-provider-authcode$AC_LABEL.log"
+ac_measure "oidc-provider$AC_LABEL" "http://127.0.0.1:$PORT" peer
 stop "$peer"
 
-say "## 4. Authorization code + PKCE round trips (wrk -t2 -c$AC_CONC) and refresh grants (wrk -t1 -c1, chained), $AC_RUNS × ${AC_DURATION} s"
+say "## 4$([ "$AC_ALG" = RS256 ] || echo b). $AC_ALG: authorization code + PKCE round trips (wrk -t2 -c$AC_CONC) and refresh grants (wrk -t1 -c1, chained), $AC_RUNS × ${AC_DURATION} s"
 say ""
 say "A round trip: GET authorize with a logged-in session cookie → 302/303 with a code → POST token (public client, PKCE S256) → 200 with an access and a refresh token. A refresh grant: POST token with the refresh token the previous answer returned (rotation; the old one is spent)."
 say ""
-while read -r name rest; do say "- $name issues: $rest"; done <"$OUT/authcode-issues.txt"
+while read -r name rest; do say "- $name issues: $rest"; done <"$OUT/authcode-issues$AC_LABEL.txt"
 [ -z "$pg_info" ] || say "- $pg_info"
 say "- flyteauth: user \`bench\` from \`localUsers\`, client \`flytectl\`, scope \`all offline\`, default lifetimes; oidc-provider: client \`bench-public\` (auth method none), scope \`all\` (no \`openid\`: no id_token), one process, in-memory adapter"
 say ""
 say "| server | code round trips/s min | median | max | refresh grants/s min | median | max | refresh p50 ms |"
 say "|---|---:|---:|---:|---:|---:|---:|---:|"
-while read -r name a b c d e f g; do say "| $name | $a | $b | $c | $d | $e | $f | $g |"; done <"$OUT/authcode.txt"
-acmed() { awk -v n="$1" -v k="$2" '$1 == n {print $k}' "$OUT/authcode.txt"; }
+while read -r name a b c d e f g; do say "| $name | $a | $b | $c | $d | $e | $f | $g |"; done <"$OUT/authcode$AC_LABEL.txt"
+acmed() { awk -v n="$1" -v k="$2" '$1 == n {print $k}' "$OUT/authcode$AC_LABEL.txt"; }
 say ""
 for store in $AC_STORES; do
-  say "- flyteauth $store$AC_LABEL / oidc-provider (medians): code round trips **$(python3 -c "print(f'{$(acmed "flyteauth-$store$AC_LABEL" 3) / $(acmed oidc-provider 3):.2f}')")×**, refresh **$(python3 -c "print(f'{$(acmed "flyteauth-$store$AC_LABEL" 6) / $(acmed oidc-provider 6):.2f}')")×**"
+  say "- $AC_ALG, flyteauth $store / oidc-provider (medians): code round trips **$(python3 -c "print(f'{$(acmed "flyteauth-$store$AC_LABEL" 3) / $(acmed "oidc-provider$AC_LABEL" 3):.2f}')")×**, refresh **$(python3 -c "print(f'{$(acmed "flyteauth-$store$AC_LABEL" 6) / $(acmed "oidc-provider$AC_LABEL" 6):.2f}')")×**"
 done
 say ""
+done
 fi
 
 # ---------------------------------------------------------------- 5. memory with sessions

@@ -39,12 +39,26 @@ const PROFILE = {
   groups: ['bench'],
 };
 
-function makeJwk() {
-  const { privateKey } = crypto.generateKeyPairSync('rsa', { modulusLength: 2048 });
-  return { ...privateKey.export({ format: 'jwk' }), kid: 'bench-rs256', alg: 'RS256', use: 'sig' };
+// BENCH_ALG=ES256 signs the access tokens with a P-256 key instead (make bench's phase 4
+// with AC_ALGS containing ES256: both servers on the same algorithm).
+const ALG = process.env.BENCH_ALG || 'RS256';
+if (!['RS256', 'ES256'].includes(ALG)) throw new Error(`BENCH_ALG: ${ALG} (RS256 or ES256)`);
+
+// The signing keys: always an RSA key (oidc-provider's defaults, such as ID tokens, need
+// RS256), and for ES256 a P-256 key, which the access tokens are then signed with.
+function makeJwks() {
+  const key = (type, options, alg) => ({
+    ...crypto.generateKeyPairSync(type, options).privateKey.export({ format: 'jwk' }),
+    kid: `bench-${alg.toLowerCase()}`,
+    alg,
+    use: 'sig',
+  });
+  const keys = [key('rsa', { modulusLength: 2048 }, 'RS256')];
+  if (ALG === 'ES256') keys.push(key('ec', { namedCurve: 'P-256' }, 'ES256'));
+  return keys;
 }
 
-function serve(jwk) {
+function serve(keys) {
   const provider = new Provider(issuer, {
     clients: [{
       client_id: 'bench',
@@ -72,7 +86,7 @@ function serve(jwk) {
     extraTokenClaims: async (_ctx, token) => (token.kind === 'AccessToken' && token.accountId
       ? { user_info: PROFILE, groups: PROFILE.groups }
       : undefined),
-    jwks: { keys: [jwk] },
+    jwks: { keys },
     scopes: ['all'],
     // flyteauth's defaults: access token 30m, refresh token 1h, code 5m; session 168h.
     ttl: {
@@ -96,7 +110,7 @@ function serve(jwk) {
           audience: resource,
           accessTokenTTL: 1800,
           accessTokenFormat: 'jwt',
-          jwt: { sign: { alg: 'RS256' } },
+          jwt: { sign: { alg: ALG } },
         }),
       },
     },
@@ -128,16 +142,16 @@ async function finishLogin(provider, req, res) {
 }
 
 if (workers > 1 && cluster.isPrimary) {
-  const jwk = makeJwk();
-  for (let i = 0; i < workers; i += 1) cluster.fork({ BENCH_JWK: JSON.stringify(jwk) });
+  const keys = makeJwks();
+  for (let i = 0; i < workers; i += 1) cluster.fork({ BENCH_JWKS: JSON.stringify(keys) });
   process.on('SIGTERM', () => {
     for (const w of Object.values(cluster.workers)) w.process.kill('SIGTERM');
     process.exit(0);
   });
   console.log(`oidc-provider: ${workers} workers on ${issuer}`);
-} else if (process.env.BENCH_JWK) {
-  serve(JSON.parse(process.env.BENCH_JWK));
+} else if (process.env.BENCH_JWKS) {
+  serve(JSON.parse(process.env.BENCH_JWKS));
 } else {
-  serve(makeJwk());
+  serve(makeJwks());
   console.log(`oidc-provider: 1 process on ${issuer}`);
 }
