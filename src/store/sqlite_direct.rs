@@ -93,28 +93,19 @@ impl Direct {
         self: &Arc<Self>,
         code_hash: &str,
     ) -> Result<Found<AuthCodeRecord>, StoreError> {
-        let code_hash = code_hash.to_owned();
-        self.run(false, move |conn| {
-            conn.prepare_cached(FIND_CODE_SQL)?
-                .query_row(named_params! { "$1": code_hash }, |r| {
-                    Ok(Found {
-                        record: AuthCodeRecord {
-                            code_hash: r.get("code_hash")?,
-                            client_id: r.get("client_id")?,
-                            redirect_uri: r.get("redirect_uri")?,
-                            subject: r.get("subject")?,
-                            user_info: r.get("user_info")?,
-                            scopes: split_scopes(&r.get::<_, String>("scopes")?),
-                            code_challenge: r.get("code_challenge")?,
-                            family_id: r.get("family_id")?,
-                            auth_time: r.get("auth_time")?,
-                            expires_at: r.get("expires_at")?,
-                        },
-                        used: r.get::<_, Option<i64>>("used_at")?.is_some(),
-                        family_revoked: r.get::<_, Option<i64>>("revoked_at")?.is_some(),
-                    })
-                })
-                .map_err(StoreError::from)
+        self.find(FIND_CODE_SQL, code_hash, |r| {
+            Ok(AuthCodeRecord {
+                code_hash: r.get("code_hash")?,
+                client_id: r.get("client_id")?,
+                redirect_uri: r.get("redirect_uri")?,
+                subject: r.get("subject")?,
+                user_info: r.get("user_info")?,
+                scopes: split_scopes(&r.get::<_, String>("scopes")?),
+                code_challenge: r.get("code_challenge")?,
+                family_id: r.get("family_id")?,
+                auth_time: r.get("auth_time")?,
+                expires_at: r.get("expires_at")?,
+            })
         })
         .await
     }
@@ -123,26 +114,40 @@ impl Direct {
         self: &Arc<Self>,
         token_hash: &str,
     ) -> Result<Found<RefreshTokenRecord>, StoreError> {
-        let token_hash = token_hash.to_owned();
+        self.find(GET_REFRESH_SQL, token_hash, |r| {
+            Ok(RefreshTokenRecord {
+                token_hash: r.get("token_hash")?,
+                family_id: r.get("family_id")?,
+                client_id: r.get("client_id")?,
+                subject: r.get("subject")?,
+                user_info: r.get("user_info")?,
+                scopes: split_scopes(&r.get::<_, String>("scopes")?),
+                auth_time: r.get("auth_time")?,
+                expires_at: r.get("expires_at")?,
+            })
+        })
+        .await
+    }
+
+    /// A code or refresh token by digest (`sql`'s `$1`), with its `used_at` and its family's
+    /// `revoked_at`.
+    async fn find<T: Send + 'static>(
+        self: &Arc<Self>,
+        sql: &'static str,
+        hash: &str,
+        record: fn(&rusqlite::Row<'_>) -> rusqlite::Result<T>,
+    ) -> Result<Found<T>, StoreError> {
+        let hash = hash.to_owned();
         self.run(false, move |conn| {
-            conn.prepare_cached(GET_REFRESH_SQL)?
-                .query_row(named_params! { "$1": token_hash }, |r| {
+            Ok(conn
+                .prepare_cached(sql)?
+                .query_row(named_params! { "$1": hash }, |r| {
                     Ok(Found {
-                        record: RefreshTokenRecord {
-                            token_hash: r.get("token_hash")?,
-                            family_id: r.get("family_id")?,
-                            client_id: r.get("client_id")?,
-                            subject: r.get("subject")?,
-                            user_info: r.get("user_info")?,
-                            scopes: split_scopes(&r.get::<_, String>("scopes")?),
-                            auth_time: r.get("auth_time")?,
-                            expires_at: r.get("expires_at")?,
-                        },
+                        record: record(r)?,
                         used: r.get::<_, Option<i64>>("used_at")?.is_some(),
                         family_revoked: r.get::<_, Option<i64>>("revoked_at")?.is_some(),
                     })
-                })
-                .map_err(StoreError::from)
+                })?)
         })
         .await
     }
