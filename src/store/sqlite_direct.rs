@@ -3,14 +3,15 @@
 //! sqlx's SQLite driver runs every statement on a worker thread of its own: each statement is
 //! a message to that thread and an answer back, ~50–70 µs apiece on a loaded 2-core machine.
 //! A refresh grant is a read and a five-statement transaction, so most of its time was these
-//! hand-offs (measured in `make bench`, docs/BENCHMARKS.md). The operations of every code and
+//! hand-offs (docs/BENCHMARKS.md, "What the profiles showed"). The operations of every code and
 //! refresh grant run here instead: on two plain SQLite connections (rusqlite, the same
 //! bundled SQLite as sqlx's), each operation whole on one blocking thread, with cached
 //! prepared statements.
 //!
 //! - The **writer** connection is only used under [`super::sqlite::SqliteStore`]'s writer
 //!   queue, so this process never has two SQLite writers (sqlx's pool or this one).
-//! - The **reader** connection serves reads; WAL readers run beside the writer.
+//! - The **reader** connection serves reads; WAL readers run beside the writer. One is
+//!   enough: a read holds it for ~15 µs, a small part of the signature every grant makes.
 //!
 //! The SQL is the same text the PostgreSQL backend and sqlx run (`$1`… are SQLite named
 //! parameters here, bound by name: a statement may use them out of order or twice).
