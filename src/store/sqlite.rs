@@ -25,8 +25,8 @@ pub(super) struct SqliteStore {
     /// Held by every writing operation, on the pool or on `direct`. SQLite admits one writer
     /// at a time and makes the others poll its lock with growing sleeps (the busy handler),
     /// so under concurrent writes some waited for up to a second; this queue is first come,
-    /// first served, and SQLite never sees two writers of this process. Reads do not take it (WAL readers run
-    /// alongside the writer).
+    /// first served, and SQLite never sees two writers of this process. Reads do not take it
+    /// (WAL readers run alongside the writer).
     writer: tokio::sync::Mutex<()>,
     /// The grant hot path without sqlx's per-statement thread hop.
     direct: Arc<Direct>,

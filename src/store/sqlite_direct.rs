@@ -162,12 +162,8 @@ impl Direct {
         now: i64,
         issuance: &Issuance,
     ) -> Result<IssueOutcome, StoreError> {
-        let refresh = refresh_row(issuance)?.map(|(r, scopes)| (r.clone(), scopes));
-        let spend = spend.clone();
-        let issuance = Issuance {
-            refresh: None,
-            ..issuance.clone()
-        };
+        let refresh_scopes = refresh_row(issuance)?.map(|(_, scopes)| scopes);
+        let (spend, issuance) = (spend.clone(), issuance.clone());
         self.run(true, move |conn| {
             let family = issuance.family_id.as_str();
             let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
@@ -198,7 +194,7 @@ impl Direct {
                 .execute(named_params! {
                     "$1": issuance.jti, "$2": family, "$3": issuance.jti_expires_at,
                 })?;
-            if let Some((r, scopes)) = &refresh {
+            if let (Some(r), Some(scopes)) = (&issuance.refresh, &refresh_scopes) {
                 tx.prepare_cached(INSERT_REFRESH_SQL)?
                     .execute(named_params! {
                         "$1": r.token_hash, "$2": family, "$3": r.client_id, "$4": r.subject,
