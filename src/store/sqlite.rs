@@ -9,7 +9,7 @@ use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, S
 use sqlx::{Sqlite, SqlitePool};
 
 use super::authz_ops::sqlite as ops;
-use super::sqlite_direct::Direct;
+use super::sqlite_direct::{Direct, WAL_SIZE_LIMIT};
 use super::{
     arguments, counts, list_sql, record_args, Dialect, ProjectQuery, ProjectRecord, ProjectRow,
     Store, StoreError, COUNTS_SQL, GET_SQL, INSERT_SQL, UPDATE_SQL,
@@ -51,7 +51,10 @@ impl SqliteStore {
             .journal_mode(SqliteJournalMode::Wal)
             .synchronous(SqliteSynchronous::Normal)
             .busy_timeout(busy_timeout)
-            .foreign_keys(true);
+            .foreign_keys(true)
+            // Checkpoints run on the checkpointer thread (`sqlite_direct`), never in a commit.
+            .pragma("wal_autocheckpoint", "0")
+            .pragma("journal_size_limit", WAL_SIZE_LIMIT.to_string());
         let pool = SqlitePoolOptions::new()
             .max_connections(max_connections)
             .acquire_timeout(acquire_timeout)
@@ -303,6 +306,8 @@ mod tests {
             ("synchronous", 1),
             ("busy_timeout", 5000),
             ("foreign_keys", 1),
+            ("wal_autocheckpoint", 0),
+            ("journal_size_limit", WAL_SIZE_LIMIT),
         ] {
             let got: i64 = sqlx::query_scalar(&format!("PRAGMA {pragma}"))
                 .fetch_one(pool)
