@@ -510,7 +510,8 @@ done
 BENCH_ALG=$AC_ALG node bench/peer/server.mjs "$PORT" 1 >"$OUT/oidc-provider-authcode$AC_LABEL.log" 2>&1 &
 peer=$!
 PIDS+=("$peer")
-wait_http "http://127.0.0.1:$PORT/.well-known/openid-configuration" || die "oidc-provider did not start"
+wait_http "http://127.0.0.1:$PORT/.well-known/openid-configuration" ||
+  { tail -20 "$OUT/oidc-provider-authcode$AC_LABEL.log"; ss -ltnp | grep ":$PORT " || true; die "oidc-provider did not start"; }
 AC_LOG="$OUT/oidc-provider-authcode$AC_LABEL.log"
 ac_measure "oidc-provider$AC_LABEL" "http://127.0.0.1:$PORT" peer
 stop "$peer"

@@ -19,7 +19,8 @@
 //! - **Checkpoints run on a thread of their own** ([`CHECKPOINT_EVERY`]). SQLite's automatic
 //!   checkpoint runs inside the commit that crosses 1,000 WAL pages, and it syncs the file:
 //!   one grant in a few hundred waited tens of milliseconds for it. Every connection of the
-//!   store (sqlx's pool too) has it turned off.
+//!   store (sqlx's pool too) has it turned off. A round holds this process's writes off only
+//!   to copy what was committed while it ran, so that the WAL is started over ([`checkpoint`]).
 //!
 //! The SQL is the same text the PostgreSQL backend and sqlx run (`$1`… are SQLite named
 //! parameters here, bound by name: a statement may use them out of order or twice).
@@ -42,7 +43,8 @@ pub(super) const WAL_SIZE_LIMIT: i64 = 64 << 20;
 /// Two connections to the database file and the checkpointer; see the module documentation.
 pub(super) struct Direct {
     reader: Mutex<Connection>,
-    writer: Mutex<Connection>,
+    /// Shared with the checkpointer, which holds it for the tail of a round.
+    writer: Arc<Mutex<Connection>>,
     busy_timeout: Duration,
     /// Dropping it stops the checkpointer thread.
     _checkpointer: mpsc::Sender<()>,
@@ -65,11 +67,12 @@ impl Direct {
             conn.set_prepared_statement_cache_capacity(32);
             Ok(conn)
         };
+        let writer = Arc::new(Mutex::new(open()?));
         Ok(Arc::new(Direct {
             reader: Mutex::new(open()?),
-            writer: Mutex::new(open()?),
+            _checkpointer: spawn_checkpointer(open()?, writer.clone())?,
+            writer,
             busy_timeout,
-            _checkpointer: spawn_checkpointer(open()?)?,
         }))
     }
 
@@ -261,9 +264,11 @@ fn if_free(conn: &Mutex<Connection>) -> Option<MutexGuard<'_, Connection>> {
 }
 
 /// Starts the thread that checkpoints the WAL on `conn` every [`CHECKPOINT_EVERY`] until the
-/// returned sender is dropped. `PASSIVE`: it waits for no reader or writer, and what it cannot
-/// copy yet it copies on a later round.
-fn spawn_checkpointer(conn: Connection) -> Result<mpsc::Sender<()>, StoreError> {
+/// returned sender is dropped.
+fn spawn_checkpointer(
+    conn: Connection,
+    writer: Arc<Mutex<Connection>>,
+) -> Result<mpsc::Sender<()>, StoreError> {
     let (stop, stopped) = mpsc::channel::<()>();
     std::thread::Builder::new()
         .name("sqlite-checkpoint".into())
@@ -271,7 +276,7 @@ fn spawn_checkpointer(conn: Connection) -> Result<mpsc::Sender<()>, StoreError> 
             let mut failing = false;
             while let Err(mpsc::RecvTimeoutError::Timeout) = stopped.recv_timeout(CHECKPOINT_EVERY)
             {
-                match conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(())) {
+                match checkpoint(&conn, &writer) {
                     Ok(()) if failing => {
                         failing = false;
                         tracing::info!("SQLite checkpoints succeed again");
@@ -287,6 +292,23 @@ fn spawn_checkpointer(conn: Connection) -> Result<mpsc::Sender<()>, StoreError> 
         })
         .map_err(|e| StoreError::Internal(format!("starting the checkpointer thread: {e}")))?;
     Ok(stop)
+}
+
+/// One round. A `PASSIVE` checkpoint waits for no reader or writer, but it copies the WAL as
+/// it was when it started, and only a wholly copied WAL is started over by the next write:
+/// under steady writes the WAL would grow without end. So once the first pass has copied
+/// anything, a second one copies what was committed meanwhile with this process's writes held
+/// off (they queue on the writer connection's lock for that short pass, never on SQLite's
+/// busy handler).
+fn checkpoint(conn: &Connection, writer: &Mutex<Connection>) -> rusqlite::Result<()> {
+    let passive = || -> rusqlite::Result<i64> {
+        conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |r| r.get(1))
+    };
+    if passive()? > 0 {
+        let _writes = writer.lock().unwrap_or_else(|p| p.into_inner());
+        passive()?;
+    }
+    Ok(())
 }
 
 /// As `From<sqlx::Error>`: no row is `NotFound`, a unique key `AlreadyExists`, a busy or
@@ -398,6 +420,44 @@ mod tests {
             size() > 4 << 20
         });
         assert!(copied, "no checkpoint in 20 s: {} bytes", size());
+    }
+
+    /// Under steady writes the WAL is still started over now and then, so it stops growing:
+    /// with `journal_size_limit` 0 its file shrinks each time.
+    #[test]
+    fn the_wal_is_started_over_under_steady_writes() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = wal_file(&dir);
+        let wal = dir.path().join("flyteauth.db-wal");
+        let direct = Direct::open(&path, Duration::from_secs(1)).unwrap();
+        {
+            let conn = direct.writer.lock().unwrap();
+            conn.execute_batch("PRAGMA journal_size_limit = 0; CREATE TABLE t (x BLOB);")
+                .unwrap();
+        }
+        let stop = std::sync::atomic::AtomicBool::new(false);
+        let shrank = std::thread::scope(|s| {
+            s.spawn(|| {
+                while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    let conn = direct.writer.lock().unwrap();
+                    conn.execute("INSERT INTO t VALUES (randomblob(3000))", [])
+                        .unwrap();
+                }
+            });
+            let size = || std::fs::metadata(&wal).map(|m| m.len()).unwrap_or(0);
+            let mut last = size();
+            // Liveness, not speed: up to 80 checkpoint rounds.
+            let shrank = (0..400).any(|_| {
+                std::thread::sleep(Duration::from_millis(50));
+                let now = size();
+                let shrank = now < last;
+                last = now;
+                shrank
+            });
+            stop.store(true, std::sync::atomic::Ordering::Relaxed);
+            shrank
+        });
+        assert!(shrank, "the WAL only grew under steady writes");
     }
 
     /// A read takes the writer's connection when it is free, else the reader's, else none (it
