@@ -8,8 +8,9 @@
 //! bundled SQLite as sqlx's), each operation whole on one blocking thread, with cached
 //! prepared statements.
 //!
-//! - The **writer** connection is only used under [`super::sqlite::SqliteStore`]'s writer
-//!   queue, so this process never has two SQLite writers (sqlx's pool or this one).
+//! - The **writer** connection writes only under [`super::sqlite::SqliteStore`]'s writer
+//!   queue, so this process never has two SQLite writers (sqlx's pool or this one). Reads
+//!   borrow it when it is free, and the checkpointer holds it for the tail of a round.
 //! - **Reads run on the calling thread**, on the writer connection when it is free and on
 //!   the **reader** otherwise (WAL readers run beside the writer). A read from cached pages
 //!   takes ~15 µs, less than handing it to a blocking thread and back. The writer's page cache
