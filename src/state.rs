@@ -269,6 +269,7 @@ impl AppState {
                     crate::authz_server::MAX_CLIENT_FAILURES,
                     crate::authz_server::CLIENT_FAILURE_WINDOW_SECS,
                 ),
+                recent: Default::default(),
             },
             oidc,
             sealer,

@@ -195,6 +195,11 @@ async fn handle(
         );
     }
     tracing::info!(target: "flyteauth::audit", event = "code_issued", subject = %session.subject, client_id = %v.client.id);
+    state
+        .authz
+        .recent
+        .codes
+        .put(record.code_hash.clone(), record);
     let mut url = Url::parse(&v.redirect_uri).expect("validated redirect uri");
     {
         let mut q = url.query_pairs_mut();

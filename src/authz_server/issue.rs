@@ -156,6 +156,10 @@ pub async fn issue(
                     return Err(OAuthError::invalid_grant("the grant was revoked"))
                 }
             }
+            if let Some(record) = issuance.refresh {
+                let recent = &state.authz.recent.refresh_tokens;
+                recent.put(record.token_hash.clone(), record);
+            }
             let access_token =
                 signed.map_err(|_| OAuthError::server_error("signing the access token failed"))?;
             (access_token, refresh_token)

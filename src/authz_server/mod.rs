@@ -1,12 +1,13 @@
 //! The built-in OAuth2 authorization server (`authServerType: Self`), one file per endpoint:
 //! [`authorize`], [`token`]; clients in [`clients`], minting in [`issue`], wire errors in
-//! [`error`]. Codes and refresh tokens are opaque and stored hashed; access tokens are JWTs.
+//! [`error`], what was issued here and not presented yet in [`recent`]. Codes and refresh tokens are opaque and stored hashed; access tokens are JWTs.
 
 pub mod authorize;
 pub mod clients;
 pub mod device;
 pub mod error;
 pub mod issue;
+pub mod recent;
 pub mod revoke;
 pub mod token;
 
@@ -24,6 +25,8 @@ pub struct AuthorizationServer {
     pub clients: Clients,
     /// Failed client authentications per client id.
     pub client_limiter: crate::ratelimit::FailureLimiter,
+    /// Codes and refresh tokens issued here and not presented yet (saves a read per grant).
+    pub recent: recent::RecentGrants,
 }
 
 /// Failed client authentications tolerated per client within [`CLIENT_FAILURE_WINDOW_SECS`].

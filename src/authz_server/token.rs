@@ -18,9 +18,10 @@ use super::bound_digest;
 use super::clients::Client;
 use super::error::{no_store, OAuthError};
 use super::issue::{issue, spent_twice, Family, Grant};
+use super::recent::Recent;
 use crate::grpc::RequestOrigin;
 use crate::state::AppState;
-use crate::store::{AuthCodeRecord, Spend, StoreError};
+use crate::store::{AuthCodeRecord, Found, RefreshTokenRecord, Spend, StoreError};
 
 type Form = HashMap<String, String>;
 
@@ -211,12 +212,18 @@ async fn authorization_code(
     let code = required(form, "code")?;
     let now = state.clock.now();
     let hash = bound_digest(&client.id, code);
-    let found = match state.store.find_auth_code(&hash).await {
-        Ok(found) => found,
-        Err(StoreError::NotFound) => {
-            return Err(OAuthError::invalid_grant("unknown authorization code"))
-        }
-        Err(e) => return Err(e.into()),
+    let recent = recent_record(&state.authz.recent.codes, &hash, |record| {
+        check_code_request(record, client, form, now).is_ok()
+    });
+    let found = match recent {
+        Some(found) => found,
+        None => match state.store.find_auth_code(&hash).await {
+            Ok(found) => found,
+            Err(StoreError::NotFound) => {
+                return Err(OAuthError::invalid_grant("unknown authorization code"))
+            }
+            Err(e) => return Err(e.into()),
+        },
     };
     let record = found.record;
     let family = Family {
@@ -353,12 +360,18 @@ async fn refresh_token(
     let token = required(form, "refresh_token")?;
     let now = state.clock.now();
     let hash = bound_digest(&client.id, token);
-    let found = match state.store.find_refresh_token(&hash).await {
-        Ok(found) => found,
-        Err(StoreError::NotFound) => {
-            return Err(OAuthError::invalid_grant("unknown refresh token"))
-        }
-        Err(e) => return Err(e.into()),
+    let recent = recent_record(&state.authz.recent.refresh_tokens, &hash, |record| {
+        refresh_scopes(record, client, form, now).is_ok()
+    });
+    let found = match recent {
+        Some(found) => found,
+        None => match state.store.find_refresh_token(&hash).await {
+            Ok(found) => found,
+            Err(StoreError::NotFound) => {
+                return Err(OAuthError::invalid_grant("unknown refresh token"))
+            }
+            Err(e) => return Err(e.into()),
+        },
     };
     let record = found.record;
     if found.family_revoked {
@@ -382,27 +395,8 @@ async fn refresh_token(
     if found.used {
         return Err(spent_twice(state, &family, &grant).await);
     }
-    // Refused requests below spend nothing: the client keeps its refresh token.
-    if now >= record.expires_at {
-        return Err(OAuthError::invalid_grant("refresh token expired"));
-    }
-    if record.client_id != client.id {
-        return Err(OAuthError::invalid_grant(
-            "refresh token was issued to another client",
-        ));
-    }
-    // §6: the scope may only narrow.
-    let scopes = match form.get("scope").map(|s| split_scopes(s)) {
-        Some(requested) if !requested.is_empty() => {
-            if let Some(bad) = requested.iter().find(|s| !record.scopes.contains(s)) {
-                return Err(OAuthError::invalid_scope(format!(
-                    "scope {bad:?} was not granted originally"
-                )));
-            }
-            requested
-        }
-        _ => record.scopes.clone(),
-    };
+    // A refused request spends nothing: the client keeps its refresh token.
+    let scopes = refresh_scopes(&record, client, form, now)?;
     issue(
         state,
         public,
@@ -413,6 +407,51 @@ async fn refresh_token(
         },
     )
     .await
+}
+
+/// The access token's scopes if the refresh request may redeem the (unused) token.
+fn refresh_scopes(
+    record: &RefreshTokenRecord,
+    client: &Client,
+    form: &Form,
+    now: i64,
+) -> Result<Vec<String>, OAuthError> {
+    if now >= record.expires_at {
+        return Err(OAuthError::invalid_grant("refresh token expired"));
+    }
+    if record.client_id != client.id {
+        return Err(OAuthError::invalid_grant(
+            "refresh token was issued to another client",
+        ));
+    }
+    // §6: the scope may only narrow.
+    match form.get("scope").map(|s| split_scopes(s)) {
+        Some(requested) if !requested.is_empty() => {
+            if let Some(bad) = requested.iter().find(|s| !record.scopes.contains(s)) {
+                return Err(OAuthError::invalid_scope(format!(
+                    "scope {bad:?} was not granted originally"
+                )));
+            }
+            Ok(requested)
+        }
+        _ => Ok(record.scopes.clone()),
+    }
+}
+
+/// A code or refresh token issued here and not presented since, if the request `passes` on
+/// it; `None` sends the caller to the database. Whether it is still unspent and its family
+/// alive is left to the grant's transaction (see [`super::recent`]).
+fn recent_record<T>(
+    recent: &Recent<T>,
+    hash: &str,
+    passes: impl FnOnce(&T) -> bool,
+) -> Option<Found<T>> {
+    let record = recent.take(hash).filter(passes)?;
+    Some(Found {
+        record,
+        used: false,
+        family_revoked: false,
+    })
 }
 
 /// §4.4: confidential clients only; the token's subject is the client.

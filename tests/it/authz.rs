@@ -359,6 +359,117 @@ async fn refresh_rotates_and_reuse_revokes_the_family() {
     assert_eq!(err.message(), "token revoked");
 }
 
+/// Two replicas on one database. Each keeps the codes and refresh tokens it issued in memory
+/// to skip a read when they come back; one spent on the other replica must still count as
+/// spent, and a replay must still revoke the family whatever else is wrong with the request.
+#[tokio::test]
+async fn a_credential_spent_on_another_replica_is_spent_here() {
+    let dir = std::sync::Arc::new(tempfile::tempdir().unwrap());
+    let here = TestServer::start_in(dir.clone(), ALICE).await;
+    let there = TestServer::start_in(dir, ALICE).await;
+    let refresh = |s: &TestServer, rt: String, scope: &'static str| {
+        let url = s.url.clone();
+        async move {
+            let r = reqwest::Client::new()
+                .post(format!("{url}/oauth2/token"))
+                .form(&[
+                    ("grant_type", "refresh_token"),
+                    ("refresh_token", rt.as_str()),
+                    ("client_id", "flytectl"),
+                    ("scope", scope),
+                ])
+                .send()
+                .await
+                .unwrap();
+            let status = r.status().as_u16();
+            (status, r.json::<Value>().await.unwrap())
+        }
+    };
+
+    // A refresh token issued here, spent there, then presented here: refused as a reuse, even
+    // with a scope that would be refused anyway, and the family is revoked everywhere.
+    let code = code_for(&here, &browser()).await;
+    let (_, first) = token(&here, &redeem_form(&code, VERIFIER), None).await;
+    let rt1 = first["refresh_token"].as_str().unwrap().to_owned();
+    let (status, second) = refresh(&there, rt1.clone(), "").await;
+    assert_eq!(status, 200, "{second}");
+    let rt2 = second["refresh_token"].as_str().unwrap().to_owned();
+    let (status, body) = refresh(&here, rt1.clone(), "all admin").await;
+    assert_eq!(
+        (status, &body["error"]),
+        (400, &Value::from("invalid_grant"))
+    );
+    assert_eq!(
+        body["error_description"],
+        "refresh token reuse detected; the session is revoked"
+    );
+    let (_, body) = refresh(&there, rt2, "").await;
+    assert_eq!(body["error"], "invalid_grant", "the family is revoked");
+
+    // The same with a code: issued here, redeemed there, replayed here with a wrong verifier.
+    let code = code_for(&here, &browser()).await;
+    let (status, body) = token(&there, &redeem_form(&code, VERIFIER), None).await;
+    assert_eq!(status, 200, "{body}");
+    let rt = body["refresh_token"].as_str().unwrap().to_owned();
+    let (status, body) = token(
+        &here,
+        &redeem_form(&code, &VERIFIER.replace('d', "e")),
+        None,
+    )
+    .await;
+    assert_eq!(
+        (status, &body["error"]),
+        (400, &Value::from("invalid_grant"))
+    );
+    assert_eq!(body["error_description"], "authorization code already used");
+    let (_, body) = refresh(&there, rt, "").await;
+    assert_eq!(
+        body["error"], "invalid_grant",
+        "the code's family is revoked"
+    );
+
+    // Issued here, redeemed here: straight from memory, and a replay is still a reuse.
+    let code = code_for(&here, &browser()).await;
+    let (status, body) = token(&here, &redeem_form(&code, VERIFIER), None).await;
+    assert_eq!(status, 200, "{body}");
+    let rt = body["refresh_token"].as_str().unwrap().to_owned();
+    let (status, body) = refresh(&here, rt.clone(), "").await;
+    assert_eq!(status, 200, "{body}");
+    let (_, body) = refresh(&here, rt, "").await;
+    assert_eq!(
+        body["error"], "invalid_grant",
+        "a replay after a grant from memory"
+    );
+    let (_, body) = token(&here, &redeem_form(&code, VERIFIER), None).await;
+    assert_eq!(
+        body["error"], "invalid_grant",
+        "a code replay after a grant from memory"
+    );
+
+    // A token whose family was revoked on another replica is refused here.
+    let code = code_for(&here, &browser()).await;
+    let (_, body) = token(&here, &redeem_form(&code, VERIFIER), None).await;
+    let rt = body["refresh_token"].as_str().unwrap().to_owned();
+    let r = reqwest::Client::new()
+        .post(format!("{}/oauth2/revoke", there.url))
+        .form(&[
+            ("token", rt.as_str()),
+            ("token_type_hint", "refresh_token"),
+            ("client_id", "flytectl"),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let (status, body) = refresh(&here, rt, "").await;
+    assert_eq!(
+        (status, &body["error"]),
+        (400, &Value::from("invalid_grant"))
+    );
+    here.stop().await;
+    there.stop().await;
+}
+
 #[tokio::test]
 async fn client_credentials_and_client_authentication() {
     let s = TestServer::start().await;
