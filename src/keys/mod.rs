@@ -46,6 +46,11 @@ impl SigningAlg {
             Self::EdDSA => "EdDSA",
         }
     }
+    /// Whether a signature is short enough for an async worker: tens of microseconds for
+    /// ECDSA P-256 and Ed25519, against ~0.2 ms for RSA-2048.
+    pub fn signs_quickly(self) -> bool {
+        !matches!(self, Self::RS256)
+    }
     pub fn jwt_algorithm(self) -> Algorithm {
         match self {
             Self::RS256 => Algorithm::RS256,
