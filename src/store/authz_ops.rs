@@ -11,7 +11,8 @@
 //! The hot path of every code and refresh grant is written per backend. PostgreSQL's is here:
 //! the reads of a code or refresh token and a grant's writes (`spend_and_issue_postgres`) in
 //! one statement, so one round trip and one commit. SQLite's runs on connections of its own,
-//! one blocking call per operation (`sqlite_direct`).
+//! one blocking call per operation (`sqlite_direct`). The read of a browser session, on every
+//! request a browser makes, is written per backend the same way.
 
 use super::authz::*;
 use super::device::*;
@@ -211,16 +212,6 @@ macro_rules! authz_backend {
                     .execute(pool)
                     .await?;
                 Ok(())
-            }
-
-            pub(crate) async fn get_session(
-                pool: &Pool,
-                id_hash: &str,
-            ) -> Result<SessionRecord, StoreError> {
-                Ok(sqlx::query_as(GET_SESSION_SQL)
-                    .bind(id_hash)
-                    .fetch_one(pool)
-                    .await?)
             }
 
             pub(crate) async fn touch_session(
@@ -503,6 +494,16 @@ pub(super) async fn find_refresh_token_postgres(
         .fetch_one(pool)
         .await?;
     Ok(row.into())
+}
+
+pub(super) async fn get_session_postgres(
+    pool: &sqlx::PgPool,
+    id_hash: &str,
+) -> Result<SessionRecord, StoreError> {
+    Ok(sqlx::query_as(GET_SESSION_SQL)
+        .bind(id_hash)
+        .fetch_one(pool)
+        .await?)
 }
 
 /// `NotFound` when an `UPDATE` by key touched nothing.

@@ -160,7 +160,7 @@ impl Store for PgStore {
     }
 
     async fn get_session(&self, id_hash: &str) -> Result<SessionRecord, StoreError> {
-        ops::get_session(&self.pool, id_hash).await
+        super::authz_ops::get_session_postgres(&self.pool, id_hash).await
     }
 
     async fn touch_session(&self, id_hash: &str, now: i64) -> Result<(), StoreError> {

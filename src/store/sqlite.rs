@@ -207,7 +207,7 @@ impl Store for SqliteStore {
     }
 
     async fn get_session(&self, id_hash: &str) -> Result<SessionRecord, StoreError> {
-        ops::get_session(&self.pool, id_hash).await
+        self.direct.get_session(id_hash).await
     }
 
     async fn touch_session(&self, id_hash: &str, now: i64) -> Result<(), StoreError> {

@@ -1,4 +1,5 @@
-//! The grant hot path on SQLite, one blocking call per operation.
+//! The grant hot path on SQLite (and the read of a browser session), one blocking call per
+//! operation.
 //!
 //! sqlx's SQLite driver runs every statement on a worker thread of its own: each statement is
 //! a message to that thread and an answer back, ~50–70 µs apiece on a loaded 2-core machine.
@@ -155,6 +156,27 @@ impl Direct {
         .await
     }
 
+    /// A browser session by the digest of its cookie (`/authorize`, `/me`, the console's
+    /// calls: every request a browser makes).
+    pub(super) async fn get_session(
+        self: &Arc<Self>,
+        id_hash: &str,
+    ) -> Result<SessionRecord, StoreError> {
+        self.read_row(GET_SESSION_SQL, id_hash, |r| {
+            Ok(SessionRecord {
+                id_hash: r.get("id_hash")?,
+                subject: r.get("subject")?,
+                user_info: r.get("user_info")?,
+                csrf_token: r.get("csrf_token")?,
+                created_at: r.get("created_at")?,
+                last_seen_at: r.get("last_seen_at")?,
+                expires_at: r.get("expires_at")?,
+                idp_refresh_token: r.get("idp_refresh_token")?,
+            })
+        })
+        .await
+    }
+
     /// A code or refresh token by digest (`sql`'s `$1`), with its `used_at` and its family's
     /// `revoked_at`.
     async fn find<T: Send + 'static>(
@@ -163,22 +185,38 @@ impl Direct {
         hash: &str,
         record: fn(&rusqlite::Row<'_>) -> rusqlite::Result<T>,
     ) -> Result<Found<T>, StoreError> {
-        let find = move |conn: &Connection, hash: &str| -> Result<Found<T>, StoreError> {
+        self.read_row(sql, hash, move |r| {
+            Ok(Found {
+                record: record(r)?,
+                used: r.get::<_, Option<i64>>("used_at")?.is_some(),
+                family_revoked: r.get::<_, Option<i64>>("revoked_at")?.is_some(),
+            })
+        })
+        .await
+    }
+
+    /// The row `sql` selects by `$1` = `key`, read on the calling thread when that needs no
+    /// wait ([`Self::read_now`]), on a blocking thread otherwise; `NotFound` if none.
+    async fn read_row<T, F>(
+        self: &Arc<Self>,
+        sql: &'static str,
+        key: &str,
+        row: F,
+    ) -> Result<T, StoreError>
+    where
+        T: Send + 'static,
+        F: Fn(&rusqlite::Row<'_>) -> rusqlite::Result<T> + Copy + Send + 'static,
+    {
+        let read = move |conn: &Connection, key: &str| -> Result<T, StoreError> {
             Ok(conn
                 .prepare_cached(sql)?
-                .query_row(named_params! { "$1": hash }, |r| {
-                    Ok(Found {
-                        record: record(r)?,
-                        used: r.get::<_, Option<i64>>("used_at")?.is_some(),
-                        family_revoked: r.get::<_, Option<i64>>("revoked_at")?.is_some(),
-                    })
-                })?)
+                .query_row(named_params! { "$1": key }, row)?)
         };
-        if let Some(found) = self.read_now(|conn| find(conn, hash)) {
-            return found;
+        if let Some(done) = self.read_now(|conn| read(conn, key)) {
+            return done;
         }
-        let hash = hash.to_owned();
-        self.run(false, move |conn| find(conn, &hash)).await
+        let key = key.to_owned();
+        self.run(false, move |conn| read(conn, &key)).await
     }
 
     /// Runs a read on the calling thread without waiting for anything: `None` when a
