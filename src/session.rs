@@ -20,14 +20,25 @@ pub fn digest_hex(value: &str) -> String {
     d.iter().map(|b| format!("{b:02x}")).collect()
 }
 
-/// A live session.
-#[derive(Debug, Clone)]
+/// A live session. `Debug` leaves out the CSRF token.
+#[derive(Clone)]
 pub struct Session {
     pub id_hash: String,
     pub subject: String,
     /// The profile JSON as stored (UserInfo fields plus e.g. `groups`).
     pub profile: Value,
     pub csrf_token: String,
+}
+
+impl std::fmt::Debug for Session {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Session")
+            .field("id_hash", &self.id_hash)
+            .field("subject", &self.subject)
+            .field("profile", &self.profile)
+            .field("csrf_token", &"[redacted]")
+            .finish()
+    }
 }
 
 impl Session {

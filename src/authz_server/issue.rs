@@ -55,8 +55,8 @@ struct AccessClaims<'a> {
     groups: Option<&'a Value>,
 }
 
-/// RFC 6749 §5.1 success response.
-#[derive(Debug, Serialize)]
+/// RFC 6749 §5.1 success response. `Debug` leaves out both tokens.
+#[derive(Serialize)]
 pub struct TokenResponse {
     pub access_token: String,
     pub token_type: &'static str,
@@ -64,6 +64,21 @@ pub struct TokenResponse {
     pub scope: String,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub refresh_token: Option<String>,
+}
+
+impl std::fmt::Debug for TokenResponse {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TokenResponse")
+            .field("access_token", &"[redacted]")
+            .field("token_type", &self.token_type)
+            .field("expires_in", &self.expires_in)
+            .field("scope", &self.scope)
+            .field(
+                "refresh_token",
+                &self.refresh_token.as_ref().map(|_| "[redacted]"),
+            )
+            .finish()
+    }
 }
 
 /// The `iss` of tokens and of the authorization response for a request through `public`.
@@ -218,4 +233,52 @@ pub async fn spent_twice(state: &AppState, family: &Family<'_>, grant: &Grant<'_
     };
     tracing::warn!(target: "flyteauth::audit", event, client_id = grant.client_id, subject = grant.subject);
     OAuthError::invalid_grant(message)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::TokenResponse;
+    use crate::session::Session;
+    use crate::store::SessionRecord;
+
+    /// Tokens, CSRF tokens and IdP refresh tokens never reach a `{:?}` (a log line, a panic).
+    #[test]
+    fn debug_output_holds_no_credential() {
+        let response = TokenResponse {
+            access_token: "eyJ.access-secret.sig".into(),
+            token_type: "Bearer",
+            expires_in: 600,
+            scope: "all".into(),
+            refresh_token: Some("refresh-secret".into()),
+        };
+        let session = Session {
+            id_hash: "h".into(),
+            subject: "alice".into(),
+            profile: serde_json::json!({}),
+            csrf_token: "csrf-secret".into(),
+        };
+        let record = SessionRecord {
+            id_hash: "h".into(),
+            subject: "alice".into(),
+            user_info: "{}".into(),
+            csrf_token: "csrf-secret".into(),
+            created_at: 1,
+            last_seen_at: 1,
+            expires_at: 2,
+            idp_refresh_token: Some(b"idp-secret".to_vec()),
+        };
+        let printed = format!("{response:?} {session:?} {record:?}");
+        for secret in [
+            "access-secret",
+            "refresh-secret",
+            "csrf-secret",
+            "idp-secret",
+        ] {
+            assert!(!printed.contains(secret), "{secret} in {printed}");
+        }
+        // The non-secret fields are still there for debugging.
+        assert!(printed.contains("alice") && printed.contains("Bearer"));
+        let idp_bytes = format!("{:?}", b"idp-secret".to_vec());
+        assert!(!printed.contains(&idp_bytes));
+    }
 }

@@ -123,8 +123,9 @@ pub enum IssueOutcome {
     FamilyRevoked,
 }
 
-/// A browser session, stored by the digest of its cookie value.
-#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
+/// A browser session, stored by the digest of its cookie value. `Debug` leaves out the CSRF
+/// token and the (encrypted) IdP refresh token.
+#[derive(Clone, PartialEq, Eq, sqlx::FromRow)]
 pub struct SessionRecord {
     /// Lowercase hex SHA-256 of the cookie value (primary key).
     pub id_hash: String,
@@ -142,6 +143,24 @@ pub struct SessionRecord {
     pub expires_at: i64,
     /// The IdP's refresh token, encrypted by the caller.
     pub idp_refresh_token: Option<Vec<u8>>,
+}
+
+impl std::fmt::Debug for SessionRecord {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SessionRecord")
+            .field("id_hash", &self.id_hash)
+            .field("subject", &self.subject)
+            .field("user_info", &self.user_info)
+            .field("csrf_token", &"[redacted]")
+            .field("created_at", &self.created_at)
+            .field("last_seen_at", &self.last_seen_at)
+            .field("expires_at", &self.expires_at)
+            .field(
+                "idp_refresh_token",
+                &self.idp_refresh_token.as_ref().map(|_| "[redacted]"),
+            )
+            .finish()
+    }
 }
 
 /// A revoked access token.
