@@ -1,17 +1,21 @@
-//! The grant hot path on SQLite (and the read of a browser session), one blocking call per
-//! operation.
+//! The grant hot path on SQLite (and the read of a browser session), one call per operation.
 //!
 //! sqlx's SQLite driver runs every statement on a worker thread of its own: each statement is
 //! a message to that thread and an answer back, ~50–70 µs apiece on a loaded 2-core machine.
 //! A refresh grant is a read and a five-statement transaction, so most of its time was these
 //! hand-offs (docs/BENCHMARKS.md, "What the profiles showed"). The operations of every code and
 //! refresh grant run here instead: on two plain SQLite connections (rusqlite, the same
-//! bundled SQLite as sqlx's), each operation whole on one blocking thread, with cached
-//! prepared statements.
+//! bundled SQLite as sqlx's), each operation whole, on the calling thread when nothing has to
+//! be waited for and on a blocking thread otherwise, with cached prepared statements.
 //!
 //! - The **writer** connection writes only under [`super::sqlite::SqliteStore`]'s writer
 //!   queue, so this process never has two SQLite writers (sqlx's pool or this one). Reads
 //!   borrow it when it is free, and the checkpointer holds it for the tail of a round.
+//! - **Writes run on the calling thread** when the writer connection is free and SQLite's
+//!   write lock is too (a grant's transaction takes ~40 µs; a blocking thread's round trip
+//!   costs about as much in wake-ups). Like a read, such a write never waits there: where
+//!   `BEGIN IMMEDIATE` finds the lock taken, nothing was written, and the write goes to a
+//!   blocking thread, which may wait.
 //! - **Reads run on the calling thread**, on the writer connection when it is free and on
 //!   the **reader** otherwise (WAL readers run beside the writer). A read from cached pages
 //!   takes ~15 µs, less than handing it to a blocking thread and back. The writer's page cache
@@ -102,8 +106,7 @@ impl Direct {
         c: &AuthCodeRecord,
     ) -> Result<(), StoreError> {
         let scopes = join_scopes(&c.scopes)?;
-        let c = c.clone();
-        self.run(true, move |conn| {
+        let insert = move |conn: &mut Connection, c: &AuthCodeRecord, scopes: &str| {
             conn.prepare_cached(INSERT_CODE_SQL)?
                 .execute(named_params! {
                     "$1": c.code_hash, "$2": c.client_id, "$3": c.redirect_uri,
@@ -112,8 +115,12 @@ impl Direct {
                     "$10": c.expires_at,
                 })?;
             Ok(())
-        })
-        .await
+        };
+        if let Some(done) = self.write_now(|conn| insert(conn, c, &scopes)) {
+            return done;
+        }
+        let c = c.clone();
+        self.run(true, move |conn| insert(conn, &c, &scopes)).await
     }
 
     pub(super) async fn find_auth_code(
@@ -248,49 +255,83 @@ impl Direct {
         issuance: &Issuance,
     ) -> Result<IssueOutcome, StoreError> {
         let refresh_scopes = refresh_row(issuance)?.map(|(_, scopes)| scopes);
+        if let Some(done) =
+            self.write_now(|conn| grant(conn, spend, now, issuance, refresh_scopes.as_deref()))
+        {
+            return done;
+        }
         let (spend, issuance) = (spend.clone(), issuance.clone());
         self.run(true, move |conn| {
-            let family = issuance.family_id.as_str();
-            let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-            match spend_sql(&spend) {
-                Some((hash, spend_sql, state_sql)) => {
-                    let spent = tx
-                        .prepare_cached(spend_sql)?
-                        .execute(named_params! { "$1": hash, "$2": now, "$3": family })?;
-                    if spent == 0 {
-                        let state = tx
-                            .prepare_cached(state_sql)?
-                            .query_row(named_params! { "$1": hash }, |r| Ok((r.get(0)?, r.get(1)?)))
-                            .optional()?;
-                        // Dropping the transaction rolls it back.
-                        return Ok(spend_failure(state));
-                    }
-                }
-                None => {
-                    let revoked: Option<i64> = tx
-                        .prepare_cached(LOCK_FAMILY_SQL)?
-                        .query_row(named_params! { "$1": family }, |r| r.get(0))?;
-                    if revoked.is_some() {
-                        return Ok(IssueOutcome::FamilyRevoked);
-                    }
-                }
-            }
-            tx.prepare_cached(INSERT_ACCESS_SQL)?
-                .execute(named_params! {
-                    "$1": issuance.jti, "$2": family, "$3": issuance.jti_expires_at,
-                })?;
-            if let (Some(r), Some(scopes)) = (&issuance.refresh, &refresh_scopes) {
-                tx.prepare_cached(INSERT_REFRESH_SQL)?
-                    .execute(named_params! {
-                        "$1": r.token_hash, "$2": family, "$3": r.client_id, "$4": r.subject,
-                        "$5": r.user_info, "$6": scopes, "$7": r.auth_time, "$8": r.expires_at,
-                    })?;
-            }
-            tx.commit()?;
-            Ok(IssueOutcome::Issued)
+            grant(conn, &spend, now, &issuance, refresh_scopes.as_deref())
         })
         .await
     }
+
+    /// Runs a write on the calling thread when the writer connection is free and SQLite's
+    /// write lock is too: `None` otherwise, having written nothing (the caller then writes on
+    /// a blocking thread, which may wait). The caller holds the store's writer queue.
+    fn write_now<T>(
+        &self,
+        write: impl FnOnce(&mut Connection) -> Result<T, StoreError>,
+    ) -> Option<Result<T, StoreError>> {
+        let mut conn = if_free(&self.writer)?;
+        conn.busy_timeout(Duration::ZERO).ok()?;
+        let result = write(&mut conn);
+        let _ = conn.busy_timeout(self.busy_timeout);
+        match result {
+            // `BEGIN IMMEDIATE` found the lock taken (another process); nothing was written.
+            Err(StoreError::Unavailable(_)) => None,
+            done => Some(done),
+        }
+    }
+}
+
+/// A grant's transaction ([`Direct::spend_and_issue`]).
+fn grant(
+    conn: &mut Connection,
+    spend: &Spend,
+    now: i64,
+    issuance: &Issuance,
+    refresh_scopes: Option<&str>,
+) -> Result<IssueOutcome, StoreError> {
+    let family = issuance.family_id.as_str();
+    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    match spend_sql(spend) {
+        Some((hash, spend_sql, state_sql)) => {
+            let spent = tx
+                .prepare_cached(spend_sql)?
+                .execute(named_params! { "$1": hash, "$2": now, "$3": family })?;
+            if spent == 0 {
+                let state = tx
+                    .prepare_cached(state_sql)?
+                    .query_row(named_params! { "$1": hash }, |r| Ok((r.get(0)?, r.get(1)?)))
+                    .optional()?;
+                // Dropping the transaction rolls it back.
+                return Ok(spend_failure(state));
+            }
+        }
+        None => {
+            let revoked: Option<i64> = tx
+                .prepare_cached(LOCK_FAMILY_SQL)?
+                .query_row(named_params! { "$1": family }, |r| r.get(0))?;
+            if revoked.is_some() {
+                return Ok(IssueOutcome::FamilyRevoked);
+            }
+        }
+    }
+    tx.prepare_cached(INSERT_ACCESS_SQL)?
+        .execute(named_params! {
+            "$1": issuance.jti, "$2": family, "$3": issuance.jti_expires_at,
+        })?;
+    if let (Some(r), Some(scopes)) = (&issuance.refresh, refresh_scopes) {
+        tx.prepare_cached(INSERT_REFRESH_SQL)?
+            .execute(named_params! {
+                "$1": r.token_hash, "$2": family, "$3": r.client_id, "$4": r.subject,
+                "$5": r.user_info, "$6": scopes, "$7": r.auth_time, "$8": r.expires_at,
+            })?;
+    }
+    tx.commit()?;
+    Ok(IssueOutcome::Issued)
 }
 
 /// The connection unless another thread holds it.
@@ -519,6 +560,45 @@ mod tests {
         for conn in [&direct.reader, &direct.writer] {
             assert_eq!(busy_timeout(&conn.lock().unwrap()).unwrap(), 1234);
         }
+    }
+
+    /// A write on the calling thread never runs SQLite's busy handler either, and one that
+    /// finds the write lock taken writes nothing (the caller then writes on a blocking thread).
+    #[test]
+    fn writes_on_the_calling_thread_never_wait() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = wal_file(&dir);
+        let direct = Direct::open(&path, Duration::from_millis(1234)).unwrap();
+        let busy_timeout = |conn: &mut Connection| -> Result<i64, StoreError> {
+            Ok(conn.query_row("PRAGMA busy_timeout", [], |r| r.get(0))?)
+        };
+        assert_eq!(direct.write_now(busy_timeout).unwrap().unwrap(), 0);
+        {
+            let _taken = direct.writer.lock().unwrap();
+            assert!(direct.write_now(busy_timeout).is_none());
+        }
+        let other = Connection::open(&path).unwrap();
+        other
+            .execute_batch("CREATE TABLE t (x); BEGIN IMMEDIATE;")
+            .unwrap();
+        let insert = |conn: &mut Connection| -> Result<(), StoreError> {
+            let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            tx.execute("INSERT INTO t VALUES (1)", [])?;
+            tx.commit()?;
+            Ok(())
+        };
+        assert!(direct.write_now(insert).is_none());
+        other.execute_batch("COMMIT").unwrap();
+        let rows = |conn: &mut Connection| -> Result<i64, StoreError> {
+            Ok(conn.query_row("SELECT count(*) FROM t", [], |r| r.get(0))?)
+        };
+        assert_eq!(direct.write_now(rows).unwrap().unwrap(), 0);
+        assert!(matches!(direct.write_now(insert), Some(Ok(()))));
+        assert_eq!(direct.write_now(rows).unwrap().unwrap(), 1);
+        assert_eq!(
+            busy_timeout(&mut direct.writer.lock().unwrap()).unwrap(),
+            1234
+        );
     }
 
     /// A read that SQLite refuses for a lock is left to a blocking thread (which may wait);
