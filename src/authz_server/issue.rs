@@ -1,5 +1,6 @@
 //! Minting: JWT access tokens (RFC 9068 shape, DESIGN §5) and opaque refresh tokens.
 
+use futures_util::future::Either;
 use serde::Serialize;
 use serde_json::Value;
 
@@ -150,22 +151,19 @@ pub async fn issue(
                     },
                 ),
             };
-            // The transaction waits on the database and the signature is CPU work: they
-            // run side by side. The store operation is polled first, so it is under way
-            // before the signature starts. An RSA signature runs on a blocking thread, so
-            // that no worker stalls for its ~0.2 ms; a quick one (ES256, EdDSA) runs here,
-            // where handing it to a thread would cost about as much as signing. A token
-            // signed for a grant that then loses is dropped unseen.
+            // The transaction waits on the database (or, on SQLite, runs in this task) and
+            // the signature is CPU work: they run side by side. An RSA signature starts at
+            // once on a blocking thread, so that no worker stalls for its ~0.2 ms; a quick
+            // one (ES256, EdDSA) runs here once the store operation is under way, where
+            // handing it to a thread would cost about as much as signing. A token signed for
+            // a grant that then loses is dropped unseen.
             let keys = state.keys.clone();
-            let signing = async move {
-                if keys.current.alg().signs_quickly() {
-                    Ok(keys.current.sign_jwt_payload("at+jwt", &payload))
-                } else {
-                    tokio::task::spawn_blocking(move || {
-                        keys.current.sign_jwt_payload("at+jwt", &payload)
-                    })
-                    .await
-                }
+            let quick = keys.current.alg().signs_quickly();
+            let sign = move || keys.current.sign_jwt_payload("at+jwt", &payload);
+            let signing = if quick {
+                Either::Left(async move { Ok(sign()) })
+            } else {
+                Either::Right(tokio::task::spawn_blocking(sign))
             };
             let (stored, signed) = tokio::join!(
                 biased;

@@ -15,6 +15,7 @@ on_both_backends!(
     purge_removes_only_expired,
     authz_survives_restart,
     cancelled_callers_leave_no_open_transaction,
+    cancelled_grants_are_all_or_nothing,
     a_grant_spends_and_stores_in_one_transaction,
     a_spend_race_has_one_winner_and_the_loser_stores_nothing,
     an_issuance_never_escapes_a_family_revocation,
@@ -80,6 +81,51 @@ async fn cancelled_callers_leave_no_open_transaction(t: DatabaseTarget) {
     .unwrap();
     assert_eq!(revoked.len(), 12, "every write is visible to another pool");
     other.close().await;
+    store.close().await;
+}
+
+/// Grants given up at every step (through `TimeoutStore`, which runs SQLite's in the caller's
+/// task) either happened whole or not at all, and leave no lock behind.
+async fn cancelled_grants_are_all_or_nothing(t: DatabaseTarget) {
+    let store: Arc<dyn Store> = Arc::new(TimeoutStore::new(
+        open_store(&t).await,
+        Duration::from_secs(10),
+    ));
+    let rounds = 60;
+    for i in 0..rounds {
+        let (old, family) = (format!("given-up-{i}"), format!("fam-given-up-{i}"));
+        store
+            .insert_refresh_token(&refresh(&old, &family))
+            .await
+            .unwrap();
+        let spend = Spend::RefreshToken(old);
+        let next = format!("next-{i}");
+        let issue = issuance(&family, &format!("jti-{i}"), Some(&next));
+        give_up_after(store.spend_and_issue(&spend, 200, &issue), i % 12).await;
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    for i in 0..rounds {
+        let spent = store
+            .find_refresh_token(&format!("given-up-{i}"))
+            .await
+            .unwrap()
+            .used;
+        let stored = store.find_refresh_token(&format!("next-{i}")).await;
+        assert_eq!(spent, stored.is_ok(), "round {i}: {stored:?}");
+    }
+    let family = "fam-after-given-up";
+    store
+        .insert_refresh_token(&refresh("after-given-up", family))
+        .await
+        .unwrap();
+    let issued = store
+        .spend_and_issue(
+            &Spend::RefreshToken("after-given-up".into()),
+            300,
+            &issuance(family, "jti-after", Some("next-after")),
+        )
+        .await;
+    assert_eq!(issued, Ok(IssueOutcome::Issued));
     store.close().await;
 }
 

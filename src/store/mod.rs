@@ -294,6 +294,13 @@ pub trait Store: Send + Sync + 'static {
 
     /// `SELECT 1`, for readiness checks.
     async fn ping(&self) -> Result<(), StoreError>;
+    /// Whether dropping the future of a grant-path operation (`get_session`,
+    /// `insert_auth_code`, `find_auth_code`, `find_refresh_token`, `spend_and_issue`) at any
+    /// point leaves nothing half-done, so that [`TimeoutStore`] may run it in the caller's
+    /// task. Not so for operations through sqlx (see `timeout.rs`).
+    fn grant_path_is_cancel_safe(&self) -> bool {
+        false
+    }
     /// Closes the pool, waiting for checked-out connections to come back.
     async fn close(&self);
 }

@@ -279,6 +279,12 @@ impl Store for SqliteStore {
         Ok(())
     }
 
+    /// The grant path runs in `sqlite_direct`: each operation whole on the calling thread, or
+    /// whole on a blocking thread that finishes it whether or not anyone still waits.
+    fn grant_path_is_cancel_safe(&self) -> bool {
+        true
+    }
+
     async fn close(&self) {
         self.pool.close().await;
     }

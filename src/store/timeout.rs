@@ -7,6 +7,10 @@
 //!   held and every later `begin` refused; PostgreSQL: an "idle in transaction" connection
 //!   whose writes no one else sees). Found by `make bench`, whose load generator drops
 //!   in-flight requests at the end of every run.
+//!   The grant path's operations of a store that keeps them whole when dropped
+//!   ([`Store::grant_path_is_cancel_safe`]: SQLite's, which run whole on the calling thread
+//!   or on a blocking thread) run in the caller's task instead: a task of their own would
+//!   only add a thread hand-off to every grant.
 //! - **Deadline**: a database that stops answering (a partition, a silent connection) yields
 //!   `Unavailable` after [`QUERY_TIMEOUT`] instead of hanging the caller; the operation itself
 //!   still finishes (or fails) on its own.
@@ -23,11 +27,43 @@ pub const QUERY_TIMEOUT: Duration = Duration::from_secs(10);
 pub struct TimeoutStore {
     inner: Arc<dyn Store>,
     limit: Duration,
+    /// The inner store's [`Store::grant_path_is_cancel_safe`].
+    grant_path_in_place: bool,
 }
 
 impl TimeoutStore {
     pub fn new(inner: Arc<dyn Store>, limit: Duration) -> Self {
-        Self { inner, limit }
+        let grant_path_in_place = inner.grant_path_is_cancel_safe();
+        Self {
+            inner,
+            limit,
+            grant_path_in_place,
+        }
+    }
+
+    /// Runs a grant-path operation in the caller's task when the inner store keeps it whole
+    /// if dropped (`here`), in a task of its own otherwise (`detached`); at most `limit` either
+    /// way.
+    async fn run_grant<T, Here, F, Fut>(&self, here: Here, detached: F) -> Result<T, StoreError>
+    where
+        T: Send + 'static,
+        Here: Future<Output = Result<T, StoreError>>,
+        F: FnOnce(Arc<dyn Store>) -> Fut,
+        Fut: Future<Output = Result<T, StoreError>> + Send + 'static,
+    {
+        if !self.grant_path_in_place {
+            return self.run(detached).await;
+        }
+        tokio::time::timeout(self.limit, here)
+            .await
+            .unwrap_or_else(|_| Err(self.no_answer()))
+    }
+
+    fn no_answer(&self) -> StoreError {
+        StoreError::Unavailable(format!(
+            "no answer from the database within {}s",
+            self.limit.as_secs()
+        ))
     }
 
     /// Runs `op` on the inner store in a task of its own and waits at most `limit` for it.
@@ -41,10 +77,7 @@ impl TimeoutStore {
         match tokio::time::timeout(self.limit, task).await {
             Ok(Ok(r)) => r,
             Ok(Err(_)) => Err(StoreError::Internal("a store operation panicked".into())),
-            Err(_) => Err(StoreError::Unavailable(format!(
-                "no answer from the database within {}s",
-                self.limit.as_secs()
-            ))),
+            Err(_) => Err(self.no_answer()),
         }
     }
 }
@@ -77,9 +110,11 @@ impl Store for TimeoutStore {
     }
 
     async fn insert_auth_code(&self, c: &AuthCodeRecord) -> Result<(), StoreError> {
-        let c = c.clone();
-        self.run(move |store| async move { store.insert_auth_code(&c).await })
-            .await
+        self.run_grant(self.inner.insert_auth_code(c), |store| {
+            let c = c.clone();
+            async move { store.insert_auth_code(&c).await }
+        })
+        .await
     }
 
     async fn redeem_auth_code(
@@ -109,18 +144,22 @@ impl Store for TimeoutStore {
     }
 
     async fn find_auth_code(&self, code_hash: &str) -> Result<Found<AuthCodeRecord>, StoreError> {
-        let code_hash = code_hash.to_owned();
-        self.run(move |store| async move { store.find_auth_code(&code_hash).await })
-            .await
+        self.run_grant(self.inner.find_auth_code(code_hash), |store| {
+            let code_hash = code_hash.to_owned();
+            async move { store.find_auth_code(&code_hash).await }
+        })
+        .await
     }
 
     async fn find_refresh_token(
         &self,
         token_hash: &str,
     ) -> Result<Found<RefreshTokenRecord>, StoreError> {
-        let token_hash = token_hash.to_owned();
-        self.run(move |store| async move { store.find_refresh_token(&token_hash).await })
-            .await
+        self.run_grant(self.inner.find_refresh_token(token_hash), |store| {
+            let token_hash = token_hash.to_owned();
+            async move { store.find_refresh_token(&token_hash).await }
+        })
+        .await
     }
 
     async fn spend_and_issue(
@@ -129,10 +168,11 @@ impl Store for TimeoutStore {
         now: i64,
         issuance: &Issuance,
     ) -> Result<IssueOutcome, StoreError> {
-        let spend = spend.clone();
-        let issuance = issuance.clone();
-        self.run(move |store| async move { store.spend_and_issue(&spend, now, &issuance).await })
-            .await
+        self.run_grant(self.inner.spend_and_issue(spend, now, issuance), |store| {
+            let (spend, issuance) = (spend.clone(), issuance.clone());
+            async move { store.spend_and_issue(&spend, now, &issuance).await }
+        })
+        .await
     }
 
     async fn record_access_token(
@@ -188,9 +228,11 @@ impl Store for TimeoutStore {
     }
 
     async fn get_session(&self, id_hash: &str) -> Result<SessionRecord, StoreError> {
-        let id_hash = id_hash.to_owned();
-        self.run(move |store| async move { store.get_session(&id_hash).await })
-            .await
+        self.run_grant(self.inner.get_session(id_hash), |store| {
+            let id_hash = id_hash.to_owned();
+            async move { store.get_session(&id_hash).await }
+        })
+        .await
     }
 
     async fn touch_session(&self, id_hash: &str, now: i64) -> Result<(), StoreError> {
