@@ -212,19 +212,14 @@ async fn authorization_code(
     let code = required(form, "code")?;
     let now = state.clock.now();
     let hash = bound_digest(&client.id, code);
-    let recent = recent_record(&state.authz.recent.codes, &hash, |record| {
-        check_code_request(record, client, form, now).is_ok()
-    });
-    let found = match recent {
-        Some(found) => found,
-        None => match state.store.find_auth_code(&hash).await {
-            Ok(found) => found,
-            Err(StoreError::NotFound) => {
-                return Err(OAuthError::invalid_grant("unknown authorization code"))
-            }
-            Err(e) => return Err(e.into()),
-        },
-    };
+    let found = grant_record(
+        &state.authz.recent.codes,
+        &hash,
+        |record| check_code_request(record, client, form, now).is_ok(),
+        state.store.find_auth_code(&hash),
+        "unknown authorization code",
+    )
+    .await?;
     let record = found.record;
     let family = Family {
         id: &record.family_id,
@@ -360,19 +355,14 @@ async fn refresh_token(
     let token = required(form, "refresh_token")?;
     let now = state.clock.now();
     let hash = bound_digest(&client.id, token);
-    let recent = recent_record(&state.authz.recent.refresh_tokens, &hash, |record| {
-        refresh_scopes(record, client, form, now).is_ok()
-    });
-    let found = match recent {
-        Some(found) => found,
-        None => match state.store.find_refresh_token(&hash).await {
-            Ok(found) => found,
-            Err(StoreError::NotFound) => {
-                return Err(OAuthError::invalid_grant("unknown refresh token"))
-            }
-            Err(e) => return Err(e.into()),
-        },
-    };
+    let found = grant_record(
+        &state.authz.recent.refresh_tokens,
+        &hash,
+        |record| refresh_scopes(record, client, form, now).is_ok(),
+        state.store.find_refresh_token(&hash),
+        "unknown refresh token",
+    )
+    .await?;
     let record = found.record;
     if found.family_revoked {
         return Err(OAuthError::invalid_grant("refresh token revoked"));
@@ -438,20 +428,28 @@ fn refresh_scopes(
     }
 }
 
-/// A code or refresh token issued here and not presented since, if the request `passes` on
-/// it; `None` sends the caller to the database. Whether it is still unspent and its family
-/// alive is left to the grant's transaction (see [`super::recent`]).
-fn recent_record<T>(
+/// The stored code or refresh token `hash`: issued here and not presented since, if the
+/// request `passes` on it, without a read (whether it is still unspent and its family alive
+/// is then left to the grant's transaction, see [`super::recent`]); otherwise as `read`
+/// finds it, `unknown` if it does not exist.
+async fn grant_record<T>(
     recent: &Recent<T>,
     hash: &str,
     passes: impl FnOnce(&T) -> bool,
-) -> Option<Found<T>> {
-    let record = recent.take(hash).filter(passes)?;
-    Some(Found {
-        record,
-        used: false,
-        family_revoked: false,
-    })
+    read: impl std::future::Future<Output = Result<Found<T>, StoreError>>,
+    unknown: &'static str,
+) -> Result<Found<T>, OAuthError> {
+    if let Some(record) = recent.take(hash).filter(passes) {
+        return Ok(Found {
+            record,
+            used: false,
+            family_revoked: false,
+        });
+    }
+    match read.await {
+        Err(StoreError::NotFound) => Err(OAuthError::invalid_grant(unknown)),
+        found => Ok(found?),
+    }
 }
 
 /// §4.4: confidential clients only; the token's subject is the client.
