@@ -216,7 +216,7 @@ async fn authorization_code(
         &state.authz.recent.codes,
         &hash,
         |record| check_code_request(record, client, form, now).is_ok(),
-        state.store.find_auth_code(&hash),
+        || state.store.find_auth_code(&hash),
         "unknown authorization code",
     )
     .await?;
@@ -359,7 +359,7 @@ async fn refresh_token(
         &state.authz.recent.refresh_tokens,
         &hash,
         |record| refresh_scopes(record, client, form, now).is_ok(),
-        state.store.find_refresh_token(&hash),
+        || state.store.find_refresh_token(&hash),
         "unknown refresh token",
     )
     .await?;
@@ -431,14 +431,17 @@ fn refresh_scopes(
 /// The stored code or refresh token `hash`: issued here and not presented since, if the
 /// request `passes` on it, without a read (whether it is still unspent and its family alive
 /// is then left to the grant's transaction, see [`super::recent`]); otherwise as `read`
-/// finds it, `unknown` if it does not exist.
-async fn grant_record<T>(
+/// finds it (called only then), `unknown` if it does not exist.
+async fn grant_record<T, Read>(
     recent: &Recent<T>,
     hash: &str,
     passes: impl FnOnce(&T) -> bool,
-    read: impl std::future::Future<Output = Result<Found<T>, StoreError>>,
+    read: impl FnOnce() -> Read,
     unknown: &'static str,
-) -> Result<Found<T>, OAuthError> {
+) -> Result<Found<T>, OAuthError>
+where
+    Read: std::future::Future<Output = Result<Found<T>, StoreError>>,
+{
     if let Some(record) = recent.take(hash).filter(passes) {
         return Ok(Found {
             record,
@@ -446,7 +449,7 @@ async fn grant_record<T>(
             family_revoked: false,
         });
     }
-    match read.await {
+    match read().await {
         Err(StoreError::NotFound) => Err(OAuthError::invalid_grant(unknown)),
         found => Ok(found?),
     }
