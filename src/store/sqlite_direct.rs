@@ -279,7 +279,9 @@ impl Direct {
         let result = write(&mut conn);
         let _ = conn.busy_timeout(self.busy_timeout);
         match result {
-            // `BEGIN IMMEDIATE` found the lock taken (another process); nothing was written.
+            // The lock was taken (another process), or an I/O failure: the statement or
+            // transaction was rolled back, so nothing was written, and the blocking thread
+            // tries once more (waiting out the busy timeout where the lock is the cause).
             Err(StoreError::Unavailable(_)) => None,
             done => Some(done),
         }
