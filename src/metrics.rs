@@ -72,20 +72,27 @@ pub struct Metrics {
     histograms: [DashMap<Box<str>, Arc<Histogram>>; 2],
 }
 
-/// Escapes a label value for the text format.
-fn esc(v: &str) -> String {
-    v.replace('\\', "\\\\")
-        .replace('"', "\\\"")
-        .replace('\n', "\\n")
-}
-
-/// Formats `k="v",…` label pairs.
+/// Formats `k="v",…` label pairs, each value escaped for the text format, into one string
+/// (it is built for every counted event, so without intermediate allocations).
 pub fn labels(pairs: &[(&str, &str)]) -> String {
-    pairs
-        .iter()
-        .map(|(k, v)| format!("{k}=\"{}\"", esc(v)))
-        .collect::<Vec<_>>()
-        .join(",")
+    let mut out = String::with_capacity(pairs.iter().map(|(k, v)| k.len() + v.len() + 4).sum());
+    for (i, (k, v)) in pairs.iter().enumerate() {
+        if i > 0 {
+            out.push(',');
+        }
+        out.push_str(k);
+        out.push_str("=\"");
+        for c in v.chars() {
+            match c {
+                '\\' => out.push_str("\\\\"),
+                '"' => out.push_str("\\\""),
+                '\n' => out.push_str("\\n"),
+                c => out.push(c),
+            }
+        }
+        out.push('"');
+    }
+    out
 }
 
 impl Metrics {
@@ -280,5 +287,15 @@ mod tests {
             route_label("/flyteidl.service.AdminService/ListProjects"),
             "/flyteidl.service.AdminService/ListProjects"
         );
+    }
+
+    /// A label value can never end its quotes or its line in the exposition.
+    #[test]
+    fn label_values_are_escaped() {
+        assert_eq!(
+            labels(&[("client", "a\"b\\c\nd"), ("grant", "refresh_token")]),
+            r#"client="a\"b\\c\nd",grant="refresh_token""#
+        );
+        assert_eq!(labels(&[]), "");
     }
 }

@@ -35,7 +35,8 @@ impl PublicUrls {
     /// The public URL for a request that arrived with `authority` (Host / `:authority`)
     /// over `scheme`.
     pub fn resolve(&self, authority: Option<&str>, scheme: &str) -> &str {
-        let Some(authority) = authority else {
+        // With one URL every branch below ends at it: no need to parse the authority.
+        let (Some(authority), [_, _, ..]) = (authority, self.urls.as_slice()) else {
             return self.first();
         };
         let Ok(candidate) = Url::parse(&format!("{scheme}://{authority}")) else {
@@ -81,5 +82,15 @@ mod tests {
             "https://flyte.example.com"
         );
         assert_eq!(p.resolve(None, "http"), "https://flyte.example.com");
+
+        let one = PublicUrls::new(vec![Url::parse("http://localhost:8088/").unwrap()]);
+        for authority in [
+            Some("localhost:8088"),
+            Some("elsewhere"),
+            Some("[bad"),
+            None,
+        ] {
+            assert_eq!(one.resolve(authority, "https"), "http://localhost:8088");
+        }
     }
 }

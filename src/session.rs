@@ -16,8 +16,14 @@ use crate::store::{SessionRecord, Store, StoreError};
 /// Hex SHA-256, the form in which opaque credentials are stored.
 pub fn digest_hex(value: &str) -> String {
     use sha2::{Digest, Sha256};
+    const HEX: &[u8; 16] = b"0123456789abcdef";
     let d = Sha256::digest(value.as_bytes());
-    d.iter().map(|b| format!("{b:02x}")).collect()
+    let mut hex = String::with_capacity(2 * d.len());
+    for b in d {
+        hex.push(HEX[usize::from(b >> 4)] as char);
+        hex.push(HEX[usize::from(b & 0xf)] as char);
+    }
+    hex
 }
 
 /// A live session. `Debug` leaves out the CSRF token.
@@ -148,5 +154,24 @@ impl Sessions {
             self.store.delete_session(&digest_hex(id)).await?;
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::digest_hex;
+
+    /// Stored credentials are looked up by this form: it must never change, or every stored
+    /// session, code and refresh token is lost (FIPS 180-2's "abc" vector, lowercase hex).
+    #[test]
+    fn digest_hex_is_lowercase_hex_sha256() {
+        assert_eq!(
+            digest_hex("abc"),
+            "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
+        );
+        assert_eq!(
+            digest_hex(""),
+            "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
+        );
     }
 }
