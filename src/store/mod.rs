@@ -54,11 +54,23 @@ impl From<sqlx::Error> for StoreError {
         use sqlx::Error as E;
         match e {
             E::RowNotFound => StoreError::NotFound,
-            E::PoolTimedOut | E::PoolClosed | E::Io(_) | E::Tls(_) | E::WorkerCrashed => {
+            E::Io(_) | E::Tls(_) => {
+                postgres::connection_failed();
+                StoreError::Unavailable(e.to_string())
+            }
+            E::PoolTimedOut | E::PoolClosed | E::WorkerCrashed => {
                 StoreError::Unavailable(e.to_string())
             }
             E::Database(db) if db.is_unique_violation() => StoreError::AlreadyExists,
-            E::Database(db) if is_transient(db.as_ref()) => StoreError::Unavailable(db.to_string()),
+            E::Database(db) if is_transient(db.as_ref()) => {
+                if db
+                    .try_downcast_ref::<sqlx::postgres::PgDatabaseError>()
+                    .is_some()
+                {
+                    postgres::connection_failed();
+                }
+                StoreError::Unavailable(db.to_string())
+            }
             // Database messages are the server's primary message (never PostgreSQL's DETAIL,
             // which is where key values appear); every value is bound, never in the SQL text.
             other => StoreError::Internal(other.to_string()),

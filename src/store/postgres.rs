@@ -1,7 +1,9 @@
 //! PostgreSQL backend: one database shared by every replica.
 
 use std::str::FromStr;
-use std::time::Duration;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::LazyLock;
+use std::time::{Duration, Instant};
 
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::{PgPool, Postgres};
@@ -15,6 +17,37 @@ use super::{
     AuthCodeRecord, CodeRedemption, DeviceApproval, DeviceCodeRecord, DevicePoll, Found, Issuance,
     IssueOutcome, RefreshRedemption, RefreshTokenRecord, RevokedToken, SessionRecord, Spend,
 };
+
+/// A pooled connection idle for this long is pinged before it is used again; one used more
+/// recently is taken as alive (as HikariCP's 500 ms "alive bypass window"), unless a
+/// connection failed since it went idle ([`connection_failed`]).
+const PING_WHEN_IDLE_FOR: Duration = Duration::from_secs(1);
+
+/// When a database connection last failed, in milliseconds since [`CLOCK_START`] (0: never).
+static CONNECTION_FAILED_AT: AtomicU64 = AtomicU64::new(0);
+static CLOCK_START: LazyLock<Instant> = LazyLock::new(Instant::now);
+
+fn millis_now() -> u64 {
+    u64::try_from(CLOCK_START.elapsed().as_millis()).unwrap_or(u64::MAX)
+}
+
+/// Called for every error that says a connection is gone (I/O, TLS, PostgreSQL's connection
+/// and shutdown classes). After a server restart or a failover every pooled connection is
+/// dead at once: each connection that was idle when the failure was seen is then pinged
+/// before it is used, so one request sees the failure rather than one per connection.
+pub(super) fn connection_failed() {
+    CONNECTION_FAILED_AT.store(millis_now().max(1), Ordering::Relaxed);
+}
+
+/// Whether a connection idle for `idle_for` must be pinged before it is handed out.
+fn needs_ping(idle_for: Duration) -> bool {
+    if idle_for >= PING_WHEN_IDLE_FOR {
+        return true;
+    }
+    let failed_at = CONNECTION_FAILED_AT.load(Ordering::Relaxed);
+    let idle_since = millis_now().saturating_sub(idle_for.as_millis() as u64);
+    failed_at != 0 && idle_since <= failed_at
+}
 
 /// [`Store`] on a PostgreSQL database.
 pub(super) struct PgStore {
@@ -32,6 +65,19 @@ impl PgStore {
         let pool = PgPoolOptions::new()
             .max_connections(max_connections)
             .acquire_timeout(acquire_timeout)
+            // sqlx pings every connection it hands out by default: one more round trip to the
+            // server before every statement. Only a connection idle for a while, or since a
+            // connection failed, is pinged now ([`needs_ping`]); a broken one is dropped and
+            // another taken.
+            .test_before_acquire(false)
+            .before_acquire(|conn, meta| {
+                Box::pin(async move {
+                    if needs_ping(meta.idle_for) {
+                        sqlx::Connection::ping(conn).await?;
+                    }
+                    Ok(true)
+                })
+            })
             .connect_with(options)
             .await?;
         sqlx::migrate!("./migrations/postgres").run(&pool).await?;
@@ -234,6 +280,7 @@ impl Store for PgStore {
 mod tests {
     use super::*;
     use crate::store::tests::{add, open_store, run_postgres};
+    use crate::store::DatabaseTarget;
 
     #[tokio::test]
     async fn replicas_migrate_concurrently() {
@@ -245,6 +292,44 @@ mod tests {
             assert_eq!(b.get_project("", "p").await.unwrap().name, "P");
             a.close().await;
             b.close().await;
+        })
+        .await;
+    }
+
+    /// A restart or failover kills every pooled connection at once. Connections used within
+    /// the last second are not pinged before use (a round trip per statement), so the first
+    /// request after the kill may fail, but its failure makes every other pooled connection
+    /// pinged and replaced: the next requests succeed.
+    #[tokio::test]
+    async fn one_request_fails_when_every_connection_was_killed() {
+        run_postgres(|t| async move {
+            let DatabaseTarget::Postgres { url } = &t else {
+                unreachable!()
+            };
+            let store = PgStore::open(url, 4, Duration::from_secs(5)).await.unwrap();
+            let p = &store.pool;
+            let held = tokio::join!(p.acquire(), p.acquire(), p.acquire(), p.acquire());
+            assert_eq!(p.size(), 4);
+            drop(held); // four idle connections in the pool, used a moment ago
+            let mut admin = <sqlx::PgConnection as sqlx::Connection>::connect(url)
+                .await
+                .unwrap();
+            let killed: Vec<(bool,)> = sqlx::query_as(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity \
+                 WHERE datname = current_database() AND pid <> pg_backend_pid()",
+            )
+            .fetch_all(&mut admin)
+            .await
+            .unwrap();
+            assert!(killed.len() >= 4, "{killed:?}");
+            let mut outcomes = Vec::new();
+            for _ in 0..4 {
+                outcomes.push(store.counts(0).await.map(|_| ()));
+            }
+            assert!(
+                outcomes[1..].iter().all(Result::is_ok),
+                "only the first request may fail: {outcomes:?}"
+            );
         })
         .await;
     }

@@ -58,6 +58,9 @@ impl SqliteStore {
         let pool = SqlitePoolOptions::new()
             .max_connections(max_connections)
             .acquire_timeout(acquire_timeout)
+            // A file cannot hang up: no ping (a round trip to sqlx's worker thread) before
+            // every statement.
+            .test_before_acquire(false)
             .connect_with(options)
             .await?;
         sqlx::migrate!("./migrations/sqlite").run(&pool).await?;
