@@ -13,7 +13,9 @@
 #   4. authorization code + PKCE round trips/s (authorize with a logged-in session → code →
 #      token; wrk -t2 -c$AC_CONC) and chained refresh grants/s (wrk -t1 -c1), for flyteauth on
 #      SQLite and on PostgreSQL (a throwaway database on $PG_URL) and for oidc-provider@9
-#      (bench/peer, one process, in-memory), $AC_RUNS runs × $AC_DURATION s each.
+#      (bench/peer, one process, in-memory), $AC_RUNS runs × $AC_DURATION s each; beside them
+#      the floor of one refresh at c=1 on this machine: one signature on one thread, an HTTP
+#      round trip that does no work (/healthcheck), PostgreSQL's durable commit.
 #   5. memory with $MEM_SESSIONS browser sessions in the SQLite store: RSS idle, and after
 #      /me with $ME_CALLS of those sessions.
 #   6. token verification micro-benchmarks (criterion, bench/micro): cold verify per algorithm
@@ -87,7 +89,7 @@ if [ -z "${SKIP_BUILD:-}" ]; then
 fi
 [ -x "$BIN" ] || die "missing $BIN (build first, or unset SKIP_BUILD)"
 ! { want 2 || want 3; } || [ -x "$LOAD" ] || die "missing $LOAD (build first, or unset SKIP_BUILD)"
-! want 1 || [ -x "$SIGN_SPEED" ] || die "missing $SIGN_SPEED (build first, or unset SKIP_BUILD)"
+! { want 1 || want 4; } || [ -x "$SIGN_SPEED" ] || die "missing $SIGN_SPEED (build first, or unset SKIP_BUILD)"
 if [ ! -d bench/peer/node_modules/oidc-provider ]; then
   (cd bench/peer && npm ci --no-audit --no-fund --silent)
 fi
@@ -486,6 +488,12 @@ AC_LABEL="-$AC_ALG"
 : >"$OUT/authcode$AC_LABEL.txt"
 : >"$OUT/authcode-issues$AC_LABEL.txt"
 pg_info=""
+pg_commit=""
+http_us=""
+# The floor of a refresh at c=1 on this machine: one signature on one thread, and (below) an
+# HTTP round trip through wrk that does no work.
+"$SIGN_SPEED" 2 1 "$AC_ALG" >"$OUT/sign-speed-one-$AC_ALG.json"
+sign_us=$(python3 -c 'import json,sys; print(round(json.load(open(sys.argv[1]))["seconds_per_signature"] * 1e6))' "$OUT/sign-speed-one-$AC_ALG.json")
 for store in $AC_STORES; do
   dir="$OUT/authcode-$store$AC_LABEL"
   mkdir -p "$dir"
@@ -496,12 +504,17 @@ for store in $AC_STORES; do
       psql "$PG_URL/postgres" -X -q -v ON_ERROR_STOP=1 -c "CREATE DATABASE \"$PG_DB\"" >/dev/null ||
         { PG_DB=""; die "cannot create a database on $PG_URL"; }
       write_ac_config "$dir" "url: $PG_URL/$PG_DB"
-      pg_info="PostgreSQL $(psql "$PG_URL/$PG_DB" -X -A -t -c 'SHOW server_version' | awk '{print $1}'), synchronous_commit $(psql "$PG_URL/$PG_DB" -X -A -t -c 'SHOW synchronous_commit'), fsync $(psql "$PG_URL/$PG_DB" -X -A -t -c 'SHOW fsync'); a one-row INSERT commits in $(pg_commit_ms "$PG_URL/$PG_DB") ms (median of 30, psql on loopback)"
+      pg_commit=$(pg_commit_ms "$PG_URL/$PG_DB")
+      pg_info="PostgreSQL $(psql "$PG_URL/$PG_DB" -X -A -t -c 'SHOW server_version' | awk '{print $1}'), synchronous_commit $(psql "$PG_URL/$PG_DB" -X -A -t -c 'SHOW synchronous_commit'), fsync $(psql "$PG_URL/$PG_DB" -X -A -t -c 'SHOW fsync'); a one-row INSERT commits in $pg_commit ms (median of 30, psql on loopback)"
       echo "  $pg_info"
       ;;
     *) die "AC_STORES: unknown store $store (sqlite, postgres)" ;;
   esac
   start_flyteauth "$dir" "0-$((NPROC - 1))"
+  if [ -z "$http_us" ]; then
+    wrk -t1 -c1 -d3s --latency "http://127.0.0.1:$PORT/healthcheck" >"$OUT/http-floor$AC_LABEL.txt"
+    http_us=$(python3 -c "print(round($(wrk_ms "$OUT/http-floor$AC_LABEL.txt" 50%) * 1000))")
+  fi
   AC_LOG="$dir/server.log"
   ac_measure "flyteauth-$store$AC_LABEL" "http://127.0.0.1:$PORT" flyteauth bench "$(cat "$dir/secrets/bench_password")"
   stop "$SRV_PID"
@@ -532,6 +545,9 @@ say ""
 for store in $AC_STORES; do
   say "- $AC_ALG, flyteauth $store / oidc-provider (medians): code round trips **$(python3 -c "print(f'{$(acmed "flyteauth-$store$AC_LABEL" 3) / $(acmed "oidc-provider$AC_LABEL" 3):.2f}')")×**, refresh **$(python3 -c "print(f'{$(acmed "flyteauth-$store$AC_LABEL" 6) / $(acmed "oidc-provider$AC_LABEL" 6):.2f}')")×**"
 done
+# What 3 × the peer leaves for one refresh at c=1, beside what no implementation avoids here.
+budget_us=$(python3 -c "print(round(1e6 / (3 * $(acmed "oidc-provider$AC_LABEL" 6))))")
+say "- refresh at c=1, per grant: 3 × oidc-provider's median leaves **$budget_us µs**; on this machine an HTTP round trip through wrk that does no work takes $http_us µs (p50, \`/healthcheck\`), one $AC_ALG signature $sign_us µs (one thread, examples/sign_speed.rs)$([ -z "$pg_commit" ] || echo ", a durable one-row commit on PostgreSQL $(python3 -c "print(round($pg_commit * 1000))") µs (psql, above)")"
 say ""
 done
 fi

@@ -1,15 +1,15 @@
-//! `make bench` phase 1: the RS256 signing limit, measured with the library flyteauth signs
-//! with. `THREADS` threads (default 1) each sign a token-sized JWT with one fresh RSA-2048 key
-//! (flyteauth's own `SigningKey::sign_jwt_payload`: SHA-256, the RSA signature, base64url) for
-//! `SECONDS` (default 3) after a short warm-up. Prints one JSON line: `signatures` (all
-//! threads), `per_second` (all threads: the machine's limit when `THREADS` = its cores) and
-//! `seconds_per_signature` (one thread's time for one signature).
+//! `make bench` phases 1 and 4: the signing limit, measured with the library flyteauth signs
+//! with. `THREADS` threads (default 1) each sign a token-sized JWT with one fresh `ALG` key
+//! (default RS256, RSA-2048; flyteauth's own `SigningKey::sign_jwt_payload`: SHA-256, the
+//! signature, base64url) for `SECONDS` (default 3) after a short warm-up. Prints one JSON
+//! line: `signatures` (all threads), `per_second` (all threads: the machine's limit when
+//! `THREADS` = its cores) and `seconds_per_signature` (one thread's time for one signature).
 //!
-//! Usage: `sign_speed [SECONDS] [THREADS]`
+//! Usage: `sign_speed [SECONDS] [THREADS] [RS256|ES256|EdDSA]`
 
 use std::time::{Duration, Instant};
 
-use flyteauth::keys::{generate_rsa_pem, SigningAlg, SigningKey};
+use flyteauth::keys::{generate_pem, SigningAlg, SigningKey};
 
 fn main() {
     let mut args = std::env::args().skip(1);
@@ -21,8 +21,12 @@ fn main() {
         .next()
         .map(|s| s.parse().expect("THREADS is a number"))
         .unwrap_or(1);
-    let pem = generate_rsa_pem().expect("an RSA key");
-    let key = SigningKey::from_pem(pem.as_bytes(), SigningAlg::RS256).expect("the key loads");
+    let alg: SigningAlg = args
+        .next()
+        .map(|s| s.parse().expect("ALG is RS256, ES256 or EdDSA"))
+        .unwrap_or(SigningAlg::RS256);
+    let pem = generate_pem(alg).expect("a key");
+    let key = SigningKey::from_pem(pem.as_bytes(), alg).expect("the key loads");
     // About the size of a client token's claims.
     let claims = format!(
         r#"{{"iss":"http://127.0.0.1:18480","aud":["http://127.0.0.1:18480"],"sub":"flytepropeller","client_id":"flytepropeller","scp":["all"],"iat":1764400000,"nbf":1764400000,"exp":1764401800,"jti":"{}","auth_time":1764400000}}"#,
