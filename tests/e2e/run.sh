@@ -18,6 +18,20 @@ if [[ ! -f "$STAMP" || "$E2E_DIR/requirements.txt" -nt "$STAMP" ]]; then
     touch "$STAMP"
 fi
 
+# Flyte 2's SDK (`flyte`) and the Flyte 2 upstream stand-in run in a venv of their own: their
+# protobuf and flyteidl2 pins differ from flytekit 1.16's. Tests start it as a subprocess
+# through $E2E_FLYTE2_PYTHON.
+VENV2="$E2E_DIR/.venv2"
+STAMP2="$VENV2/.requirements-installed"
+if [[ ! -x "$VENV2/bin/python" ]]; then
+    "$PYTHON" -m venv "$VENV2"
+fi
+if [[ ! -f "$STAMP2" || "$E2E_DIR/requirements-flyte2.txt" -nt "$STAMP2" ]]; then
+    "$VENV2/bin/pip" install --quiet --disable-pip-version-check -r "$E2E_DIR/requirements-flyte2.txt"
+    touch "$STAMP2"
+fi
+export E2E_FLYTE2_PYTHON="$VENV2/bin/python"
+
 # Node peers (openid-client): npm ci from the committed lock file when node_modules is missing
 # or older than package.json / package-lock.json.
 NODE_DIR="$E2E_DIR/node"
