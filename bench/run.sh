@@ -20,10 +20,13 @@
 #      /me with $ME_CALLS of those sessions.
 #   6. token verification micro-benchmarks (criterion, bench/micro): cold verify per algorithm
 #      against the bare aws-lc-rs signature check, and a cache hit.
+#   7. token exchange (RFC 8693): grants/s at concurrency $CONC with ES256 Kubernetes-shaped
+#      service-account tokens in (a fresh one per request: bench/exchange_tokens.mjs), RS256 and
+#      ES256 access tokens out, beside client_credentials on the same server.
 #
 # Needs: cargo, wrk, node >= 20 + npm, openssl, taskset, python3, curl; psql for phase 4 on
 # PostgreSQL.
-# Knobs (env): PHASES="1 2 3 4 5 6" (a subset runs only those phases)
+# Knobs (env): PHASES="1 2 3 4 5 6 7" (a subset runs only those phases)
 #              RUNS=3 DURATION=10 CONC=64 LOAD_RUNS=3 LOAD_DURATION=10 MEM_TOKENS=100000
 #              LOAD_RPC=GetDomains (or UserInfo) MICRO_TIME=3 (criterion seconds per benchmark)
 #              AC_RUNS=$RUNS AC_DURATION=$DURATION AC_CONC=16 AC_STORES="sqlite postgres"
@@ -35,6 +38,7 @@
 #              BENCH_PORT=18480 CARGO=cargo CARGO_TARGET_DIR=target OUT=<tmp dir> SKIP_BUILD=1
 #              FLYTEAUTH_BIN=<path> (a prebuilt server binary instead of $TARGET/release/flyteauth)
 #              WRITE_DOCS=0 (a run of all phases otherwise writes its tables into docs/BENCHMARKS.md)
+#              EX_TOKENS=400000 (subject tokens minted per phase-7 run; must exceed the grants)
 # Results: one line per measurement on stdout, raw output and summary.md under $OUT; a run of
 # all phases also writes summary.md into docs/BENCHMARKS.md (between its markers).
 set -euo pipefail
@@ -48,7 +52,8 @@ LOAD_RUNS=${LOAD_RUNS:-3}
 LOAD_DURATION=${LOAD_DURATION:-10}
 LOAD_RPC=${LOAD_RPC:-GetDomains}
 MEM_TOKENS=${MEM_TOKENS:-100000}
-PHASES=${PHASES:-1 2 3 4 5 6}
+PHASES=${PHASES:-1 2 3 4 5 6 7}
+EX_TOKENS=${EX_TOKENS:-400000}
 MICRO_TIME=${MICRO_TIME:-3}
 AC_RUNS=${AC_RUNS:-$RUNS}
 AC_DURATION=${AC_DURATION:-$DURATION}
@@ -74,7 +79,7 @@ SUMMARY="$OUT/summary.md"
 say() { printf '%s\n' "$*" | tee -a "$SUMMARY"; }
 die() { echo "bench: $*" >&2; exit 1; }
 want() { case " $PHASES " in *" $1 "*) return 0 ;; *) return 1 ;; esac; }
-for p in $PHASES; do case $p in 1 | 2 | 3 | 4 | 5 | 6) ;; *) die "PHASES: unknown phase $p (1-6)" ;; esac; done
+for p in $PHASES; do case $p in 1 | 2 | 3 | 4 | 5 | 6 | 7) ;; *) die "PHASES: unknown phase $p (1-7)" ;; esac; done
 uses_pg() { want 4 && case " $AC_STORES " in *" postgres "*) return 0 ;; *) return 1 ;; esac; }
 
 for tool in wrk node npm openssl taskset python3 curl; do
@@ -90,7 +95,7 @@ fi
 [ -x "$BIN" ] || die "missing $BIN (build first, or unset SKIP_BUILD)"
 ! { want 2 || want 3; } || [ -x "$LOAD" ] || die "missing $LOAD (build first, or unset SKIP_BUILD)"
 ! { want 1 || want 4; } || [ -x "$SIGN_SPEED" ] || die "missing $SIGN_SPEED (build first, or unset SKIP_BUILD)"
-if [ ! -d bench/peer/node_modules/oidc-provider ]; then
+if { want 1 || want 4; } && [ ! -d bench/peer/node_modules/oidc-provider ]; then
   (cd bench/peer && npm ci --no-audit --no-fund --silent)
 fi
 
@@ -608,6 +613,78 @@ python3 bench/micro/summary.py "$TARGET/criterion" | tee -a "$SUMMARY"
 say ""
 fi
 
+# ---------------------------------------------------------------- 7. token exchange
+if want 7; then
+echo "== 7. token exchange (wrk -t2 -c$CONC, $RUNS × ${DURATION}s; $EX_TOKENS subject tokens per run)"
+: >"$OUT/exchange.txt"
+EX_ISSUER=https://kubernetes.default.svc.cluster.local
+# ex_tokens: a fresh file of subject tokens (and, the first time, the issuer's key and JWKS)
+ex_tokens() {
+  node bench/exchange_tokens.mjs "$EX_ISSUER" "$OUT/exchange-jwks.json" "$OUT/exchange-key.pem" \
+    "$EX_TOKENS" "$OUT/exchange-tokens.txt"
+}
+# ex_runs NAME URL MODE(ex|cc) BASIC → appends "NAME min median max" to $OUT/exchange.txt
+ex_runs() {
+  local name=$1 url=$2 mode=$3 basic=$4 rps=() i d f r p50 p99
+  for i in warmup $(seq 1 "$RUNS"); do
+    d=$DURATION
+    [ "$i" != warmup ] || d=2
+    f="$OUT/wrk-$name-$i.txt"
+    if [ "$mode" = ex ]; then
+      ex_tokens
+      TOKENS="$OUT/exchange-tokens.txt" THREADS=2 wrk -t2 -c"$CONC" -d"${d}s" --latency -s bench/exchange.lua "$url" >"$f"
+    else
+      BASIC=$basic wrk -t2 -c"$CONC" -d"${d}s" --latency -s bench/token.lua "$url" >"$f"
+    fi
+    if grep -q 'Non-2xx' "$f"; then
+      cat "$f"; die "$name: the token endpoint answered errors (exchanges: more grants than EX_TOKENS?)"
+    fi
+    [ "$i" != warmup ] || continue
+    r=$(awk '/^Requests\/sec:/ {print $2}' "$f")
+    p50=$(awk '$1 == "50%" {print $2}' "$f")
+    p99=$(awk '$1 == "99%" {print $2}' "$f")
+    echo "  $name run $i: $r grants/s (p50 $p50, p99 $p99)"
+    rps+=("$r")
+  done
+  echo "$name $(stats "${rps[@]}")" >>"$OUT/exchange.txt"
+}
+ex_tokens # the JWKS file must exist before the server starts
+for alg in RS256 ES256; do
+  dir="$OUT/exchange-$alg"
+  mkdir -p "$dir"
+  write_config "$dir" "$alg" true 100000
+  cat >>"$dir/config.yaml" <<EOF
+      trustedIssuers:
+        - issuer: $EX_ISSUER
+          jwksFile: $OUT/exchange-jwks.json
+          audiences: [flyteauth]
+          subjects:
+            "system:serviceaccount:flyte:flytepropeller": { clientId: flytepropeller, scopes: [all] }
+EOF
+  start_flyteauth "$dir" "0-$((NPROC - 1))"
+  url="http://127.0.0.1:$PORT/oauth2/token"
+  got=$(curl -fsS --data-urlencode "grant_type=urn:ietf:params:oauth:grant-type:token-exchange" \
+    --data-urlencode "subject_token_type=urn:ietf:params:oauth:token-type:jwt" \
+    --data-urlencode "subject_token=$(head -1 "$OUT/exchange-tokens.txt")" "$url" |
+    python3 -c 'import json,sys; print(json.load(sys.stdin)["access_token"])')
+  [ "$(jwt_alg "$got")" = "$alg" ] || die "flyteauth $alg issued a $(jwt_alg "$got") token"
+  ex_runs "exchange-$alg" "$url" ex ""
+  ex_runs "client_credentials-$alg" "$url" cc "$(basic_for "$dir")"
+  stop "$SRV_PID"
+done
+xmed() { awk -v n="$1" '$1 == n {print $3}' "$OUT/exchange.txt"; }
+say "## 7. Token exchange (RFC 8693, ES256 service-account tokens in, a fresh one per grant; wrk -t2 -c$CONC, $RUNS × ${DURATION} s, grants/s)"
+say ""
+say "| grant, access token alg | min | median | max |"
+say "|---|---:|---:|---:|"
+while read -r name mn md mx; do say "| $name | $mn | $md | $mx |"; done <"$OUT/exchange.txt"
+say ""
+for alg in RS256 ES256; do
+  say "- $alg out: token exchange / client_credentials = **$(python3 -c "print(f'{$(xmed exchange-$alg) / $(xmed client_credentials-$alg):.2f}')")×** (target ≥ 0.8×)"
+done
+say ""
+fi
+
 say "- load after: $(uptime | sed 's/.*load average/load average/')"
 echo
 echo "== summary: $SUMMARY"
@@ -616,7 +693,7 @@ cat "$SUMMARY"
 # A run of every phase replaces the generated part of docs/BENCHMARKS.md (between its
 # bench:begin / bench:end markers); the discussion around it is written by hand.
 # WRITE_DOCS=0 leaves the file alone.
-if [ "${WRITE_DOCS:-1}" = 1 ] && [ "$(echo $PHASES)" = "1 2 3 4 5 6" ]; then
+if [ "${WRITE_DOCS:-1}" = 1 ] && [ "$(echo $PHASES)" = "1 2 3 4 5 6 7" ]; then
   python3 - docs/BENCHMARKS.md "$SUMMARY" <<'PY'
 import sys
 doc, summary = sys.argv[1], open(sys.argv[2]).read().rstrip()

@@ -1,4 +1,5 @@
-//! The command line: `serve`, `check-config`, `secret init`, `hash-secret`, `hash-password`.
+//! The command line: `serve`, `check-config`, `secret init`, `hash-secret`, `hash-password`,
+//! `token`, `whoami`.
 
 use std::io::{BufRead, Write};
 use std::path::{Path, PathBuf};
@@ -54,7 +55,9 @@ enum Command {
     },
     /// Hash a local user's password (argon2id PHC string). Reads the password from stdin.
     HashPassword,
-    /// Get a client-credentials access token and print it (stdout only).
+    /// Get an access token and print it (stdout only): client credentials, or the exchange of
+    /// a token of a trusted issuer (`--subject-token-file`, e.g. a Kubernetes service-account
+    /// token; RFC 8693), so that Flyte clients can use this as their `ExternalCommand`.
     Token(TokenArgs),
     /// Call IdentityService.UserInfo with a client-credentials token and print the identity.
     Whoami(TokenArgs),
@@ -62,20 +65,41 @@ enum Command {
 
 #[derive(clap::Args)]
 struct TokenArgs {
-    /// The service's base URL, e.g. http://localhost:8088.
+    /// The service's base URL, e.g. http://localhost:8088 (default: $FLYTEAUTH_ENDPOINT, else
+    /// http://localhost:8088).
     #[arg(long)]
-    endpoint: String,
-    #[arg(long, default_value = "flytepropeller")]
-    client_id: String,
+    endpoint: Option<String>,
+    /// The client (default flytepropeller for client credentials; with a subject token, sent
+    /// only when given, and then it must be the client the token's subject acts as).
+    #[arg(long)]
+    client_id: Option<String>,
     /// File holding the client secret (e.g. data/secrets/flytepropeller_client_secret).
-    #[arg(long, conflicts_with = "client_secret_env")]
+    #[arg(long, conflicts_with_all = ["client_secret_env", "subject_token_file"])]
     client_secret_file: Option<PathBuf>,
     /// Environment variable holding the client secret.
-    #[arg(long)]
+    #[arg(long, conflicts_with = "subject_token_file")]
     client_secret_env: Option<String>,
-    /// Space-separated scopes to request.
-    #[arg(long, default_value = "all")]
-    scope: String,
+    /// File holding a JWT of a trusted issuer to exchange (RFC 8693), read on every run, e.g.
+    /// a projected service-account token: /var/run/secrets/tokens/flyteauth.
+    #[arg(long)]
+    subject_token_file: Option<PathBuf>,
+    /// The subject token's type (RFC 8693 §3).
+    #[arg(long, default_value = crate::authz_server::exchange::TYPE_JWT)]
+    subject_token_type: String,
+    /// Space-separated scopes to request (default: all for client credentials; with a subject
+    /// token, the scopes its subject is mapped to).
+    #[arg(long)]
+    scope: Option<String>,
+}
+
+impl TokenArgs {
+    fn endpoint(&self) -> String {
+        self.endpoint
+            .clone()
+            .or_else(|| std::env::var("FLYTEAUTH_ENDPOINT").ok())
+            .filter(|e| !e.is_empty())
+            .unwrap_or_else(|| "http://localhost:8088".into())
+    }
 }
 
 #[derive(Subcommand)]
@@ -339,23 +363,42 @@ fn hash_password() -> i32 {
     }
 }
 
-/// Gets a client-credentials token from the token endpoint the service advertises.
+/// Gets a client-credentials token, or exchanges a subject token, at the token endpoint the
+/// service advertises.
 async fn fetch_token(args: &TokenArgs) -> Result<crate::secret::Secret<String>, String> {
     use serde_json::Value;
+    let subject_token = match &args.subject_token_file {
+        None => None,
+        Some(path) => {
+            let t = std::fs::read_to_string(path)
+                .map_err(|e| format!("--subject-token-file {}: {e}", path.display()))?;
+            let t = t.trim().to_owned();
+            if t.is_empty() {
+                return Err(format!("--subject-token-file {}: empty", path.display()));
+            }
+            Some(crate::secret::Secret::new(t))
+        }
+    };
     let secret = match (&args.client_secret_file, &args.client_secret_env) {
+        _ if subject_token.is_some() => String::new(),
         (Some(path), _) => std::fs::read_to_string(path)
             .map(|s| s.trim_end().to_owned())
             .map_err(|e| format!("--client-secret-file {}: {e}", path.display()))?,
         (None, Some(var)) => {
             std::env::var(var).map_err(|_| format!("--client-secret-env: {var} is not set"))?
         }
-        (None, None) => return Err("give --client-secret-file or --client-secret-env".into()),
+        (None, None) => {
+            return Err(
+                "give --client-secret-file, --client-secret-env or --subject-token-file".into(),
+            )
+        }
     };
     let http = reqwest::Client::builder()
         .timeout(std::time::Duration::from_secs(15))
         .build()
         .map_err(|e| e.to_string())?;
-    let base = args.endpoint.trim_end_matches('/');
+    let endpoint = args.endpoint();
+    let base = endpoint.trim_end_matches('/');
     let md: Value = http
         .get(format!("{base}/.well-known/oauth-authorization-server"))
         .send()
@@ -370,13 +413,36 @@ async fn fetch_token(args: &TokenArgs) -> Result<crate::secret::Secret<String>, 
         .ok_or("metadata has no token_endpoint")?;
     // RFC 6749 §2.3.1: id and secret are form-urlencoded inside Basic.
     let enc = |s: &str| url::form_urlencoded::byte_serialize(s.as_bytes()).collect::<String>();
-    let resp = http
-        .post(token_endpoint)
-        .basic_auth(enc(&args.client_id), Some(enc(&secret)))
-        .form(&[
-            ("grant_type", "client_credentials"),
-            ("scope", args.scope.as_str()),
-        ])
+    let request = match &subject_token {
+        Some(subject_token) => {
+            let mut form = vec![
+                ("grant_type", crate::authz_server::exchange::TOKEN_EXCHANGE),
+                ("subject_token", subject_token.expose().as_str()),
+                ("subject_token_type", args.subject_token_type.as_str()),
+                (
+                    "requested_token_type",
+                    crate::authz_server::exchange::TYPE_ACCESS_TOKEN,
+                ),
+            ];
+            if let Some(scope) = &args.scope {
+                form.push(("scope", scope.as_str()));
+            }
+            if let Some(id) = &args.client_id {
+                form.push(("client_id", id.as_str()));
+            }
+            http.post(token_endpoint).form(&form)
+        }
+        None => {
+            let id = args.client_id.as_deref().unwrap_or("flytepropeller");
+            http.post(token_endpoint)
+                .basic_auth(enc(id), Some(enc(&secret)))
+                .form(&[
+                    ("grant_type", "client_credentials"),
+                    ("scope", args.scope.as_deref().unwrap_or("all")),
+                ])
+        }
+    };
+    let resp = request
         .send()
         .await
         .map_err(|e| format!("token endpoint: {e}"))?;
@@ -404,9 +470,10 @@ async fn whoami(args: TokenArgs) -> i32 {
         Ok(t) => t,
         Err(e) => return fail(e, 69),
     };
-    let channel = match tonic::transport::Endpoint::from_shared(args.endpoint.clone()) {
+    let endpoint = args.endpoint();
+    let channel = match tonic::transport::Endpoint::from_shared(endpoint.clone()) {
         Ok(ep) => {
-            let ep = if args.endpoint.starts_with("https://") {
+            let ep = if endpoint.starts_with("https://") {
                 match ep.tls_config(tonic::transport::ClientTlsConfig::new().with_native_roots()) {
                     Ok(ep) => ep,
                     Err(e) => return fail(e, 69),
@@ -416,7 +483,7 @@ async fn whoami(args: TokenArgs) -> i32 {
             };
             match ep.connect().await {
                 Ok(c) => c,
-                Err(e) => return fail(format!("{}: {e}", args.endpoint), 69),
+                Err(e) => return fail(format!("{endpoint}: {e}"), 69),
             }
         }
         Err(e) => return fail(e, 64),

@@ -358,6 +358,9 @@ pub struct SelfAuthServerFile {
     /// RS256 (default, Flyte's key), ES256 or EdDSA (addition).
     pub signing_algorithm: String,
     pub static_clients: Option<BTreeMap<String, StaticClientFile>>,
+    /// (addition) Issuers whose JWTs are exchanged for access tokens (RFC 8693, RFC 7523;
+    /// DESIGN.md §13), see `authz_server::trusted_issuers`.
+    pub trusted_issuers: Vec<crate::authz_server::trusted_issuers::TrustedIssuerFile>,
 }
 
 impl Default for SelfAuthServerFile {
@@ -372,6 +375,7 @@ impl Default for SelfAuthServerFile {
             old_token_signing_rsa_key_secret_name: "token_rsa_key_old.pem".into(),
             signing_algorithm: "RS256".into(),
             static_clients: None,
+            trusted_issuers: Vec::new(),
         }
     }
 }
@@ -584,7 +588,7 @@ pub struct DomainFile {
 }
 
 /// Go-style durations (`30m`, `1h`, `1h30m0s`, `500ms`).
-mod go_duration {
+pub(crate) mod go_duration {
     use serde::{Deserialize, Deserializer};
     use std::time::Duration;
 
@@ -795,6 +799,7 @@ impl Config {
                 ));
             }
         }
+        crate::authz_server::trusted_issuers::validate(&self_as.trusted_issuers)?;
         for (i, r) in a.authorization.rules.iter().enumerate() {
             let path = format!("auth.authorization.rules[{i}]");
             if r.methods.is_empty() {
@@ -910,6 +915,12 @@ impl Config {
                     .into_owned();
             }
         }
+        let mut app_auth = f.auth.app_auth;
+        for t in &mut app_auth.self_auth_server.trusted_issuers {
+            if !t.jwks_file.is_empty() {
+                t.jwks_file = resolve(&t.jwks_file).to_string_lossy().into_owned();
+            }
+        }
         Ok(Config {
             server,
             auth,
@@ -919,7 +930,7 @@ impl Config {
             database_pool: f.database.connection_pool,
             domains: f.admin.domains,
             user_auth,
-            app_auth: f.auth.app_auth,
+            app_auth,
         })
     }
 }

@@ -9,7 +9,7 @@
 //! | [`keys`] | signing keys, JWKS, key generation (`secret init`) |
 //! | [`clock`] | time as a parameter |
 //! | [`auth`] | resource server: token extraction, JWT verification, the tower auth layer |
-//! | [`authz_server`] | the built-in OAuth2 AS: authorize, token, clients, minting |
+//! | [`authz_server`] | the built-in OAuth2 AS: authorize, token, clients, minting, token exchange |
 //! | [`login`] | identity sources: the local-users login form, logout, HTML pages |
 //! | [`external`] | `authServerType: External`: proxied metadata, remote JWKS |
 //! | [`oidc`] | relying party: browser login at an external OpenID Connect IdP |

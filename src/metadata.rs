@@ -50,6 +50,16 @@ pub fn current_metadata(state: &AppState, public: &str) -> Option<OAuth2Metadata
 /// Metadata of the built-in AS as seen through the public URL `public`.
 pub fn oauth2_metadata(state: &AppState, public: &str) -> OAuth2Metadata {
     let url = |path: &str| format!("{public}{path}");
+    let mut grant_types = strings(&[
+        "authorization_code",
+        "client_credentials",
+        "refresh_token",
+        crate::authz_server::device::GRANT_TYPE,
+    ]);
+    if !state.authz.trusted_issuers.is_empty() {
+        grant_types.push(crate::authz_server::exchange::TOKEN_EXCHANGE.into());
+        grant_types.push(crate::authz_server::exchange::JWT_BEARER.into());
+    }
     OAuth2Metadata {
         issuer: state
             .config
@@ -68,12 +78,7 @@ pub fn oauth2_metadata(state: &AppState, public: &str) -> OAuth2Metadata {
         ]),
         jwks_uri: url("/oauth2/jwks"),
         code_challenge_methods_supported: strings(&["S256"]),
-        grant_types_supported: strings(&[
-            "authorization_code",
-            "client_credentials",
-            "refresh_token",
-            crate::authz_server::device::GRANT_TYPE,
-        ]),
+        grant_types_supported: grant_types,
         device_authorization_endpoint: url("/oauth2/device_authorization"),
     }
 }

@@ -214,6 +214,11 @@ impl AppState {
             },
             opts.clock.clone(),
         );
+        let trusted_issuers = crate::authz_server::trusted_issuers::TrustedIssuers::load(
+            &config.app_auth.self_auth_server.trusted_issuers,
+            config.auth.clock_skew_secs,
+            &config.user_auth.http_proxy_url,
+        )?;
         let metrics = Arc::new(crate::metrics::Metrics::default());
         let store = store::open(
             &config.database,
@@ -270,6 +275,7 @@ impl AppState {
                     crate::authz_server::CLIENT_FAILURE_WINDOW_SECS,
                 ),
                 recent: Default::default(),
+                trusted_issuers,
             },
             oidc,
             sealer,

@@ -65,6 +65,9 @@ pub struct TokenResponse {
     pub scope: String,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub refresh_token: Option<String>,
+    /// RFC 8693 §2.2.1: set by the token exchange only.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub issued_token_type: Option<&'static str>,
 }
 
 impl std::fmt::Debug for TokenResponse {
@@ -204,6 +207,7 @@ pub async fn issue(
         expires_in: lifetime,
         scope: grant.scopes.join(" "),
         refresh_token,
+        issued_token_type: None,
     })
 }
 
@@ -248,6 +252,7 @@ mod tests {
             expires_in: 600,
             scope: "all".into(),
             refresh_token: Some("refresh-secret".into()),
+            issued_token_type: None,
         };
         let session = Session {
             id_hash: "h".into(),

@@ -6,10 +6,12 @@ pub mod authorize;
 pub mod clients;
 pub mod device;
 pub mod error;
+pub mod exchange;
 pub mod issue;
 pub mod recent;
 pub mod revoke;
 pub mod token;
+pub mod trusted_issuers;
 
 use clients::Clients;
 
@@ -27,6 +29,8 @@ pub struct AuthorizationServer {
     pub client_limiter: crate::ratelimit::FailureLimiter,
     /// Codes and refresh tokens issued here and not presented yet (saves a read per grant).
     pub recent: recent::RecentGrants,
+    /// Issuers whose tokens are exchanged for access tokens (DESIGN.md §13).
+    pub trusted_issuers: trusted_issuers::TrustedIssuers,
 }
 
 /// Failed client authentications tolerated per client within [`CLIENT_FAILURE_WINDOW_SECS`].

@@ -140,7 +140,8 @@ async fn handle_introspect(
     out.insert("username", json!(id.user_info.preferred_username));
     out.insert("token_type", json!("Bearer"));
     out.insert("exp", json!(id.expires_at));
-    for k in ["iat", "nbf", "iss", "aud", "jti"] {
+    // `act`: who an exchanged token came from (RFC 8693 §4.1).
+    for k in ["iat", "nbf", "iss", "aud", "jti", "act"] {
         if let Some(v) = id.claims.get(k) {
             out.insert(k, v.clone());
         }

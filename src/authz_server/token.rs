@@ -97,6 +97,9 @@ async fn handle(
     if grant_type.is_empty() {
         return Err(OAuthError::invalid_request("grant_type is missing"));
     }
+    if super::exchange::handles(grant_type) {
+        return super::exchange::grant(state, headers, public, &form, grant_type).await;
+    }
     let client = authenticate_client(state, headers, &form).await?;
     match grant_type {
         "authorization_code" => authorization_code(state, public, client, &form).await,

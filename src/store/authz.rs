@@ -268,12 +268,13 @@ pub(super) const SESSION_IDP_TOKEN_SQL: &str =
 pub(super) const DELETE_SESSION_SQL: &str = "DELETE FROM sessions WHERE id_hash = $1";
 
 /// Run in order by `purge_expired`, each binding `$1` = now.
-pub(super) const PURGE_SQL: [&str; 5] = [
+pub(super) const PURGE_SQL: [&str; 6] = [
     "DELETE FROM auth_codes WHERE expires_at <= $1",
     "DELETE FROM device_codes WHERE expires_at <= $1",
     "DELETE FROM refresh_tokens WHERE expires_at <= $1",
     "DELETE FROM access_tokens WHERE expires_at <= $1",
     "DELETE FROM revoked_tokens WHERE expires_at <= $1",
+    "DELETE FROM exchanged_tokens WHERE expires_at <= $1",
 ];
 
 /// `$1` = now, `$2` = the oldest `last_seen_at` still within the idle limit.

@@ -8,6 +8,7 @@
 mod authz;
 mod authz_ops;
 mod device;
+mod exchange;
 pub mod filters;
 mod postgres;
 mod sqlite;
@@ -263,11 +264,23 @@ pub trait Store: Send + Sync + 'static {
     ) -> Result<(), StoreError>;
     /// Deletes a session. Idempotent.
     async fn delete_session(&self, id_hash: &str) -> Result<(), StoreError>;
-    /// Deletes codes, device codes, refresh tokens, recorded and revoked access tokens with
-    /// `expires_at <= now`, sessions past their absolute expiry or idle
+    /// Deletes codes, device codes, refresh tokens, recorded and revoked access tokens and
+    /// exchanged tokens with `expires_at <= now`, sessions past their absolute expiry or idle
     /// (`last_seen_at + session_idle_secs < now`; no idle limit if `session_idle_secs <= 0`),
     /// then families nothing refers to. Returns the number of rows removed.
     async fn purge_expired(&self, now: i64, session_idle_secs: i64) -> Result<u64, StoreError>;
+
+    // ---- token exchange and JWT bearer grants (see `exchange`) ------------------------
+
+    /// Remembers an exchanged token by `token_id` (a digest) until `expires_at`: `true` the
+    /// first time, `false` while it is remembered (a replay). A row whose `expires_at <= now`
+    /// is taken over. Exactly one concurrent caller gets `true`.
+    async fn remember_exchanged_token(
+        &self,
+        token_id: &str,
+        expires_at: i64,
+        now: i64,
+    ) -> Result<bool, StoreError>;
 
     // ---- device authorization grant (RFC 8628; see `device`) --------------------------
 
@@ -307,7 +320,8 @@ pub trait Store: Send + Sync + 'static {
     /// `SELECT 1`, for readiness checks.
     async fn ping(&self) -> Result<(), StoreError>;
     /// Whether dropping the future of a grant-path operation (`get_session`,
-    /// `insert_auth_code`, `find_auth_code`, `find_refresh_token`, `spend_and_issue`) at any
+    /// `insert_auth_code`, `find_auth_code`, `find_refresh_token`, `spend_and_issue`,
+    /// `remember_exchanged_token`) at any
     /// point leaves nothing half-done, so that [`TimeoutStore`] may run it in the caller's
     /// task. Not so for operations through sqlx (see `timeout.rs`).
     fn grant_path_is_cancel_safe(&self) -> bool {
@@ -468,5 +482,7 @@ where
 mod authz_tests;
 #[cfg(test)]
 mod device_tests;
+#[cfg(test)]
+mod exchange_tests;
 #[cfg(test)]
 mod tests;

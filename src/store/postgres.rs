@@ -229,6 +229,15 @@ impl Store for PgStore {
         ops::purge_expired(&self.pool, now, session_idle_secs).await
     }
 
+    async fn remember_exchanged_token(
+        &self,
+        token_id: &str,
+        expires_at: i64,
+        now: i64,
+    ) -> Result<bool, StoreError> {
+        super::exchange::remember_postgres(&self.pool, token_id, expires_at, now).await
+    }
+
     async fn insert_device_code(&self, r: &DeviceCodeRecord) -> Result<(), StoreError> {
         ops::insert_device_code(&self.pool, r).await
     }

@@ -237,6 +237,18 @@ impl Store for SqliteStore {
         ops::purge_expired(&self.pool, now, session_idle_secs).await
     }
 
+    async fn remember_exchanged_token(
+        &self,
+        token_id: &str,
+        expires_at: i64,
+        now: i64,
+    ) -> Result<bool, StoreError> {
+        let _writer = self.writer.lock().await;
+        self.direct
+            .remember_exchanged_token(token_id, expires_at, now)
+            .await
+    }
+
     async fn insert_device_code(&self, r: &DeviceCodeRecord) -> Result<(), StoreError> {
         let _writer = self.writer.lock().await;
         ops::insert_device_code(&self.pool, r).await

@@ -123,6 +123,26 @@ impl Direct {
         self.run(true, move |conn| insert(conn, &c, &scopes)).await
     }
 
+    /// See [`super::Store::remember_exchanged_token`]: one statement.
+    pub(super) async fn remember_exchanged_token(
+        self: &Arc<Self>,
+        token_id: &str,
+        expires_at: i64,
+        now: i64,
+    ) -> Result<bool, StoreError> {
+        let remember = move |conn: &mut Connection, id: &str| -> Result<bool, StoreError> {
+            let n = conn
+                .prepare_cached(super::exchange::REMEMBER_SQL)?
+                .execute(named_params! { "$1": id, "$2": expires_at, "$3": now })?;
+            Ok(n == 1)
+        };
+        if let Some(done) = self.write_now(|conn| remember(conn, token_id)) {
+            return done;
+        }
+        let id = token_id.to_owned();
+        self.run(true, move |conn| remember(conn, &id)).await
+    }
+
     pub(super) async fn find_auth_code(
         self: &Arc<Self>,
         code_hash: &str,

@@ -267,6 +267,27 @@ impl Store for TimeoutStore {
             .await
     }
 
+    async fn remember_exchanged_token(
+        &self,
+        token_id: &str,
+        expires_at: i64,
+        now: i64,
+    ) -> Result<bool, StoreError> {
+        self.run_grant(
+            self.inner
+                .remember_exchanged_token(token_id, expires_at, now),
+            |store| {
+                let token_id = token_id.to_owned();
+                async move {
+                    store
+                        .remember_exchanged_token(&token_id, expires_at, now)
+                        .await
+                }
+            },
+        )
+        .await
+    }
+
     async fn insert_device_code(&self, r: &DeviceCodeRecord) -> Result<(), StoreError> {
         let r = r.clone();
         self.run(move |store| async move { store.insert_device_code(&r).await })

@@ -7,6 +7,7 @@ mod authz;
 mod cli;
 mod device;
 mod docs;
+mod exchange;
 mod external;
 mod grpc_auth;
 mod oidc;
