@@ -10,8 +10,10 @@ end
 
 local tokens, i = {}, 0
 function init(args)
-  local t, nt, n = tonumber(tid), tonumber(assert(os.getenv("THREADS"), "set THREADS")), 0
-  for line in assert(io.open(assert(os.getenv("TOKENS"), "set TOKENS"))):lines() do
+  local threads = assert(os.getenv("THREADS"), "set THREADS")
+  local file = assert(os.getenv("TOKENS"), "set TOKENS")
+  local t, nt, n = tonumber(tid), tonumber(threads), 0
+  for line in assert(io.open(file)):lines() do
     if n % nt == t then tokens[#tokens + 1] = line end
     n = n + 1
   end

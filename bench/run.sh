@@ -212,7 +212,7 @@ say "**flyteauth make bench** — $(date -u '+%Y-%m-%d %H:%M UTC')"
 say ""
 say "- machine: $NPROC cpus, $(lscpu | awk -F: '/Model name/ {gsub(/^ +/, "", $2); print $2; exit}'), $(free -g | awk '/^Mem:/ {print $2}') GiB RAM, $(uname -sr)"
 say "- load before: $(uptime | sed 's/.*load average/load average/')"
-say "- commit: $(git rev-parse --short HEAD 2>/dev/null || echo '?'); wrk $(wrk -v 2>&1 | awk 'NR==1 {print $2}'), node $(node --version), oidc-provider $(node -p 'require("./bench/peer/node_modules/oidc-provider/package.json").version'), $(openssl version | awk '{print $1, $2}')"
+say "- commit: $(git rev-parse --short HEAD 2>/dev/null || echo '?'); wrk $(wrk -v 2>&1 | awk 'NR==1 {print $2}'), node $(node --version), oidc-provider $(node -p 'require("./bench/peer/node_modules/oidc-provider/package.json").version' 2>/dev/null || echo '(not installed)'), $(openssl version | awk '{print $1, $2}')"
 say ""
 
 # ---------------------------------------------------------------- 1. token endpoint
