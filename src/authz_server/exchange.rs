@@ -86,9 +86,11 @@ pub async fn grant(
             param("subject_token").ok_or_else(|| refuse("subject_token is missing".into()))?;
         match param("subject_token_type") {
             Some(TYPE_JWT | TYPE_ID_TOKEN) => {}
-            Some(other) => return Err(refuse(format!(
+            Some(other) => {
+                return Err(refuse(format!(
                 "subject_token_type {other:?} is not supported; use {TYPE_JWT} or {TYPE_ID_TOKEN}"
-            ))),
+            )))
+            }
             None => return Err(refuse("subject_token_type is missing".into())),
         }
         // Delegation with a separate actor token is not offered: the subject is the actor.

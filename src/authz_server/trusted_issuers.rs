@@ -399,7 +399,7 @@ impl TrustedIssuers {
                     }
                 }
             }
-            prefixes.sort_by(|a, b| b.0.len().cmp(&a.0.len()));
+            prefixes.sort_by_key(|p| std::cmp::Reverse(p.0.len()));
             issuers.push(TrustedIssuer {
                 issuer: trim_slash(&t.issuer).to_owned(),
                 audiences: t

@@ -440,6 +440,16 @@ async fn bad_subject_tokens_are_refused() {
         "invalid_request",
         "acts as client \"flytepropeller\"",
     );
+    // Client authentication is optional, but when sent it must succeed.
+    let r = reqwest::Client::new()
+        .post(format!("{}/oauth2/token", s.url))
+        .basic_auth("flytepropeller", Some("wrong-secret"))
+        .form(&base)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 401);
+    assert_eq!(r.json::<Value>().await.unwrap()["error"], "invalid_client");
     let (status, body) = post(&s, &plus(("audience", s.url.clone().leak()))).await;
     assert_eq!(
         status, 200,
