@@ -447,6 +447,11 @@ fn dedup(v: &mut Vec<String>) {
 /// access token is refused everywhere within [`REVOCATION_POLL`]) and purges expired state.
 pub fn spawn_background(state: &Arc<AppState>) -> tokio::task::JoinHandle<()> {
     let state = state.clone();
+    let exchange = state.clone();
+    tokio::spawn(async move {
+        let now = exchange.clock.now();
+        exchange.authz.trusted_issuers.prefetch(now).await;
+    });
     tokio::spawn(async move {
         let mut since = state.clock.now() - 24 * 3600;
         let mut tick = tokio::time::interval(REVOCATION_POLL);

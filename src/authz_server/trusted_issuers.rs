@@ -420,6 +420,19 @@ impl TrustedIssuers {
         self.issuers.is_empty()
     }
 
+    /// Fetches every remote issuer's keys once (at start-up), so that the first exchange does
+    /// not wait for them and an unreachable issuer is reported at once. Failures are logged;
+    /// the next exchange tries again.
+    pub async fn prefetch(&self, now: i64) {
+        for i in &self.issuers {
+            if let Keys::Remote(remote) = &i.keys {
+                if remote.refresh(now).await.is_ok() {
+                    tracing::info!(issuer = %i.issuer, "trusted issuer's keys loaded");
+                }
+            }
+        }
+    }
+
     /// Checks `token` at `now`: everything but single use.
     pub async fn verify(&self, token: &str, now: i64) -> Result<Verified<'_>, Rejection> {
         if token.len() > 16 * 1024 {
