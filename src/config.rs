@@ -41,6 +41,8 @@ pub struct FileConfig {
     pub secrets: SecretsFile,
     pub database: DatabaseFile,
     pub admin: AdminFile,
+    /// `gateway:` (addition, DESIGN.md §11): absent, nothing is forwarded.
+    pub gateway: Option<crate::gateway::config::GatewayFile>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -624,6 +626,8 @@ pub struct Config {
     /// The raw sections later issues read directly (user auth, the built-in AS).
     pub user_auth: UserAuthFile,
     pub app_auth: AppAuthFile,
+    /// The validated `gateway:` section (DESIGN.md §11).
+    pub gateway: Option<crate::gateway::config::GatewayConfig>,
 }
 
 #[derive(Debug, Clone)]
@@ -907,6 +911,7 @@ impl Config {
             ));
         }
 
+        let gateway = f.gateway.as_ref().map(|g| g.validate(base)).transpose()?;
         let mut user_auth = f.auth.user_auth;
         if let Some(o) = user_auth.open_id.as_mut() {
             if !o.client_secret_file.is_empty() {
@@ -931,6 +936,7 @@ impl Config {
             domains: f.admin.domains,
             user_auth,
             app_auth,
+            gateway,
         })
     }
 }

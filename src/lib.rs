@@ -23,6 +23,7 @@
 //! | [`metadata`] | RFC 8414 metadata and Flyte's public client config |
 //! | [`store`] | persistent state behind one trait: SQLite and PostgreSQL |
 //! | [`state`] | start-up: config → secrets, keys, store, verifier ([`state::AppState`]) |
+//! | [`gateway`] | forwarding to Flyte's upstreams: routing by service, identity headers |
 //! | [`server`] | the one-port listener (gRPC, gRPC-web, HTTP; TLS) and graceful shutdown |
 //! | [`cli`] | the `flyteauth` command line |
 //!
@@ -37,6 +38,7 @@ pub mod cli;
 pub mod clock;
 pub mod config;
 pub mod external;
+pub mod gateway;
 pub mod grpc;
 pub mod http;
 pub mod keys;

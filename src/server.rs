@@ -44,6 +44,8 @@ pub struct PeerAddr(pub SocketAddr);
 struct Dispatch {
     http: HttpService,
     grpc: HttpService,
+    /// The gateway's forwarding services, when `gateway:` is configured.
+    gateway: Option<GatewayServices>,
     grpc_only: bool,
     scheme: &'static str,
     metrics: Arc<crate::metrics::Metrics>,
@@ -76,10 +78,14 @@ impl Dispatch {
         });
         ext.insert(PeerAddr(peer));
         let grpc = is_grpc || self.grpc_only;
-        let svc = if grpc {
-            self.grpc.clone()
-        } else {
-            self.http.clone()
+        let svc = match self
+            .gateway
+            .as_ref()
+            .and_then(|g| g.pick(&mut req, self.grpc_only))
+        {
+            Some(forward) => forward,
+            None if grpc => self.grpc.clone(),
+            None => self.http.clone(),
         };
         let histogram = self.metrics.histogram(
             crate::metrics::route_label(req.uri().path()),
@@ -222,6 +228,69 @@ impl http_body::Body for OversizeStatusBody {
     }
 }
 
+/// The gateway's services (DESIGN.md §11): gRPC and gRPC-web (translated to gRPC by tonic-web
+/// in front of the forwarder), Connect, and HTTP paths; CORS as for own services.
+#[derive(Clone)]
+struct GatewayServices {
+    gateway: Arc<crate::gateway::Gateway>,
+    rpc: HttpService,
+    connect: HttpService,
+    http: HttpService,
+}
+
+impl GatewayServices {
+    fn new(gateway: Arc<crate::gateway::Gateway>, cors: Option<CorsLayer>) -> Self {
+        use crate::gateway::Protocol;
+        let g = gateway.clone();
+        let rpc = ServiceBuilder::new()
+            .option_layer(cors.clone())
+            .layer(tonic_web::GrpcWebLayer::new())
+            .service(tower::service_fn(move |req: Request<tonic::body::Body>| {
+                let g = g.clone();
+                async move { Ok::<_, Infallible>(g.forward_grpc(req).await) }
+            }))
+            .map_request(|r: Request<Body>| r)
+            .map_response(|r: Response<tonic::body::Body>| r.map(Body::new));
+        let http_service = |protocol: Protocol| {
+            let g = gateway.clone();
+            BoxCloneSyncService::new(
+                ServiceBuilder::new()
+                    .option_layer(cors.clone())
+                    .service(tower::service_fn(move |req: Request<Body>| {
+                        let g = g.clone();
+                        async move { Ok::<_, Infallible>(g.forward_http(req, protocol).await) }
+                    }))
+                    .map_request(|r: Request<Body>| r)
+                    .map_response(|r: Response<Body>| r),
+            )
+        };
+        Self {
+            connect: http_service(Protocol::Connect),
+            http: http_service(Protocol::Http),
+            rpc: BoxCloneSyncService::new(rpc),
+            gateway,
+        }
+    }
+
+    /// The forwarding service for a request the gateway routes, if any.
+    fn pick<B>(&self, req: &mut Request<B>, grpc_only: bool) -> Option<HttpService> {
+        use crate::gateway::{Protocol, Route};
+        match self.gateway.route(req.uri().path())? {
+            Route::Rpc(_) => match Protocol::of_rpc(req.headers()) {
+                Protocol::GrpcWeb => {
+                    req.extensions_mut().insert(crate::gateway::GrpcWebMark);
+                    Some(self.rpc.clone())
+                }
+                Protocol::Grpc => Some(self.rpc.clone()),
+                _ if grpc_only => None,
+                _ => Some(self.connect.clone()),
+            },
+            Route::Http(_) if !grpc_only => Some(self.http.clone()),
+            Route::Http(_) => None,
+        }
+    }
+}
+
 /// The (gRPC, HTTP) services.
 fn build_services(state: &Arc<AppState>) -> (HttpService, HttpService) {
     let cors = cors_layer(state);
@@ -315,9 +384,18 @@ pub async fn run(
     });
     let (grpc, http) = build_services(&state);
     let scheme = if tls.is_some() { "https" } else { "http" };
+    let gateway = state
+        .gateway
+        .clone()
+        .map(|g| GatewayServices::new(g, cors_layer(&state)));
+    if let Some(g) = &gateway {
+        let names: Vec<&str> = g.gateway.upstream_names().collect();
+        tracing::info!(upstreams = ?names, "gateway: forwarding to upstreams");
+    }
     let main = Dispatch {
         http: http.clone(),
         grpc: grpc.clone(),
+        gateway,
         grpc_only: false,
         scheme,
         metrics: state.metrics.clone(),

@@ -95,6 +95,8 @@ pub struct AppState {
     /// The external authorization server (`authServerType: External`).
     pub external: Option<Arc<crate::external::ExternalAuthServer>>,
     pub metrics: Arc<crate::metrics::Metrics>,
+    /// The gateway's upstreams (`gateway:`, DESIGN.md §11), when configured.
+    pub gateway: Option<Arc<crate::gateway::Gateway>>,
 }
 
 impl AppState {
@@ -260,7 +262,27 @@ impl AppState {
         let cookies = CookieFactory {
             secure: !config.server.insecure_cookie_header,
         };
+        let gateway = match &config.gateway {
+            None => None,
+            Some(g) => Some(Arc::new(crate::gateway::Gateway::new(
+                g,
+                crate::gateway::GatewayDeps {
+                    auth: authenticator.clone(),
+                    keys: keys.clone(),
+                    clock: opts.clock.clone(),
+                    metrics: metrics.clone(),
+                    issuer: issuer.clone(),
+                    grpc_token_header: config.auth.grpc_authorization_header.clone(),
+                    http_token_header: config.auth.http_authorization_header.clone(),
+                    use_auth: config.server.use_auth,
+                    disable_for_grpc: config.auth.disable_for_grpc,
+                    disable_for_http: config.auth.disable_for_http,
+                    max_request_bytes: config.server.max_request_bytes,
+                },
+            )?)),
+        };
         Ok(Arc::new(Self {
+            gateway,
             sessions,
             local_users,
             login_limiter: FailureLimiter::new(

@@ -159,7 +159,7 @@ impl Authenticator {
             .get(CSRF_HEADER)
             .and_then(|v| v.to_str().ok())
             .filter(|v| !v.is_empty());
-        if require_csrf && csrf.is_none() {
+        if require_csrf && csrf.is_none() && !self.csrf_exempt(headers) {
             return Err(AuthError::Csrf);
         }
         let session = sessions
@@ -192,6 +192,51 @@ impl Authenticator {
             token_id: None,
             credential: Credential::Session,
         }))
+    }
+
+    /// DESIGN.md §6's one exception to the CSRF header, for Flyte 1's console behind the
+    /// gateway: a call that is not CORS-simple (its content type is not one a cross-site
+    /// `<form>` or a no-preflight `fetch` can send) whose `Origin` — or, without one, whose
+    /// `Referer`'s origin — is allowed. A cross-site page cannot send such a request without a
+    /// CORS preflight, which flyteauth answers only for the allowed origins.
+    pub fn csrf_exempt(&self, headers: &http::HeaderMap) -> bool {
+        if !not_cors_simple(headers) {
+            return false;
+        }
+        let allowed = |origin: &str| {
+            self.allowed_origins
+                .iter()
+                .any(|o| o == origin.trim_end_matches('/'))
+        };
+        match headers.get(http::header::ORIGIN) {
+            Some(origin) => origin.to_str().is_ok_and(allowed),
+            None => headers
+                .get(http::header::REFERER)
+                .and_then(|r| r.to_str().ok())
+                .and_then(|r| url::Url::parse(r).ok())
+                .is_some_and(|u| {
+                    u.host_str().is_some() && allowed(&u.origin().ascii_serialization())
+                }),
+        }
+    }
+
+    /// One authentication decision for a call, gRPC, gRPC-web, Connect or REST alike (the
+    /// gateway's forwarded calls use it): a bearer token (`custom_header` wins over
+    /// `authorization`; an unknown key of a remote JWKS refetches it), else the session
+    /// cookie with the CSRF rules of [`authenticate_session_with`](Self::authenticate_session_with).
+    /// The outcome is counted.
+    pub async fn authenticate_call(
+        &self,
+        headers: &http::HeaderMap,
+        custom_header: &str,
+        require_csrf: bool,
+    ) -> Result<Arc<Identity>, AuthError> {
+        let result = match self.credential_kind(headers, custom_header) {
+            CredentialKind::Session => self.authenticate_session_with(headers, require_csrf).await,
+            CredentialKind::Bearer => self.authenticate_refreshing(headers, custom_header).await,
+        };
+        self.record(&result);
+        result
     }
 
     /// [`authenticate`](Self::authenticate), refetching a remote JWKS on an unknown key.
@@ -239,5 +284,73 @@ pub fn bearer_token<'a>(
             return Err(AuthError::MissingToken);
         }
         Ok(token)
+    }
+}
+
+/// Whether a request's `Content-Type` makes it a non-simple CORS request (Fetch standard,
+/// "CORS-safelisted request-header"): a well-formed `type/subtype` that is not
+/// `application/x-www-form-urlencoded`, `multipart/form-data` or `text/plain`. A missing,
+/// unparsable or listed value counts as simple (the strict reading: no exemption).
+pub fn not_cors_simple(headers: &http::HeaderMap) -> bool {
+    let Some(value) = headers
+        .get(http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+    else {
+        return false;
+    };
+    let essence = value.split(';').next().unwrap_or("").trim();
+    let Some((ty, sub)) = essence.split_once('/') else {
+        return false;
+    };
+    let token = |s: &str| {
+        !s.is_empty()
+            && s.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b))
+    };
+    if !token(ty) || !token(sub) {
+        return false;
+    }
+    let essence = essence.to_ascii_lowercase();
+    !matches!(
+        essence.as_str(),
+        "application/x-www-form-urlencoded" | "multipart/form-data" | "text/plain"
+    )
+}
+
+#[cfg(test)]
+mod cors_simple_tests {
+    use super::not_cors_simple;
+
+    fn ct(v: Option<&str>) -> bool {
+        let mut h = http::HeaderMap::new();
+        if let Some(v) = v {
+            h.insert(http::header::CONTENT_TYPE, v.parse().unwrap());
+        }
+        not_cors_simple(&h)
+    }
+
+    #[test]
+    fn only_well_formed_non_safelisted_types_are_non_simple() {
+        for v in [
+            "application/octet-stream",
+            "application/grpc-web+proto",
+            "application/json",
+            "application/JSON; charset=utf-8",
+            "application/proto",
+        ] {
+            assert!(ct(Some(v)), "{v}");
+        }
+        for v in [
+            None,
+            Some("text/plain"),
+            Some("Text/Plain;charset=UTF-8"),
+            Some("application/x-www-form-urlencoded"),
+            Some("multipart/form-data; boundary=x"),
+            Some("text/plain, application/json"),
+            Some("garbage"),
+            Some(""),
+        ] {
+            assert!(!ct(v), "{v:?}");
+        }
     }
 }

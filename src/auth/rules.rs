@@ -75,7 +75,8 @@ impl Rules {
         self.rules.is_empty()
     }
 
-    fn groups<'a>(&self, id: &'a Identity) -> Vec<&'a str> {
+    /// The caller's groups, from the configured claim (`groupsClaim`).
+    pub fn groups<'a>(&self, id: &'a Identity) -> Vec<&'a str> {
         match id.claims.get(&self.groups_claim) {
             Some(Value::Array(a)) => a.iter().filter_map(Value::as_str).collect(),
             Some(Value::String(s)) => s.split([' ', ',']).filter(|g| !g.is_empty()).collect(),

@@ -9,6 +9,7 @@ mod device;
 mod docs;
 mod exchange;
 mod external;
+mod gateway;
 mod grpc_auth;
 mod oidc;
 mod projects;

@@ -1,0 +1,790 @@
+//! Forwarding: the upstream clients (h2c / TLS for gRPC, HTTP/1.1 or h2 for Connect and REST),
+//! the rewriting of a call on its way out and back, and the mapping of every failure to the
+//! caller's protocol (gRPC status, Connect error JSON, grpc-gateway JSON) — never UNKNOWN or
+//! INTERNAL for an upstream that is down or slow.
+
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
+
+use bytes::{Buf, Bytes};
+use http::{header, HeaderMap, HeaderName, HeaderValue, Request, Response, StatusCode};
+use http_body::Frame;
+use http_body_util::{BodyExt, Full, Limited};
+use hyper::body::Incoming;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::client::legacy::Client;
+use hyper_util::rt::TokioExecutor;
+use tonic::Code;
+
+use super::config::Upstream;
+use super::{authorize, identity, CallInfo, Gateway, Route};
+use crate::auth::AuthError;
+use crate::config::ConfigError;
+
+type Connector = hyper_rustls::HttpsConnector<HttpConnector>;
+type UpstreamHttp = Client<Connector, Full<Bytes>>;
+
+/// How long connecting to an upstream may take before the call is UNAVAILABLE.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// The protocol of a forwarded call.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Protocol {
+    Grpc,
+    /// gRPC-web from a browser, forwarded as gRPC.
+    GrpcWeb,
+    Connect,
+    /// A plain HTTP path under `httpPrefixes` (grpc-gateway REST).
+    Http,
+}
+
+impl Protocol {
+    fn label(self) -> &'static str {
+        match self {
+            Self::Grpc => "grpc",
+            Self::GrpcWeb => "grpc-web",
+            Self::Connect => "connect",
+            Self::Http => "http",
+        }
+    }
+
+    /// The protocol of a request the gateway routed as an RPC (by content type).
+    pub fn of_rpc(headers: &HeaderMap) -> Self {
+        let ct = headers
+            .get(header::CONTENT_TYPE)
+            .map(|v| v.as_bytes())
+            .unwrap_or_default();
+        if ct.starts_with(b"application/grpc-web") {
+            Self::GrpcWeb
+        } else if ct.starts_with(b"application/grpc") {
+            Self::Grpc
+        } else {
+            Self::Connect
+        }
+    }
+}
+
+/// One configured upstream and its clients.
+pub struct UpstreamClient {
+    pub cfg: Upstream,
+    /// `scheme://host:port` (no trailing slash).
+    origin: String,
+    /// HTTP/2 only (h2c or h2 by ALPN): gRPC.
+    grpc: UpstreamHttp,
+    /// HTTP/1.1, or h2 when TLS negotiates it: Connect and REST.
+    http: UpstreamHttp,
+}
+
+impl UpstreamClient {
+    pub fn new(index: usize, cfg: &Upstream) -> Result<Self, ConfigError> {
+        let key = format!("gateway.upstreams[{index}].caCertFile");
+        let mut roots = rustls::RootCertStore::empty();
+        if cfg.tls {
+            let native = rustls_native_certs::load_native_certs();
+            roots.add_parsable_certificates(native.certs);
+            if let Some(path) = &cfg.ca_cert_file {
+                use rustls::pki_types::pem::PemObject;
+                let certs = rustls::pki_types::CertificateDer::pem_file_iter(path)
+                    .and_then(|it| it.collect::<Result<Vec<_>, _>>())
+                    .map_err(|e| {
+                        ConfigError::new(&key, format!("cannot read {}: {e}", path.display()))
+                    })?;
+                if certs.is_empty() {
+                    return Err(ConfigError::new(
+                        &key,
+                        format!("no certificate in {}", path.display()),
+                    ));
+                }
+                for c in certs {
+                    roots
+                        .add(c)
+                        .map_err(|e| ConfigError::new(&key, format!("{}: {e}", path.display())))?;
+                }
+            }
+        }
+        let tls = rustls::ClientConfig::builder_with_provider(Arc::new(
+            rustls::crypto::aws_lc_rs::default_provider(),
+        ))
+        .with_safe_default_protocol_versions()
+        .map_err(|e| ConfigError::new(&key, e.to_string()))?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+        let mut tcp = HttpConnector::new();
+        tcp.enforce_http(false);
+        tcp.set_nodelay(true);
+        tcp.set_connect_timeout(Some(CONNECT_TIMEOUT));
+        let h2 = hyper_rustls::HttpsConnectorBuilder::new()
+            .with_tls_config(tls.clone())
+            .https_or_http()
+            .enable_http2()
+            .wrap_connector(tcp.clone());
+        let any = hyper_rustls::HttpsConnectorBuilder::new()
+            .with_tls_config(tls)
+            .https_or_http()
+            .enable_all_versions()
+            .wrap_connector(tcp);
+        let grpc = Client::builder(TokioExecutor::new())
+            .http2_only(true)
+            .http2_keep_alive_interval(Duration::from_secs(30))
+            .http2_keep_alive_timeout(Duration::from_secs(10))
+            .timer(hyper_util::rt::TokioTimer::new())
+            .build(h2);
+        let http = Client::builder(TokioExecutor::new())
+            .pool_idle_timeout(Duration::from_secs(60))
+            .build(any);
+        Ok(Self {
+            origin: cfg.base.origin().ascii_serialization(),
+            cfg: cfg.clone(),
+            grpc,
+            http,
+        })
+    }
+
+    pub fn serves(&self, service: &str) -> bool {
+        self.cfg.services.iter().any(|s| s == service)
+            || self
+                .cfg
+                .service_prefixes
+                .iter()
+                .any(|p| service.starts_with(p.as_str()))
+    }
+}
+
+/// Why a forwarded call ended at the gateway.
+#[derive(Debug)]
+enum CallError {
+    Auth(AuthError),
+    Forbidden(String),
+    TooLarge,
+    Malformed(&'static str),
+    /// The client went away while sending.
+    Cancelled,
+    Unavailable(String),
+    Deadline(String),
+    NoRoute,
+}
+
+impl CallError {
+    fn status(&self) -> tonic::Status {
+        match self {
+            Self::Auth(e) => e.clone().into(),
+            Self::Forbidden(m) => tonic::Status::permission_denied(m.clone()),
+            Self::TooLarge => tonic::Status::resource_exhausted(
+                "request message larger than server.maxRequestBytes",
+            ),
+            Self::Malformed(m) => tonic::Status::invalid_argument(*m),
+            Self::Cancelled => tonic::Status::cancelled("the client went away"),
+            Self::Unavailable(u) => {
+                tonic::Status::unavailable(format!("upstream {u} is unavailable"))
+            }
+            Self::Deadline(u) => tonic::Status::deadline_exceeded(format!(
+                "deadline exceeded waiting for upstream {u}"
+            )),
+            Self::NoRoute => tonic::Status::unimplemented("no upstream serves this call"),
+        }
+    }
+}
+
+/// The Connect protocol's name of a code.
+fn connect_code(code: Code) -> &'static str {
+    match code {
+        Code::Ok => "ok",
+        Code::Cancelled => "canceled",
+        Code::Unknown => "unknown",
+        Code::InvalidArgument => "invalid_argument",
+        Code::DeadlineExceeded => "deadline_exceeded",
+        Code::NotFound => "not_found",
+        Code::AlreadyExists => "already_exists",
+        Code::PermissionDenied => "permission_denied",
+        Code::ResourceExhausted => "resource_exhausted",
+        Code::FailedPrecondition => "failed_precondition",
+        Code::Aborted => "aborted",
+        Code::OutOfRange => "out_of_range",
+        Code::Unimplemented => "unimplemented",
+        Code::Internal => "internal",
+        Code::Unavailable => "unavailable",
+        Code::DataLoss => "data_loss",
+        Code::Unauthenticated => "unauthenticated",
+    }
+}
+
+/// An error in the caller's protocol.
+fn error_response(protocol: Protocol, e: CallError) -> Response<axum::body::Body> {
+    let status = e.status();
+    match (protocol, e) {
+        (Protocol::Grpc | Protocol::GrpcWeb, _) => status.into_http::<axum::body::Body>(),
+        (Protocol::Connect, e) => {
+            let http_status = match status.code() {
+                Code::Cancelled => StatusCode::from_u16(499).expect("valid"),
+                c => crate::http::error::http_status(c),
+            };
+            let body = serde_json::json!({"code": connect_code(status.code()), "message": status.message()});
+            let mut resp = Response::new(axum::body::Body::from(body.to_string()));
+            *resp.status_mut() = http_status;
+            resp.headers_mut().insert(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("application/json"),
+            );
+            if let CallError::Auth(a) = e {
+                www_authenticate(resp.headers_mut(), &a);
+            }
+            resp
+        }
+        (Protocol::Http, CallError::Auth(a)) => {
+            axum::response::IntoResponse::into_response(crate::http::error::ApiError::Auth(a))
+        }
+        (Protocol::Http, CallError::TooLarge) => {
+            axum::response::IntoResponse::into_response(crate::http::error::ApiError::TooLarge)
+        }
+        (Protocol::Http, _) => axum::response::IntoResponse::into_response(
+            crate::http::error::ApiError::Status(status),
+        ),
+    }
+}
+
+fn www_authenticate(h: &mut HeaderMap, e: &AuthError) {
+    if tonic::Status::from(e.clone()).code() == Code::Unauthenticated {
+        let v = format!(
+            "Bearer error=\"invalid_token\", error_description=\"{}\"",
+            e.to_string().replace('"', "'")
+        );
+        if let Ok(v) = HeaderValue::from_str(&v) {
+            h.insert(header::WWW_AUTHENTICATE, v);
+        }
+    }
+}
+
+/// Hop-by-hop headers (RFC 9110 §7.6.1) and ones the gateway sets itself.
+const HOP_BY_HOP: [HeaderName; 7] = [
+    header::CONNECTION,
+    HeaderName::from_static("keep-alive"),
+    HeaderName::from_static("proxy-connection"),
+    header::TRANSFER_ENCODING,
+    header::UPGRADE,
+    header::TE,
+    header::HOST,
+];
+
+fn strip_hop_by_hop(h: &mut HeaderMap) {
+    let listed: Vec<HeaderName> = h
+        .get_all(header::CONNECTION)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .filter_map(|n| HeaderName::from_bytes(n.trim().as_bytes()).ok())
+        .collect();
+    for n in listed.iter().chain(HOP_BY_HOP.iter()) {
+        h.remove(n);
+    }
+}
+
+/// flyteauth's own session and CSRF cookies (and the CSRF header) are credentials for
+/// flyteauth, not for the upstream: they are not forwarded; other cookies are.
+fn strip_own_cookies(h: &mut HeaderMap) {
+    h.remove(crate::auth::CSRF_HEADER);
+    let kept: Vec<String> = h
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .map(str::trim)
+        .filter(|c| {
+            let name = c.split('=').next().unwrap_or("");
+            let name = name.strip_prefix("__Host-").unwrap_or(name);
+            !c.is_empty()
+                && name != crate::http::cookies::SESSION
+                && name != crate::http::cookies::CSRF
+        })
+        .map(String::from)
+        .collect();
+    h.remove(header::COOKIE);
+    if !kept.is_empty() {
+        if let Ok(v) = HeaderValue::from_str(&kept.join("; ")) {
+            h.insert(header::COOKIE, v);
+        }
+    }
+}
+
+/// `grpc-timeout` (gRPC over HTTP/2 §Requests) or `connect-timeout-ms`.
+fn deadline(h: &HeaderMap, protocol: Protocol) -> Option<Duration> {
+    match protocol {
+        Protocol::Grpc | Protocol::GrpcWeb => {
+            let v = h.get("grpc-timeout")?.to_str().ok()?;
+            if v.len() < 2 || v.len() > 9 {
+                return None;
+            }
+            let (n, unit) = v.split_at(v.len() - 1);
+            let n: u64 = n.parse().ok()?;
+            Some(match unit {
+                "H" => Duration::from_secs(n.saturating_mul(3600)),
+                "M" => Duration::from_secs(n.saturating_mul(60)),
+                "S" => Duration::from_secs(n),
+                "m" => Duration::from_millis(n),
+                "u" => Duration::from_micros(n),
+                "n" => Duration::from_nanos(n),
+                _ => return None,
+            })
+        }
+        Protocol::Connect => {
+            let v = h.get("connect-timeout-ms")?.to_str().ok()?;
+            v.parse().ok().map(Duration::from_millis)
+        }
+        Protocol::Http => None,
+    }
+}
+
+/// Checks a gRPC request body's length-prefixed messages against the size limit; returns the
+/// first message when it is not compressed.
+fn grpc_messages(body: &Bytes, max: usize) -> Result<Option<&[u8]>, CallError> {
+    let mut rest: &[u8] = body;
+    let mut first = None;
+    while !rest.is_empty() {
+        if rest.len() < 5 {
+            return Err(CallError::Malformed("truncated gRPC message"));
+        }
+        let compressed = rest[0] & 1 == 1;
+        let len = u32::from_be_bytes([rest[1], rest[2], rest[3], rest[4]]) as usize;
+        if len > max {
+            return Err(CallError::TooLarge);
+        }
+        if rest.len() < 5 + len {
+            return Err(CallError::Malformed("truncated gRPC message"));
+        }
+        if first.is_none() && !compressed {
+            first = Some(&rest[5..5 + len]);
+        }
+        rest = &rest[5 + len..];
+    }
+    Ok(first)
+}
+
+impl Gateway {
+    fn count(&self, upstream: &str, protocol: Protocol, code: &str) {
+        self.deps.metrics.inc(
+            "flyteauth_gateway_calls_total",
+            &[
+                ("upstream", upstream),
+                ("protocol", protocol.label()),
+                ("code", code),
+            ],
+        );
+    }
+
+    /// Forwards a gRPC call (gRPC-web arrives here already translated by tonic-web).
+    pub async fn forward_grpc(
+        self: Arc<Self>,
+        req: Request<tonic::body::Body>,
+    ) -> Response<tonic::body::Body> {
+        let web = req.headers().get("x-grpc-web").is_some()
+            || req.extensions().get::<GrpcWebMark>().is_some();
+        let protocol = if web {
+            Protocol::GrpcWeb
+        } else {
+            Protocol::Grpc
+        };
+        match self.clone().forward(req, protocol).await {
+            Ok(resp) => resp.map(tonic::body::Body::new),
+            Err(e) => error_response(protocol, e).map(tonic::body::Body::new),
+        }
+    }
+
+    /// Forwards a Connect call or an HTTP path.
+    pub async fn forward_http(
+        self: Arc<Self>,
+        req: Request<axum::body::Body>,
+        protocol: Protocol,
+    ) -> Response<axum::body::Body> {
+        match self.clone().forward(req, protocol).await {
+            Ok(resp) => resp,
+            Err(e) => error_response(protocol, e),
+        }
+    }
+
+    async fn forward<B>(
+        self: Arc<Self>,
+        req: Request<B>,
+        protocol: Protocol,
+    ) -> Result<Response<axum::body::Body>, CallError>
+    where
+        B: http_body::Body<Data = Bytes> + Send + 'static,
+        B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+    {
+        let (mut parts, body) = req.into_parts();
+        let path = parts.uri.path().to_owned();
+        let route = self.route(&path);
+        let index = match (route, protocol) {
+            (Some(Route::Rpc(i)), Protocol::Grpc | Protocol::GrpcWeb | Protocol::Connect) => i,
+            (Some(Route::Http(i)), Protocol::Http) => i,
+            _ => return Err(CallError::NoRoute),
+        };
+        let upstream = &self.upstreams[index];
+        let name = upstream.cfg.name.as_str();
+        let rpc = protocol != Protocol::Http;
+        let method_name = if rpc {
+            path.trim_start_matches('/').to_owned()
+        } else {
+            crate::auth::rules::rest_method(&parts.method, &path)
+                .map(String::from)
+                .unwrap_or_else(|| path.clone())
+        };
+
+        // 1. Authenticate: the same decision as flyteauth's own services.
+        let d = &self.deps;
+        let identity = if d.use_auth {
+            let (token_header, anonymous_ok) = if rpc {
+                (&d.grpc_token_header, d.disable_for_grpc)
+            } else {
+                (&d.http_token_header, d.disable_for_http)
+            };
+            let safe = !rpc && matches!(parts.method, http::Method::GET | http::Method::HEAD);
+            match d
+                .auth
+                .authenticate_call(&parts.headers, token_header, !safe)
+                .await
+            {
+                Ok(id) => Some(id),
+                Err(e) if anonymous_ok => {
+                    tracing::debug!(target: "flyteauth::audit", event = "forward", route = %method_name, upstream = name, reason = e.kind(), decision = "anonymous");
+                    None
+                }
+                Err(e) => {
+                    tracing::info!(target: "flyteauth::audit", event = "forward", route = %method_name, upstream = name, reason = e.kind(), decision = "deny");
+                    self.count(name, protocol, "refused");
+                    return Err(CallError::Auth(e));
+                }
+            }
+        } else {
+            None
+        };
+
+        // 2. The request message(s), bounded like flyteauth's own (unary and server-streaming
+        //    calls send one message).
+        let max = d.max_request_bytes;
+        let limit = if rpc { max.saturating_add(5) } else { max };
+        let body = match Limited::new(body, limit).collect().await {
+            Ok(c) => c.to_bytes(),
+            Err(e) => {
+                let too_large = e
+                    .downcast_ref::<http_body_util::LengthLimitError>()
+                    .is_some();
+                self.count(name, protocol, "refused");
+                return Err(if too_large {
+                    CallError::TooLarge
+                } else {
+                    CallError::Cancelled
+                });
+            }
+        };
+        let first_message = match protocol {
+            Protocol::Grpc | Protocol::GrpcWeb => {
+                grpc_messages(&body, max).inspect_err(|_| self.count(name, protocol, "refused"))?
+            }
+            Protocol::Connect | Protocol::Http => {
+                let compressed = parts
+                    .headers
+                    .get(header::CONTENT_ENCODING)
+                    .is_some_and(|v| v != "identity");
+                (!compressed && !body.is_empty()).then_some(&body[..])
+            }
+        };
+
+        // 3. Authorize.
+        let subject = identity.as_ref().map(|i| i.subject.as_str()).unwrap_or("");
+        if let Some(id) = &identity {
+            let call = CallInfo {
+                method: &method_name,
+                protocol,
+                first_message,
+            };
+            if let Err(denied) = authorize(&d.auth, id, &call) {
+                tracing::info!(target: "flyteauth::audit", event = "forward", route = %method_name, upstream = name, subject, decision = "forbidden", rule = denied.index);
+                self.count(name, protocol, "refused");
+                return Err(CallError::Forbidden(denied.to_string()));
+            }
+        }
+        tracing::info!(target: "flyteauth::audit", event = "forward", route = %method_name, upstream = name, subject, decision = "allow");
+
+        // 4. Rewrite and forward.
+        let h = &mut parts.headers;
+        let original_host = parts
+            .uri
+            .authority()
+            .map(|a| a.as_str().to_owned())
+            .or_else(|| {
+                h.get(header::HOST)
+                    .and_then(|v| v.to_str().ok())
+                    .map(String::from)
+            });
+        strip_hop_by_hop(h);
+        strip_own_cookies(h);
+        identity::strip(h, &self.headers);
+        if let Some(id) = &identity {
+            let groups = d.auth.rules.groups(id);
+            let jwt = self.minter.jwt(name, id, &groups);
+            identity::set(h, &self.headers, id, &groups, jwt);
+        }
+        if let Some(peer) = parts.extensions.get::<crate::server::PeerAddr>() {
+            if let Ok(v) = HeaderValue::from_str(&peer.0.ip().to_string()) {
+                h.append("x-forwarded-for", v);
+            }
+        }
+        if let Some(host) = original_host.and_then(|o| HeaderValue::from_str(&o).ok()) {
+            h.insert("x-forwarded-host", host);
+        }
+        if let Some(o) = parts.extensions.get::<crate::grpc::RequestOrigin>() {
+            h.insert("x-forwarded-proto", HeaderValue::from_static(o.scheme));
+        }
+        h.remove(header::CONTENT_LENGTH);
+        let grpc = matches!(protocol, Protocol::Grpc | Protocol::GrpcWeb);
+        if grpc {
+            h.insert(header::TE, HeaderValue::from_static("trailers"));
+            h.insert(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("application/grpc"),
+            );
+            h.remove("x-grpc-web");
+        }
+        let pq = parts
+            .uri
+            .path_and_query()
+            .map(|p| p.as_str())
+            .unwrap_or("/");
+        let uri: http::Uri = format!("{}{pq}", upstream.origin)
+            .parse()
+            .map_err(|_| CallError::Malformed("request path not forwardable"))?;
+        let mut out = Request::builder()
+            .method(parts.method.clone())
+            .uri(uri)
+            .body(Full::new(body))
+            .map_err(|_| CallError::Malformed("request not forwardable"))?;
+        *out.headers_mut() = std::mem::take(&mut parts.headers);
+        if grpc {
+            *out.version_mut() = http::Version::HTTP_2;
+        }
+        let client = if grpc { &upstream.grpc } else { &upstream.http };
+        let timeout = deadline(out.headers(), protocol);
+        let started = Instant::now();
+        let sent = client.request(out);
+        let result = match timeout {
+            Some(t) => match tokio::time::timeout(t, sent).await {
+                Ok(r) => r,
+                Err(_) => {
+                    tracing::info!(upstream = name, route = %method_name, "upstream deadline exceeded");
+                    self.count(name, protocol, "deadline");
+                    return Err(CallError::Deadline(name.to_owned()));
+                }
+            },
+            None => sent.await,
+        };
+        let resp = match result {
+            Ok(r) => r,
+            Err(e) => {
+                tracing::warn!(upstream = name, route = %method_name, error = %e, "upstream unavailable");
+                self.count(name, protocol, "unavailable");
+                return Err(CallError::Unavailable(name.to_owned()));
+            }
+        };
+        d.metrics
+            .observe(name, crate::metrics::Kind::Upstream, started.elapsed());
+        let (mut rparts, rbody) = resp.into_parts();
+        strip_hop_by_hop(&mut rparts.headers);
+        if grpc {
+            // A trailers-only response carries the status in its headers.
+            let code = rparts
+                .headers
+                .get("grpc-status")
+                .and_then(|v| v.to_str().ok())
+                .map(code_label);
+            if let Some(code) = code {
+                self.count(name, protocol, code);
+            }
+            let body = GrpcBody {
+                inner: rbody,
+                deadline: timeout
+                    .map(|t| Box::pin(tokio::time::sleep(t.saturating_sub(started.elapsed())))),
+                upstream: name.to_owned(),
+                gateway: if code.is_none() {
+                    Some(self.clone())
+                } else {
+                    None
+                },
+                protocol,
+                done: false,
+            };
+            Ok(Response::from_parts(rparts, axum::body::Body::new(body)))
+        } else {
+            self.count(name, protocol, status_label(rparts.status));
+            Ok(Response::from_parts(rparts, axum::body::Body::new(rbody)))
+        }
+    }
+}
+
+/// Marks a request tonic-web translated from gRPC-web (set by the server's dispatch).
+#[derive(Debug, Clone, Copy)]
+pub struct GrpcWebMark;
+
+/// A bounded label for a gRPC status code.
+fn code_label(v: &str) -> &'static str {
+    const CODES: [&str; 17] = [
+        "0", "1", "2", "3", "4", "5", "6", "7", "8", "9", "10", "11", "12", "13", "14", "15", "16",
+    ];
+    CODES.iter().find(|c| **c == v).copied().unwrap_or("other")
+}
+
+/// A bounded label for an HTTP status (its class).
+fn status_label(s: StatusCode) -> &'static str {
+    match s.as_u16() {
+        200..=299 => "2xx",
+        300..=399 => "3xx",
+        400..=499 => "4xx",
+        _ => "5xx",
+    }
+}
+
+/// The upstream's gRPC response body, streamed through: frames pass as they come; a reset
+/// stream ends with UNAVAILABLE and a passed deadline with DEADLINE_EXCEEDED (as trailers),
+/// and the final status is counted.
+struct GrpcBody {
+    inner: Incoming,
+    deadline: Option<Pin<Box<tokio::time::Sleep>>>,
+    upstream: String,
+    /// Set while the status is still to be counted.
+    gateway: Option<Arc<Gateway>>,
+    protocol: Protocol,
+    done: bool,
+}
+
+impl GrpcBody {
+    fn finish(
+        &mut self,
+        code: &'static str,
+        message: Option<&str>,
+    ) -> Poll<Option<Result<Frame<Bytes>, std::convert::Infallible>>> {
+        self.done = true;
+        if let Some(g) = self.gateway.take() {
+            g.count(&self.upstream, self.protocol, code);
+        }
+        match message {
+            None => Poll::Ready(None),
+            Some(m) => {
+                let mut t = HeaderMap::new();
+                t.insert("grpc-status", HeaderValue::from_static(code));
+                if let Ok(v) = HeaderValue::from_str(m) {
+                    t.insert("grpc-message", v);
+                }
+                Poll::Ready(Some(Ok(Frame::trailers(t))))
+            }
+        }
+    }
+}
+
+impl http_body::Body for GrpcBody {
+    type Data = Bytes;
+    type Error = std::convert::Infallible;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
+        let this = &mut *self;
+        if this.done {
+            return Poll::Ready(None);
+        }
+        if let Some(d) = this.deadline.as_mut() {
+            if d.as_mut().poll(cx).is_ready() {
+                let m = format!("deadline exceeded waiting for upstream {}", this.upstream);
+                return this.finish("4", Some(&m));
+            }
+        }
+        match Pin::new(&mut this.inner).poll_frame(cx) {
+            Poll::Pending => Poll::Pending,
+            Poll::Ready(None) => this.finish("0", None),
+            Poll::Ready(Some(Ok(frame))) => {
+                if let Some(t) = frame.trailers_ref() {
+                    let code = t
+                        .get("grpc-status")
+                        .and_then(|v| v.to_str().ok())
+                        .map(code_label)
+                        .unwrap_or("other");
+                    if let Some(g) = this.gateway.take() {
+                        g.count(&this.upstream, this.protocol, code);
+                    }
+                }
+                Poll::Ready(Some(Ok(
+                    frame.map_data(|mut d| d.copy_to_bytes(d.remaining()))
+                )))
+            }
+            Poll::Ready(Some(Err(e))) => {
+                tracing::warn!(upstream = %this.upstream, error = %e, "upstream stream failed");
+                let m = format!("upstream {} is unavailable (stream reset)", this.upstream);
+                this.finish("14", Some(&m))
+            }
+        }
+    }
+}
+
+use std::future::Future as _;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn grpc_timeouts() {
+        let mut h = HeaderMap::new();
+        h.insert("grpc-timeout", "250m".parse().unwrap());
+        assert_eq!(
+            deadline(&h, Protocol::Grpc),
+            Some(Duration::from_millis(250))
+        );
+        h.insert("grpc-timeout", "3S".parse().unwrap());
+        assert_eq!(
+            deadline(&h, Protocol::GrpcWeb),
+            Some(Duration::from_secs(3))
+        );
+        h.insert("grpc-timeout", "3x".parse().unwrap());
+        assert_eq!(deadline(&h, Protocol::Grpc), None);
+        h.insert("connect-timeout-ms", "1500".parse().unwrap());
+        assert_eq!(
+            deadline(&h, Protocol::Connect),
+            Some(Duration::from_millis(1500))
+        );
+    }
+
+    #[test]
+    fn message_limit_and_framing() {
+        let msg = |n: usize| {
+            let mut b = vec![0u8];
+            b.extend((n as u32).to_be_bytes());
+            b.extend(std::iter::repeat_n(7u8, n));
+            Bytes::from(b)
+        };
+        assert_eq!(grpc_messages(&msg(10), 10).unwrap().unwrap().len(), 10);
+        assert!(matches!(
+            grpc_messages(&msg(11), 10),
+            Err(CallError::TooLarge)
+        ));
+        assert!(matches!(
+            grpc_messages(&Bytes::from_static(&[0, 0, 0]), 10),
+            Err(CallError::Malformed(_))
+        ));
+        assert_eq!(grpc_messages(&Bytes::new(), 10).unwrap(), None);
+    }
+
+    #[test]
+    fn own_cookies_are_not_forwarded() {
+        let mut h = HeaderMap::new();
+        h.insert(
+            header::COOKIE,
+            "flyte_session=s; a=1; __Host-flyte_csrf=c; b=2"
+                .parse()
+                .unwrap(),
+        );
+        h.insert("x-csrf-token", "c".parse().unwrap());
+        strip_own_cookies(&mut h);
+        assert_eq!(h.get(header::COOKIE).unwrap(), "a=1; b=2");
+        assert!(h.get("x-csrf-token").is_none());
+    }
+}
