@@ -23,10 +23,17 @@
 #   7. token exchange (RFC 8693): grants/s at concurrency $CONC with ES256 Kubernetes-shaped
 #      service-account tokens in (a fresh one per request: bench/exchange_tokens.mjs), RS256 and
 #      ES256 access tokens out, beside client_credentials on the same server.
+#   8. the gateway: AdminService/GetDomains on a fast upstream (examples/gateway_upstream.rs)
+#      called directly, through flyteauth's gateway (gateway.upstreams), and through nginx
+#      (grpc_pass + auth_request to flyteauth's /me, the usual way today), concurrency
+#      1/16/64, $GW_RUNS runs x $GW_DURATION s, modes interleaved; servers on cpu 0, client on
+#      cpu 1. Needs nginx (apt-get install -y nginx).
 #
 # Needs: cargo, wrk, node >= 20 + npm, openssl, taskset, python3, curl; psql for phase 4 on
 # PostgreSQL.
-# Knobs (env): PHASES="1 2 3 4 5 6 7" (a subset runs only those phases)
+# Knobs (env): PHASES="1 2 3 4 5 6 7 8" (a subset runs only those phases)
+#              GW_RUNS=$LOAD_RUNS GW_DURATION=$LOAD_DURATION NGINX=nginx BENCH_PROFILE=release
+#              (BENCH_PROFILE=debug: a debug build's examples, for a smoke run with FLYTEAUTH_BIN)
 #              RUNS=3 DURATION=10 CONC=64 LOAD_RUNS=3 LOAD_DURATION=10 MEM_TOKENS=100000
 #              LOAD_RPC=GetDomains (or UserInfo) MICRO_TIME=3 (criterion seconds per benchmark)
 #              AC_RUNS=$RUNS AC_DURATION=$DURATION AC_CONC=16 AC_STORES="sqlite postgres"
@@ -52,7 +59,7 @@ LOAD_RUNS=${LOAD_RUNS:-3}
 LOAD_DURATION=${LOAD_DURATION:-10}
 LOAD_RPC=${LOAD_RPC:-GetDomains}
 MEM_TOKENS=${MEM_TOKENS:-100000}
-PHASES=${PHASES:-1 2 3 4 5 6 7}
+PHASES=${PHASES:-1 2 3 4 5 6 7 8}
 EX_TOKENS=${EX_TOKENS:-400000}
 MICRO_TIME=${MICRO_TIME:-3}
 AC_RUNS=${AC_RUNS:-$RUNS}
@@ -68,7 +75,12 @@ PORT=${BENCH_PORT:-18480}
 TARGET=${CARGO_TARGET_DIR:-target}
 case "$TARGET" in /*) ;; *) TARGET="$ROOT/$TARGET" ;; esac
 BIN=${FLYTEAUTH_BIN:-$TARGET/release/flyteauth}
-LOAD="$TARGET/release/examples/grpc_load"
+PROFILE=${BENCH_PROFILE:-release}
+LOAD="$TARGET/$PROFILE/examples/grpc_load"
+GW_UPSTREAM="$TARGET/$PROFILE/examples/gateway_upstream"
+GW_RUNS=${GW_RUNS:-$LOAD_RUNS}
+GW_DURATION=${GW_DURATION:-$LOAD_DURATION}
+NGINX=${NGINX:-nginx}
 SIGN_SPEED="$TARGET/release/examples/sign_speed"
 OUT=${OUT:-$(mktemp -d /tmp/flyteauth-bench.XXXXXX)}
 mkdir -p "$OUT"
@@ -79,7 +91,7 @@ SUMMARY="$OUT/summary.md"
 say() { printf '%s\n' "$*" | tee -a "$SUMMARY"; }
 die() { echo "bench: $*" >&2; exit 1; }
 want() { case " $PHASES " in *" $1 "*) return 0 ;; *) return 1 ;; esac; }
-for p in $PHASES; do case $p in 1 | 2 | 3 | 4 | 5 | 6 | 7) ;; *) die "PHASES: unknown phase $p (1-7)" ;; esac; done
+for p in $PHASES; do case $p in 1 | 2 | 3 | 4 | 5 | 6 | 7 | 8) ;; *) die "PHASES: unknown phase $p (1-8)" ;; esac; done
 uses_pg() { want 4 && case " $AC_STORES " in *" postgres "*) return 0 ;; *) return 1 ;; esac; }
 
 for tool in wrk node npm openssl taskset python3 curl; do
@@ -90,10 +102,12 @@ done
 
 if [ -z "${SKIP_BUILD:-}" ]; then
   echo "== building (release) into $TARGET"
-  CARGO_TARGET_DIR="$TARGET" "${CARGO:-cargo}" build --release --bin flyteauth --example grpc_load --example sign_speed
+  CARGO_TARGET_DIR="$TARGET" "${CARGO:-cargo}" build --release --bin flyteauth --example grpc_load --example sign_speed --example gateway_upstream
 fi
 [ -x "$BIN" ] || die "missing $BIN (build first, or unset SKIP_BUILD)"
-! { want 2 || want 3; } || [ -x "$LOAD" ] || die "missing $LOAD (build first, or unset SKIP_BUILD)"
+! { want 2 || want 3 || want 8; } || [ -x "$LOAD" ] || die "missing $LOAD (build first, or unset SKIP_BUILD)"
+! want 8 || [ -x "$GW_UPSTREAM" ] || die "missing $GW_UPSTREAM (build first, or unset SKIP_BUILD)"
+! want 8 || command -v "$NGINX" >/dev/null || die "nginx is not installed (phase 8: apt-get install -y nginx)"
 ! { want 1 || want 4; } || [ -x "$SIGN_SPEED" ] || die "missing $SIGN_SPEED (build first, or unset SKIP_BUILD)"
 if { want 1 || want 4; } && [ ! -d bench/peer/node_modules/oidc-provider ]; then
   (cd bench/peer && npm ci --no-audit --no-fund --silent)
@@ -685,6 +699,123 @@ done
 say ""
 fi
 
+# ---------------------------------------------------------------- 8. the gateway
+if want 8; then
+echo "== 8. gateway (GetDomains on a fast upstream: direct, flyteauth's gateway, nginx + auth_request; servers cpu 0, client cpu 1; $GW_RUNS × ${GW_DURATION}s)"
+: >"$OUT/gw.txt"
+dir="$OUT/gw"
+mkdir -p "$dir/nginx"
+UP_PORT=$((PORT + 10))
+NGINX_PORT=$((PORT + 11))
+taskset -c 0 "$GW_UPSTREAM" "127.0.0.1:$UP_PORT" >>"$dir/upstream.log" 2>&1 &
+UP_PID=$!
+PIDS+=("$UP_PID")
+write_config "$dir" RS256 true 100000
+cat >>"$dir/config.yaml" <<EOF
+gateway:
+  upstreams:
+    - name: bench
+      url: http://127.0.0.1:$UP_PORT
+      services: [flyteidl.service.AdminService]
+EOF
+start_flyteauth "$dir" 0
+GW_PID=$SRV_PID
+gw_token=$(mint_one "http://127.0.0.1:$PORT/oauth2/token" "$(basic_for "$dir")")
+# nginx: h2c in front of the upstream; every call first asks flyteauth's /me with the caller's
+# token (the subrequest has no body, and its content-type is cleared: a GET is no gRPC call).
+cat >"$dir/nginx/nginx.conf" <<EOF
+worker_processes 1;
+worker_cpu_affinity 0001;
+daemon off;
+pid $dir/nginx/nginx.pid;
+error_log $dir/nginx/error.log warn;
+events { worker_connections 4096; }
+http {
+  access_log off;
+  # one client connection carries the whole run (nginx's default closes it after 1000 calls)
+  keepalive_requests 100000000;
+  client_body_temp_path $dir/nginx/body;
+  proxy_temp_path $dir/nginx/proxy;
+  fastcgi_temp_path $dir/nginx/fastcgi;
+  uwsgi_temp_path $dir/nginx/uwsgi;
+  scgi_temp_path $dir/nginx/scgi;
+  upstream flyteauth { server 127.0.0.1:$PORT; keepalive 64; }
+  upstream admin { server 127.0.0.1:$UP_PORT; keepalive 64; }
+  server {
+    listen 127.0.0.1:$NGINX_PORT http2;
+    location = /_auth {
+      internal;
+      proxy_pass http://flyteauth/me;
+      proxy_http_version 1.1;
+      proxy_set_header Connection "";
+      proxy_pass_request_body off;
+      proxy_set_header Content-Length "";
+      proxy_set_header Content-Type "";
+      proxy_method GET;
+    }
+    location / {
+      auth_request /_auth;
+      grpc_pass grpc://admin;
+    }
+  }
+}
+EOF
+"$NGINX" -c "$dir/nginx/nginx.conf" -p "$dir/nginx" >>"$dir/nginx/stdout.log" 2>&1 &
+NGINX_PID=$!
+PIDS+=("$NGINX_PID")
+sleep 1
+kill -0 "$NGINX_PID" 2>/dev/null || { cat "$dir/nginx/error.log" "$dir/nginx/stdout.log"; die "nginx did not start"; }
+declare -A G_URL G_PID
+G_URL[direct]="http://127.0.0.1:$UP_PORT"
+G_PID[direct]=$UP_PID
+G_URL[gateway]="http://127.0.0.1:$PORT"
+G_PID[gateway]=$GW_PID
+G_URL[nginx]="http://127.0.0.1:$NGINX_PORT"
+G_PID[nginx]=$NGINX_PID
+# A call without a token is refused by both auth paths (before the upstream).
+for mode in gateway nginx; do
+  j=$(RPC=GetDomains taskset -c 1 "$LOAD" "${G_URL[$mode]}" - 1 1 2>/dev/null || true)
+  python3 -c 'import json,sys; j=json.loads(sys.argv[1]); assert j["requests"] == 0 and j["errors"] > 0, j' "$j" ||
+    die "$mode: a call without a token was not refused"
+done
+for c in 1 16 64; do
+  for i in $(seq 1 "$GW_RUNS"); do
+    for mode in direct gateway nginx; do
+      j=$(RPC=GetDomains SERVER_PID=${G_PID[$mode]} taskset -c 1 "$LOAD" "${G_URL[$mode]}" "$gw_token" "$c" "$GW_DURATION")
+      echo "$j" >>"$OUT/gw-$mode-c$c.jsonl"
+      read -r r a b e < <(python3 -c 'import json,sys; j=json.loads(sys.argv[1]); print(j["rps"], j["p50_ms"], j["p99_ms"], j["errors"])' "$j")
+      [ "$e" = 0 ] || die "gateway phase, $mode c=$c: $e calls failed"
+      echo "  c=$c run $i $mode: $r calls/s p50 ${a} ms p99 ${b} ms"
+    done
+  done
+  for mode in direct gateway nginx; do
+    echo "$mode $c $(python3 - "$OUT/gw-$mode-c$c.jsonl" <<'PY'
+import json, statistics as st, sys
+runs = [json.loads(l) for l in open(sys.argv[1]) if l.strip()]
+rps = [r["rps"] for r in runs]
+print(f"{min(rps):.0f} {st.median(rps):.0f} {max(rps):.0f} "
+      f"{st.median(r['p50_ms'] for r in runs):.3f} {st.median(r['p99_ms'] for r in runs):.3f}")
+PY
+)" >>"$OUT/gw.txt"
+  done
+done
+stop "$NGINX_PID"
+stop "$GW_PID"
+stop "$UP_PID"
+say "## 8. Gateway (AdminService/GetDomains on a fast upstream, 1 HTTP/2 connection, servers cpu 0 / client cpu 1, $GW_RUNS × ${GW_DURATION} s, modes interleaved)"
+say ""
+say "| path | concurrency | calls/s min | median | max | p50 ms | p99 ms |"
+say "|---|---:|---:|---:|---:|---:|---:|"
+glabel() { case $1 in direct) echo "upstream directly" ;; gateway) echo "flyteauth gateway" ;; nginx) echo "nginx + auth_request /me" ;; esac; }
+while read -r mode c mn md mx a b; do say "| $(glabel "$mode") | $c | $mn | $md | $mx | $a | $b |"; done <"$OUT/gw.txt"
+gmed() { awk -v m="$1" -v c="$2" '$1 == m && $2 == c {print $4}' "$OUT/gw.txt"; }
+gp50() { awk -v m="$1" -v c="$2" '$1 == m && $2 == c {print $6}' "$OUT/gw.txt"; }
+say ""
+say "- c=64: gateway / nginx+auth_request throughput = **$(python3 -c "print(f'{$(gmed gateway 64) / $(gmed nginx 64):.2f}')")×** (target ≥ 2×)"
+say "- c=1: p50 added to the direct call by the gateway = **$(python3 -c "print(f'{($(gp50 gateway 1) - $(gp50 direct 1)) * 1000:.0f}')") µs** (target ≤ 100 µs); by nginx + auth_request = $(python3 -c "print(f'{($(gp50 nginx 1) - $(gp50 direct 1)) * 1000:.0f}')") µs"
+say ""
+fi
+
 say "- load after: $(uptime | sed 's/.*load average/load average/')"
 echo
 echo "== summary: $SUMMARY"
@@ -693,7 +824,7 @@ cat "$SUMMARY"
 # A run of every phase replaces the generated part of docs/BENCHMARKS.md (between its
 # bench:begin / bench:end markers); the discussion around it is written by hand.
 # WRITE_DOCS=0 leaves the file alone.
-if [ "${WRITE_DOCS:-1}" = 1 ] && [ "$(echo $PHASES)" = "1 2 3 4 5 6 7" ]; then
+if [ "${WRITE_DOCS:-1}" = 1 ] && [ "$(echo $PHASES)" = "1 2 3 4 5 6 7 8" ]; then
   python3 - docs/BENCHMARKS.md "$SUMMARY" <<'PY'
 import sys
 doc, summary = sys.argv[1], open(sys.argv[2]).read().rstrip()

@@ -600,16 +600,17 @@ impl Gateway {
             if let Some(code) = code {
                 self.count(name, protocol, code);
             }
+            if code.is_some() {
+                // Trailers-only: the status is in the headers, and nothing may follow them
+                // (an empty body ends the stream with the HEADERS frame, as gRPC requires).
+                return Ok(Response::from_parts(rparts, axum::body::Body::empty()));
+            }
             let body = GrpcBody {
                 inner: rbody,
                 deadline: timeout
                     .map(|t| Box::pin(tokio::time::sleep(t.saturating_sub(started.elapsed())))),
                 upstream: name.to_owned(),
-                gateway: if code.is_none() {
-                    Some(self.clone())
-                } else {
-                    None
-                },
+                gateway: Some(self.clone()),
                 protocol,
                 done: false,
             };
@@ -722,6 +723,10 @@ impl http_body::Body for GrpcBody {
                 this.finish("14", Some(&m))
             }
         }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.done || self.inner.is_end_stream()
     }
 }
 

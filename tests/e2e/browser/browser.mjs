@@ -147,6 +147,80 @@ async function grpcWebFromPage(page, url, { csrf, frameB64 }) {
   );
 }
 
+/**
+ * A fetch made by the page itself with the browser's cookies, as flyteconsole makes them
+ * (e.g. `application/octet-stream` protobuf to the REST gateway, or gRPC-web), reading the
+ * response body as a stream: reports when the first chunk and the end arrived, the gRPC-web
+ * data frames and trailers. csrf: "cookie" | "none" | "wrong".
+ */
+async function fetchFromPage(page, url, { method, contentType, bodyB64, csrf }) {
+  return page.evaluate(
+    async ({ url, method, contentType, bodyB64, csrf }) => {
+      const cookie = document.cookie.split(";").map((s) => s.trim()).find((s) => s.startsWith("flyte_csrf="));
+      const cookieCsrf = cookie ? cookie.slice("flyte_csrf=".length) : null;
+      const headers = {};
+      if (contentType) headers["content-type"] = contentType;
+      if (contentType && contentType.startsWith("application/grpc-web")) headers["x-grpc-web"] = "1";
+      if (csrf === "cookie" && cookieCsrf) headers["x-csrf-token"] = cookieCsrf;
+      if (csrf === "wrong") headers["x-csrf-token"] = "not-the-token";
+      const body = bodyB64 == null ? undefined : Uint8Array.from(atob(bodyB64), (c) => c.charCodeAt(0));
+      const t0 = performance.now();
+      let res;
+      try {
+        res = await fetch(url, { method: method ?? "POST", headers, body, credentials: "include" });
+      } catch (e) {
+        return { fetchError: String(e), origin: location.origin };
+      }
+      const reader = res.body.getReader();
+      const chunks = [];
+      let firstChunkMs = null;
+      for (;;) {
+        const { done, value } = await reader.read();
+        if (done) break;
+        if (firstChunkMs === null && value.length > 0) firstChunkMs = performance.now() - t0;
+        chunks.push(value);
+      }
+      const endMs = performance.now() - t0;
+      const buf = new Uint8Array(chunks.reduce((n, c) => n + c.length, 0));
+      let off = 0;
+      for (const c of chunks) {
+        buf.set(c, off);
+        off += c.length;
+      }
+      let dataFrames = 0;
+      let trailers = "";
+      if ((res.headers.get("content-type") ?? "").startsWith("application/grpc-web")) {
+        for (let i = 0; i + 5 <= buf.length; ) {
+          const flag = buf[i];
+          const len = (buf[i + 1] << 24) | (buf[i + 2] << 16) | (buf[i + 3] << 8) | buf[i + 4];
+          if (flag & 0x80) trailers = new TextDecoder().decode(buf.slice(i + 5, i + 5 + len));
+          else dataFrames += 1;
+          i += 5 + len;
+        }
+      }
+      const fromTrailers = (name) => {
+        const line = trailers.split("\r\n").find((l) => l.toLowerCase().startsWith(name + ":"));
+        return line ? line.slice(name.length + 1).trim() : null;
+      };
+      const status = res.headers.get("grpc-status") ?? fromTrailers("grpc-status");
+      const message = res.headers.get("grpc-message") ?? fromTrailers("grpc-message");
+      return {
+        httpStatus: res.status,
+        grpcStatus: status === null ? null : Number(status),
+        grpcMessage: message === null ? null : decodeURIComponent(message),
+        dataFrames,
+        firstChunkMs,
+        endMs,
+        bodyB64: btoa(String.fromCharCode(...buf)),
+        upstreamHeader: res.headers.get("x-upstream"),
+        wwwAuthenticate: res.headers.get("www-authenticate"),
+        origin: location.origin,
+      };
+    },
+    { url, method, contentType, bodyB64, csrf },
+  );
+}
+
 // --------------------------------------------------------------------------- steps
 
 const STEPS = {
@@ -268,6 +342,28 @@ const STEPS = {
     try {
       await page.goto(`http://127.0.0.1:${other.address().port}/`, { timeout: STEP_TIMEOUT_MS });
       return await grpcWebFromPage(page, `${base}${step.path}`, { csrf: step.csrf ?? "cookie", frameB64: step.frameB64 });
+    } finally {
+      other.close();
+      other.closeAllConnections();
+    }
+  },
+
+  /** A console-style fetch from the console's own origin (see fetchFromPage). */
+  async fetch(page, step) {
+    await ensureConsole(page);
+    return fetchFromPage(page, `${base}${step.path}`, step);
+  },
+
+  /** The same fetch from a page on another origin (as crossOrigin). */
+  async crossOriginFetch(page, step) {
+    const other = http.createServer((_req, res) => {
+      res.writeHead(200, { "content-type": "text/html" });
+      res.end("<!doctype html><title>another origin</title><p>another origin</p>");
+    });
+    await new Promise((resolve) => other.listen(0, "127.0.0.1", resolve));
+    try {
+      await page.goto(`http://127.0.0.1:${other.address().port}/`, { timeout: STEP_TIMEOUT_MS });
+      return await fetchFromPage(page, `${base}${step.path}`, step);
     } finally {
       other.close();
       other.closeAllConnections();
