@@ -34,6 +34,12 @@ fn config_errors_name_the_key_and_exit_64() {
         ("server: { httpPort: many }".to_string(), "server.httpPort", "invalid"),
         (base("auth: { appAuth: { selfAuthServer: { signingAlgorithm: HS256 } } }"), "signingAlgorithm", "HS256"),
         (
+            base("gateway: { upstreams: [{ name: flyteadmin, url: 'flyteadmin:8089', services: [flyteidl.service.AdminService] }] }"),
+            "gateway.upstreams[0].url",
+            "not http or https",
+        ),
+        (base("gateway: { upstream: [] }"), "gateway.upstream", "unknown field"),
+        (
             base("auth: { userAuth: { openId: { clientId: flyte, baseUrl: 'https://idp.example' } } }"),
             "auth.userAuth.openId.clientSecretName",
             "FLYTE_SECRET_oidc_client_secret",
