@@ -47,8 +47,19 @@ impl v1::admin_service_server::AdminService for Upstream {
         req: Request<pb::ProjectGetRequest>,
     ) -> Result<Response<pb::Project>, Status> {
         self.record("GetProject", req.metadata().clone().into_headers());
-        // Slow: the deadline test's RPC.
+        // Slow: the deadline and cancellation tests' RPC. Dropped before it finishes (its
+        // caller went away), it records "GetProject cancelled".
+        struct Guard(Option<Upstream>);
+        impl Drop for Guard {
+            fn drop(&mut self) {
+                if let Some(up) = self.0.take() {
+                    up.record("GetProject cancelled", http::HeaderMap::new());
+                }
+            }
+        }
+        let mut guard = Guard(Some(self.clone()));
         tokio::time::sleep(Duration::from_secs(5)).await;
+        guard.0 = None;
         Ok(Response::new(pb::Project::default()))
     }
     async fn list_projects(
@@ -607,4 +618,35 @@ async fn console_rest_calls_with_the_cookie_need_no_csrf_header_only_when_not_co
     let r = post(octet, Some(console), None, None).await.unwrap();
     assert_eq!(r.status(), 401);
     assert_eq!(seen.lock().unwrap().len(), 3);
+}
+
+#[tokio::test]
+async fn a_client_that_goes_away_cancels_the_upstream_call() {
+    let (url, seen, _up) = upstream().await;
+    let s = TestServer::start_with(&gateway_yaml(&url, "")).await;
+    let mut req = with_token(
+        pb::ProjectGetRequest::default(),
+        "authorization",
+        &s.token(),
+    );
+    // The client gives up after 300 ms (tonic resets its HTTP/2 stream).
+    req.set_timeout(Duration::from_millis(300));
+    let e = admin(&s).await.get_project(req).await.unwrap_err();
+    assert_eq!(e.code(), tonic::Code::Cancelled, "{e:?}");
+    let cancelled = || {
+        seen.lock()
+            .unwrap()
+            .iter()
+            .any(|(p, _)| p == "GetProject cancelled")
+    };
+    for _ in 0..100 {
+        if cancelled() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(
+        cancelled(),
+        "the upstream call ran on after its client went away"
+    );
 }
