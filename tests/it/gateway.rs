@@ -650,3 +650,69 @@ async fn a_client_that_goes_away_cancels_the_upstream_call() {
         "the upstream call ran on after its client went away"
     );
 }
+
+#[tokio::test]
+async fn a_tls_upstream_is_reached_with_its_own_ca_and_refused_without_it() {
+    let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
+    // The upstream: a flyteauth on TLS with auth off (it serves GetDomains itself).
+    let dir = Arc::new(tempfile::tempdir().unwrap());
+    let ca_key = rcgen::KeyPair::generate().unwrap();
+    let mut ca_params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+    let ca = ca_params.self_signed(&ca_key).unwrap();
+    let leaf_key = rcgen::KeyPair::generate().unwrap();
+    let leaf = rcgen::CertificateParams::new(vec!["localhost".to_string()])
+        .unwrap()
+        .signed_by(&leaf_key, &ca, &ca_key)
+        .unwrap();
+    let (cert, key, ca_file) = (
+        dir.path().join("tls.crt"),
+        dir.path().join("tls.key"),
+        dir.path().join("ca.pem"),
+    );
+    std::fs::write(&cert, leaf.pem()).unwrap();
+    std::fs::write(&key, leaf_key.serialize_pem()).unwrap();
+    std::fs::write(&ca_file, ca.pem()).unwrap();
+    let up = TestServer::start_in(
+        dir.clone(),
+        &format!(
+            "server:\n  httpPort: 0\n  grpc: {{ port: 0 }}\n  security:\n    secure: true\n    useAuth: false\n    ssl: {{ certificateFile: {}, keyFile: {} }}\n",
+            cert.display(),
+            key.display()
+        ),
+    )
+    .await;
+    let url = format!("https://localhost:{}", up.addr.port());
+    let with_ca = format!(
+        "gateway:\n  upstreams:\n    - name: tls-admin\n      url: {url}\n      caCertFile: {}\n      services: [flyteidl.service.AdminService]\n",
+        ca_file.display()
+    );
+    let s = TestServer::start_with(&with_ca).await;
+    let domains = admin(&s)
+        .await
+        .get_domains(with_token(
+            pb::GetDomainRequest {},
+            "authorization",
+            &s.token(),
+        ))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(domains.domains.len(), 3);
+    // Without the CA the upstream's certificate is not trusted: UNAVAILABLE naming it.
+    let s = TestServer::start_with(&format!(
+        "gateway:\n  upstreams:\n    - name: tls-admin\n      url: {url}\n      services: [flyteidl.service.AdminService]\n"
+    ))
+    .await;
+    let e = admin(&s)
+        .await
+        .get_domains(with_token(
+            pb::GetDomainRequest {},
+            "authorization",
+            &s.token(),
+        ))
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), tonic::Code::Unavailable, "{e:?}");
+    assert!(e.message().contains("tls-admin"));
+}
