@@ -16,6 +16,9 @@
 //! | [`sealed`] | AES-GCM with the cookie block key (pending logins, IdP refresh tokens) |
 //! | [`session`] | server-side browser sessions (cookie holds only a random id) |
 //! | [`ratelimit`] | failure counting for login |
+//! | [`client_addr`] | the client's address behind `server.trustedProxies` |
+//! | [`conn_limits`] | connection caps and deadlines (DESIGN.md §14) |
+//! | [`drain`] | reading a refused request's body before answering (§14) |
 //! | [`grpc`] | one file per gRPC service (AuthMetadata, Identity, Admin projects) |
 //! | [`http`] | HTTP routes: metadata documents, JWKS, REST mirrors, `/me`, health |
 //! | [`projects`] | project/domain semantics shared by gRPC and REST |
@@ -48,6 +51,9 @@ pub mod pb;
 pub mod projects;
 pub mod public_url;
 pub mod ratelimit;
+pub mod client_addr;
+pub mod conn_limits;
+pub mod drain;
 pub mod sealed;
 pub mod secret;
 pub mod server;

@@ -10,6 +10,7 @@ mod docs;
 mod exchange;
 mod external;
 mod grpc_auth;
+mod hostile;
 mod oidc;
 mod projects;
 mod rest;
