@@ -44,14 +44,13 @@ impl TrustedProxies {
                 .parse()
                 .map_err(|_| (i, format!("{e:?} is not an IP address or CIDR")))?;
             let max = if ip.is_ipv4() { 32 } else { 128 };
-            let len = match len {
-                None => max,
-                Some(l) => l
-                    .parse::<u8>()
-                    .ok()
-                    .filter(|l| *l <= max)
-                    .ok_or_else(|| (i, format!("{e:?}: the prefix length must be 0..={max}")))?,
-            };
+            let len =
+                match len {
+                    None => max,
+                    Some(l) => l.parse::<u8>().ok().filter(|l| *l <= max).ok_or_else(|| {
+                        (i, format!("{e:?}: the prefix length must be 0..={max}"))
+                    })?,
+                };
             out.push((ip, len));
         }
         Ok(Self(out))
@@ -63,7 +62,9 @@ impl TrustedProxies {
 
     pub fn contains(&self, ip: IpAddr) -> bool {
         let ip = canonical(ip);
-        self.0.iter().any(|(net, len)| in_net(ip, canonical(*net), *len))
+        self.0
+            .iter()
+            .any(|(net, len)| in_net(ip, canonical(*net), *len))
     }
 
     /// The client's address of a request that arrived from `peer`.
@@ -99,7 +100,11 @@ fn in_net(ip: IpAddr, net: IpAddr, len: u8) -> bool {
             u32::from(a) & mask == u32::from(n) & mask
         }
         (IpAddr::V6(a), IpAddr::V6(n)) => {
-            let mask = if len == 0 { 0 } else { u128::MAX << (128 - len) };
+            let mask = if len == 0 {
+                0
+            } else {
+                u128::MAX << (128 - len)
+            };
             u128::from(a) & mask == u128::from(n) & mask
         }
         _ => false,
@@ -164,7 +169,10 @@ mod tests {
         let t = TrustedProxies::parse(&["10.0.0.0/8".into(), "::1".into()]).unwrap();
         let ingress: IpAddr = "10.1.2.3".parse().unwrap();
         let xff = h(&[("x-forwarded-for", "6.6.6.6, 203.0.113.9, 10.9.9.9")]);
-        assert_eq!(t.client(ingress, &xff), "203.0.113.9".parse::<IpAddr>().unwrap());
+        assert_eq!(
+            t.client(ingress, &xff),
+            "203.0.113.9".parse::<IpAddr>().unwrap()
+        );
         // An untrusted peer's headers are ignored.
         let outsider: IpAddr = "198.51.100.1".parse().unwrap();
         assert_eq!(t.client(outsider, &xff), outsider);
@@ -172,13 +180,22 @@ mod tests {
         assert_eq!(TrustedProxies::default().client(ingress, &xff), ingress);
         // Forwarded wins over X-Forwarded-For.
         let fwd = h(&[
-            ("forwarded", "for=6.6.6.6, for=\"[2001:db8::7]:4711\";proto=https"),
+            (
+                "forwarded",
+                "for=6.6.6.6, for=\"[2001:db8::7]:4711\";proto=https",
+            ),
             ("x-forwarded-for", "192.0.2.1"),
         ]);
-        assert_eq!(t.client(ingress, &fwd), "2001:db8::7".parse::<IpAddr>().unwrap());
+        assert_eq!(
+            t.client(ingress, &fwd),
+            "2001:db8::7".parse::<IpAddr>().unwrap()
+        );
         // Garbage stops the walk at the last trusted hop.
         let bad = h(&[("x-forwarded-for", "6.6.6.6, garbage, 10.0.0.5")]);
-        assert_eq!(t.client(ingress, &bad), "10.0.0.5".parse::<IpAddr>().unwrap());
+        assert_eq!(
+            t.client(ingress, &bad),
+            "10.0.0.5".parse::<IpAddr>().unwrap()
+        );
         assert!(TrustedProxies::parse(&["10.0.0.0/33".into()]).is_err());
         assert!(TrustedProxies::parse(&["nope".into()]).is_err());
     }

@@ -806,10 +806,10 @@ impl Config {
             allowed_origins: sec.allowed_origins.clone(),
             allowed_headers: sec.allowed_headers.clone(),
             max_request_bytes: f.server.max_request_bytes,
-            trusted_proxies: crate::client_addr::TrustedProxies::parse(
-                &f.server.trusted_proxies,
-            )
-            .map_err(|(i, e)| ConfigError::new(format!("server.trustedProxies[{i}]"), e))?,
+            trusted_proxies: crate::client_addr::TrustedProxies::parse(&f.server.trusted_proxies)
+                .map_err(|(i, e)| {
+                ConfigError::new(format!("server.trustedProxies[{i}]"), e)
+            })?,
             max_connections: f.server.max_connections,
             max_connections_per_address: f.server.max_connections_per_address,
             timeouts: f.server.timeouts.clone(),
@@ -821,7 +821,10 @@ impl Config {
                 "server.maxConnectionsPerAddress",
                 server.max_connections_per_address == 0,
             ),
-            ("server.timeouts.handshake", server.timeouts.handshake.is_zero()),
+            (
+                "server.timeouts.handshake",
+                server.timeouts.handshake.is_zero(),
+            ),
             (
                 "server.timeouts.requestHead",
                 server.timeouts.request_head.is_zero(),

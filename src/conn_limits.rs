@@ -72,12 +72,10 @@ impl ConnLimits {
 impl Drop for ConnPermit {
     fn drop(&mut self) {
         if let Some(addr) = self.addr {
-            self.limits
-                .per_address
-                .remove_if_mut(&addr, |_, n| {
-                    *n -= 1;
-                    *n == 0
-                });
+            self.limits.per_address.remove_if_mut(&addr, |_, n| {
+                *n -= 1;
+                *n == 0
+            });
         }
     }
 }
@@ -227,11 +225,7 @@ mod tests {
     #[test]
     fn caps_total_and_per_address_and_frees_on_drop() {
         let proxy: IpAddr = "10.0.0.1".parse().unwrap();
-        let l = ConnLimits::new(
-            3,
-            2,
-            TrustedProxies::parse(&["10.0.0.0/8".into()]).unwrap(),
-        );
+        let l = ConnLimits::new(3, 2, TrustedProxies::parse(&["10.0.0.0/8".into()]).unwrap());
         let a: IpAddr = "192.0.2.1".parse().unwrap();
         let p1 = l.try_acquire(a).unwrap();
         let _p2 = l.try_acquire(a).unwrap();

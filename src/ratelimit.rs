@@ -217,6 +217,9 @@ mod tests {
         assert!(l.begin("ip", 0).is_ok());
         let keys = vec!["user".to_string(), "ip".to_string()];
         assert_eq!(l.begin_all(&keys, 0), Err(60));
-        assert!(l.locked("user", 0).is_none(), "the user's slot was given back");
+        assert!(
+            l.locked("user", 0).is_none(),
+            "the user's slot was given back"
+        );
     }
 }

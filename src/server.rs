@@ -86,13 +86,10 @@ impl Dispatch {
             .insert(crate::client_addr::ClientAddr(client));
         let grpc = is_grpc || self.grpc_only;
         // gRPC over HTTP/2 may stream for long; every other body has a deadline (§14).
-        let streaming = req
-            .headers()
-            .get(header::CONTENT_TYPE)
-            .is_some_and(|v| {
-                v.as_bytes().starts_with(b"application/grpc")
-                    && !v.as_bytes().starts_with(b"application/grpc-web")
-            });
+        let streaming = req.headers().get(header::CONTENT_TYPE).is_some_and(|v| {
+            v.as_bytes().starts_with(b"application/grpc")
+                && !v.as_bytes().starts_with(b"application/grpc-web")
+        });
         let body_timeout = self.body_timeout;
         let svc = if grpc {
             self.grpc.clone()
@@ -143,9 +140,8 @@ impl Dispatch {
 /// of `[A-Za-z0-9._:-]` (UUIDs, W3C trace ids, Envoy's ids); anything else gets a new id.
 pub fn is_safe_request_id(v: &str) -> bool {
     (1..=128).contains(&v.len())
-        && v.bytes().all(|b| {
-            b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b':')
-        })
+        && v.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b':'))
 }
 
 /// A process-unique request id: a random per-process prefix and a counter (cheap on the hot

@@ -236,9 +236,7 @@ impl AppState {
                 session_cfg.idle_timeout.as_secs() as i64,
                 session_cfg.absolute_timeout.as_secs() as i64,
             )
-            .with_host_prefix(
-                config.server.tls.is_some() && !config.server.insecure_cookie_header,
-            ),
+            .with_host_prefix(config.server.tls.is_some() && !config.server.insecure_cookie_header),
         );
         // Cookie-authenticated calls may come from the listed console origins or from this
         // deployment's own public URLs.

@@ -176,7 +176,9 @@ pub async fn issue(
             match stored? {
                 IssueOutcome::Issued => {}
                 // A concurrent request rotated the refresh token first (§14 grace period).
-                IssueOutcome::AlreadyUsed if rotated_within_grace(state, &family.spend, now).await => {
+                IssueOutcome::AlreadyUsed
+                    if rotated_within_grace(state, &family.spend, now).await =>
+                {
                     match state
                         .store
                         .spend_and_issue(&Spend::Nothing, now, &issuance)

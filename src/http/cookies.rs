@@ -128,7 +128,17 @@ mod tests {
         };
         let s = tls.http_only(SESSION, "abc".into());
         let s = s.to_str().unwrap();
-        assert!(s.starts_with("__Host-flyte_session=abc") && s.contains("Path=/") && s.contains("Secure") && !s.contains("Domain"), "{s}");
-        assert_eq!(get(&h, tls.name(SESSION)), None, "a plain-named cookie is not read over TLS");
+        assert!(
+            s.starts_with("__Host-flyte_session=abc")
+                && s.contains("Path=/")
+                && s.contains("Secure")
+                && !s.contains("Domain"),
+            "{s}"
+        );
+        assert_eq!(
+            get(&h, tls.name(SESSION)),
+            None,
+            "a plain-named cookie is not read over TLS"
+        );
     }
 }

@@ -12,11 +12,11 @@ use http::{header, HeaderMap, StatusCode};
 use serde_json::json;
 
 use super::pages;
+use crate::client_addr::ClientAddr;
 use crate::config::LocalUserFile;
 use crate::http::{cookies, redirect};
 use crate::keys::random_token;
 use crate::secret::{Secret, SecretStore};
-use crate::client_addr::ClientAddr;
 use crate::state::AppState;
 
 /// How a user's password is checked.
@@ -53,10 +53,7 @@ fn scheme_of(check: &PasswordCheck) -> (&'static str, String) {
                 .map(|p| p.params.to_string())
                 .unwrap_or_default(),
         ),
-        PasswordCheck::Hash(h) => (
-            "bcrypt",
-            h.split('$').nth(2).unwrap_or("").to_owned(),
-        ),
+        PasswordCheck::Hash(h) => ("bcrypt", h.split('$').nth(2).unwrap_or("").to_owned()),
     }
 }
 
@@ -301,10 +298,11 @@ pub async fn login_submit(
     // Login CSRF (§14): the form's token must equal its cookie (`__Host-` over TLS, so no
     // other host can plant it), and a browser that says the form came from another site is
     // refused even with a matching pair.
-    let csrf_ok = cookies::get(&headers, state.cookies.name(cookies::LOGIN_CSRF)).is_some_and(|c| {
-        !c.is_empty() && Secret::new(c.as_bytes()).ct_eq(field("csrf_token").as_bytes())
-    }) && crate::http::fetch_site::site(&state, &headers, origin.as_ref().map(|o| &o.0))
-        != crate::http::fetch_site::Site::Cross;
+    let csrf_ok =
+        cookies::get(&headers, state.cookies.name(cookies::LOGIN_CSRF)).is_some_and(|c| {
+            !c.is_empty() && Secret::new(c.as_bytes()).ct_eq(field("csrf_token").as_bytes())
+        }) && crate::http::fetch_site::site(&state, &headers, origin.as_ref().map(|o| &o.0))
+            != crate::http::fetch_site::Site::Cross;
     if !csrf_ok {
         return html(
             StatusCode::FORBIDDEN,
@@ -429,7 +427,10 @@ pub async fn logout(
         Err(e) if e.status() == StatusCode::PAYLOAD_TOO_LARGE => {
             return html(
                 StatusCode::PAYLOAD_TOO_LARGE,
-                pages::error_page("Request too large", "The form is larger than this server accepts."),
+                pages::error_page(
+                    "Request too large",
+                    "The form is larger than this server accepts.",
+                ),
             )
         }
         Err(_) => axum::body::Bytes::new(),
@@ -457,10 +458,7 @@ pub async fn logout(
                 tracing::info!(target: "flyteauth::audit", route = "/logout", outcome = "confirm", reason = "cross_site");
                 return html(
                     StatusCode::OK,
-                    pages::logout_confirm(
-                        &session.csrf_token,
-                        dest.as_deref().unwrap_or(""),
-                    ),
+                    pages::logout_confirm(&session.csrf_token, dest.as_deref().unwrap_or("")),
                 );
             }
         }

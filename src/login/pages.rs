@@ -78,11 +78,16 @@ pub fn info_page(title: &str, message: &str, link: Option<(&str, &str)>) -> Stri
 
 /// The page for a form body that could not be read: 413 when it is over
 /// `server.maxRequestBytes` (its reading stopped at the limit), else 400.
-pub fn unreadable_form(rejection: &axum::extract::rejection::FormRejection) -> (http::StatusCode, String) {
+pub fn unreadable_form(
+    rejection: &axum::extract::rejection::FormRejection,
+) -> (http::StatusCode, String) {
     if rejection.status() == http::StatusCode::PAYLOAD_TOO_LARGE {
         (
             http::StatusCode::PAYLOAD_TOO_LARGE,
-            error_page("Request too large", "The form is larger than this server accepts."),
+            error_page(
+                "Request too large",
+                "The form is larger than this server accepts.",
+            ),
         )
     } else {
         (

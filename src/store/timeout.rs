@@ -295,10 +295,8 @@ impl Store for TimeoutStore {
         window_secs: i64,
     ) -> Result<Option<(i64, i64)>, StoreError> {
         let key_hash = key_hash.to_owned();
-        self.run(move |store| async move {
-            store.count_attempt(&key_hash, now, window_secs).await
-        })
-        .await
+        self.run(move |store| async move { store.count_attempt(&key_hash, now, window_secs).await })
+            .await
     }
 
     async fn uncount_attempt(&self, key_hash: &str, clear: bool) -> Result<(), StoreError> {

@@ -13,7 +13,8 @@ pub(crate) const ALICE: &str = "auth:\n  clockSkew: 0s\n  userAuth:\n    localUs
 /// ALICE without the refresh-token grace period (§14, tested in `hostile`): a reuse right
 /// after a rotation revokes the family.
 const ALICE_NO_GRACE: &str = "auth:\n  clockSkew: 0s\n  userAuth:\n    localUsers:\n      - { username: alice, passwordSecretName: alice_pw, name: Alice Example, email: alice@example.com, groups: [dev] }\n  appAuth:\n    selfAuthServer:\n      refreshTokenGracePeriod: 0s\n";
-pub(crate) const VERIFIER: &str = "dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXk-long-enough-verifier";
+pub(crate) const VERIFIER: &str =
+    "dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXk-long-enough-verifier";
 
 pub(crate) fn challenge(v: &str) -> String {
     base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(Sha256::digest(v.as_bytes()))
@@ -87,7 +88,11 @@ pub(crate) async fn login_and_authorize(s: &TestServer, b: &reqwest::Client, url
     location(&r)
 }
 
-pub(crate) async fn token(s: &TestServer, form: &[(&str, &str)], basic: Option<(&str, &str)>) -> (u16, Value) {
+pub(crate) async fn token(
+    s: &TestServer,
+    form: &[(&str, &str)],
+    basic: Option<(&str, &str)>,
+) -> (u16, Value) {
     let mut req = reqwest::Client::new()
         .post(format!("{}/oauth2/token", s.url))
         .form(form);
@@ -134,7 +139,10 @@ pub(crate) fn redeem_form<'a>(code: &'a str, verifier: &'a str) -> Vec<(&'a str,
     ]
 }
 
-pub(crate) async fn user_info(s: &TestServer, access: &str) -> Result<v1::UserInfoResponse, tonic::Status> {
+pub(crate) async fn user_info(
+    s: &TestServer,
+    access: &str,
+) -> Result<v1::UserInfoResponse, tonic::Status> {
     s.identity()
         .await
         .user_info(with_token(

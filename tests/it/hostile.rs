@@ -9,8 +9,8 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 use crate::authz::{
-    authorize_url, browser, challenge, code_for, location, login_and_authorize, query,
-    redeem_form, token, ALICE, VERIFIER,
+    browser, challenge, code_for, location, login_and_authorize, query, redeem_form, token, ALICE,
+    VERIFIER,
 };
 use crate::support::TestServer;
 
@@ -272,7 +272,16 @@ fn secret_of(s: &TestServer, name: &str) -> String {
 
 #[tokio::test]
 async fn pkce_downgrade_and_confidential_clients_without_pkce() {
-    let s = TestServer::start_with(&clients_yaml()).await;
+    let dir = std::sync::Arc::new(tempfile::tempdir().unwrap());
+    std::fs::create_dir_all(dir.path().join("secrets")).unwrap();
+    for name in ["web_secret", "strict_secret", "machine_secret"] {
+        std::fs::write(
+            dir.path().join("secrets").join(name),
+            flyteauth::keys::random_token(),
+        )
+        .unwrap();
+    }
+    let s = TestServer::start_in(dir, &clients_yaml()).await;
     let b = browser();
     let web_secret = secret_of(&s, "web_secret");
     let redeem = |code: String, verifier: Option<&'static str>| {
@@ -302,7 +311,11 @@ async fn pkce_downgrade_and_confidential_clients_without_pkce() {
     let redirect = login_and_authorize(&s, &b, &web_authorize(&s, "web", "")).await;
     let code = query(&redirect, "code").expect("web may skip PKCE (require_pkce: false)");
     let (status, body) = redeem(code, Some(VERIFIER)).await;
-    assert_eq!((status, body["error"].as_str()), (400, Some("invalid_grant")), "{body}");
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (400, Some("invalid_grant")),
+        "{body}"
+    );
     // The same client without a verifier is fine (it is configured so).
     let redirect = login_and_authorize(&s, &b, &web_authorize(&s, "web", "")).await;
     let (status, body) = redeem(query(&redirect, "code").unwrap(), None).await;
@@ -310,8 +323,14 @@ async fn pkce_downgrade_and_confidential_clients_without_pkce() {
 
     // A confidential client needs PKCE unless configured otherwise.
     let redirect = login_and_authorize(&s, &b, &web_authorize(&s, "strict", "")).await;
-    assert!(redirect.starts_with("https://app.example/cb?"), "{redirect}");
-    assert_eq!(query(&redirect, "error").as_deref(), Some("invalid_request"));
+    assert!(
+        redirect.starts_with("https://app.example/cb?"),
+        "{redirect}"
+    );
+    assert_eq!(
+        query(&redirect, "error").as_deref(),
+        Some("invalid_request")
+    );
     assert!(query(&redirect, "code").is_none());
     let redirect = login_and_authorize(
         &s,
@@ -388,7 +407,7 @@ async fn status_of_oversized_post(s: &TestServer, path: &str, sent: usize) -> St
     let n = tokio::time::timeout(Duration::from_secs(20), c.read(&mut buf))
         .await
         .expect("the server answers before the body ends")
-        .unwrap();
+        .unwrap_or(0);
     String::from_utf8_lossy(&buf[..n])
         .lines()
         .next()
@@ -403,7 +422,7 @@ async fn oversized_forms_are_413_without_reading_past_the_limit() {
     ))
     .await;
     for path in ["/login", "/oauth2/device", "/oauth2/token", "/logout"] {
-        let line = status_of_oversized_post(&s, path, 8192).await;
+        let line = status_of_oversized_post(&s, path, 5000).await;
         assert!(line.starts_with("HTTP/1.1 413"), "{path}: {line}");
     }
     // Under the limit a bad form is still 403 (no CSRF), not 413.
@@ -485,7 +504,10 @@ async fn an_unknown_user_costs_the_same_password_check_as_a_known_one() {
         Some(2),
         "the unknown user was checked against a bcrypt hash of the same cost"
     );
-    assert_eq!(login_status(&s, &browser(), "bob", "bobs-password").await, 303);
+    assert_eq!(
+        login_status(&s, &browser(), "bob", "bobs-password").await,
+        303
+    );
     assert_eq!(metric_value(&s, series).await, Some(3));
 
     // With plain-secret users only, an unknown user costs a constant-time comparison, as they
@@ -493,7 +515,11 @@ async fn an_unknown_user_costs_the_same_password_check_as_a_known_one() {
     let s = TestServer::start_with(ALICE).await;
     assert_eq!(login_status(&s, &browser(), "nobody", "wrong").await, 401);
     assert_eq!(
-        metric_value(&s, "flyteauth_password_checks_total{scheme=\"plain\",cost=\"0\"}").await,
+        metric_value(
+            &s,
+            "flyteauth_password_checks_total{scheme=\"plain\",cost=\"0\"}"
+        )
+        .await,
         Some(1)
     );
     assert_eq!(
@@ -538,7 +564,10 @@ async fn a_just_rotated_refresh_token_is_redeemed_again_within_the_grace_period(
     // After the grace period, a reuse revokes the family.
     clock.advance(10);
     let (status, body) = refresh(&s, &rt0).await;
-    assert_eq!((status, body["error"].as_str()), (400, Some("invalid_grant")));
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (400, Some("invalid_grant"))
+    );
     for rt in [rt2, t3["refresh_token"].as_str().unwrap()] {
         let (status, _) = refresh(&s, rt).await;
         assert_eq!(status, 400, "the family is revoked");
@@ -642,7 +671,10 @@ async fn a_cross_site_logout_changes_nothing_until_confirmed() {
         .unwrap();
     assert_eq!(r.status(), 200);
     let page = r.text().await.unwrap();
-    assert!(page.contains("method=\"post\"") && page.contains("csrf_token"), "{page}");
+    assert!(
+        page.contains("method=\"post\"") && page.contains("csrf_token"),
+        "{page}"
+    );
     assert_eq!(me(&b).await, 200, "a cross-site GET ended the session");
     // Older browsers: a foreign Referer is cross-site too.
     let r = b
@@ -737,7 +769,7 @@ async fn metrics_move_to_their_own_port() {
     }
     let (status, text) = text.expect("the metrics listener answers");
     assert_eq!(status, 200);
-    assert!(text.contains("flyteauth_up"), "{text}");
+    assert!(text.contains("flyteauth_store_up"), "{text}");
 }
 
 // ------------------------------------------------------- 1: connection caps, deadlines
@@ -774,7 +806,9 @@ async fn idle_and_half_sent_connections_cannot_starve_the_server() {
     let mut heads = Vec::new();
     for _ in 0..16 {
         let mut c = connect_from(&s, "127.0.0.3").await;
-        c.write_all(b"GET /healthcheck HTTP/1.1\r\nHost: x\r\n").await.unwrap();
+        c.write_all(b"GET /healthcheck HTTP/1.1\r\nHost: x\r\n")
+            .await
+            .unwrap();
         heads.push(c);
     }
     let mut bodies = Vec::new();
@@ -791,7 +825,9 @@ async fn idle_and_half_sent_connections_cannot_starve_the_server() {
     let mut extra = connect_from(&s, "127.0.0.2").await;
     assert!(closed_by_server(&mut extra, Duration::from_secs(1)).await);
     // Meanwhile health checks and token requests from elsewhere answer.
-    let r = reqwest::get(format!("{}/healthcheck", s.url)).await.unwrap();
+    let r = reqwest::get(format!("{}/healthcheck", s.url))
+        .await
+        .unwrap();
     assert_eq!(r.status(), 200);
     let secret = propeller_secret(&s);
     assert_eq!(client_credentials(&s, "127.0.0.5", &secret).await.0, 200);
@@ -838,13 +874,14 @@ async fn a_refused_chunked_grpc_web_call_gets_its_status_on_a_live_connection() 
     c.write_all(b"2\r\n\x00\x00\r\n0\r\n\r\n").await.unwrap();
     let first = read_response(&mut c).await;
     assert!(first.starts_with("HTTP/1.1 200"), "{first}");
-    assert!(first.to_ascii_lowercase().contains("grpc-status: 16"), "{first}");
+    assert!(
+        first.to_ascii_lowercase().contains("grpc-status: 16"),
+        "{first}"
+    );
     // The connection is still usable: no reset under the client.
-    c.write_all(
-        format!("GET /healthcheck HTTP/1.1\r\nHost: {}\r\n\r\n", s.addr).as_bytes(),
-    )
-    .await
-    .unwrap();
+    c.write_all(format!("GET /healthcheck HTTP/1.1\r\nHost: {}\r\n\r\n", s.addr).as_bytes())
+        .await
+        .unwrap();
     let second = read_response(&mut c).await;
     assert!(second.starts_with("HTTP/1.1 200"), "{second}");
 }
@@ -915,8 +952,9 @@ async fn cookies_carry_the_host_prefix_over_tls() {
         .map(|v| v.to_str().unwrap().to_owned())
         .collect();
     assert!(
-        set.iter()
-            .any(|c| c.starts_with("__Host-flyte_login_csrf=") && c.contains("Secure") && c.contains("Path=/")),
+        set.iter().any(|c| c.starts_with("__Host-flyte_login_csrf=")
+            && c.contains("Secure")
+            && c.contains("Path=/")),
         "{set:?}"
     );
     let page = r.text().await.unwrap();
@@ -954,6 +992,12 @@ async fn cookies_carry_the_host_prefix_over_tls() {
         .iter()
         .map(|v| v.to_str().unwrap().to_owned())
         .collect();
-    assert!(set.iter().any(|c| c.starts_with("__Host-flyte_session=")), "{set:?}");
-    assert!(set.iter().any(|c| c.starts_with("__Host-flyte_csrf=")), "{set:?}");
+    assert!(
+        set.iter().any(|c| c.starts_with("__Host-flyte_session=")),
+        "{set:?}"
+    );
+    assert!(
+        set.iter().any(|c| c.starts_with("__Host-flyte_csrf=")),
+        "{set:?}"
+    );
 }
