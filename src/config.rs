@@ -104,7 +104,7 @@ impl Default for ServerFile {
             max_request_bytes: 1 << 20,
             trusted_proxies: Vec::new(),
             max_connections: 4096,
-            max_connections_per_address: 256,
+            max_connections_per_address: 1024,
             timeouts: ServerTimeoutsFile::default(),
         }
     }
