@@ -223,6 +223,9 @@ class Replica:
                     # every later login answered 429. The limiter itself is tested in tests/e2e.
                     "loginRateLimit": {"maxFailures": 1000000, "window": "15m"},
                 },
+                # op_refresh_reuse expects a reuse right after a rotation to revoke the family;
+                # the default grace period (5 s) would let it through.
+                "appAuth": {"selfAuthServer": {"refreshTokenGracePeriod": "0s"}},
             },
             "admin": {"domains": [{"id": d, "name": d} for d in ("development", "staging", "production")]},
         }

@@ -43,6 +43,39 @@ pub struct FileConfig {
     pub admin: AdminFile,
     /// `gateway:` (addition, DESIGN.md §11): absent, nothing is forwarded.
     pub gateway: Option<crate::gateway::config::GatewayFile>,
+    /// (addition) `/metrics` on its own listener.
+    pub metrics: MetricsFile,
+}
+
+/// (addition, §14) `metrics.port`: when set, `/metrics` is served only on this port (not on
+/// the public one).
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct MetricsFile {
+    pub port: u16,
+}
+
+/// (addition, §14) Deadlines of a connection: the first bytes (TLS handshake and the protocol
+/// known), a request's head, a request's body.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default, rename_all = "camelCase")]
+pub struct ServerTimeoutsFile {
+    #[serde(with = "go_duration")]
+    pub handshake: Duration,
+    #[serde(with = "go_duration")]
+    pub request_head: Duration,
+    #[serde(with = "go_duration")]
+    pub body: Duration,
+}
+
+impl Default for ServerTimeoutsFile {
+    fn default() -> Self {
+        Self {
+            handshake: Duration::from_secs(10),
+            request_head: Duration::from_secs(15),
+            body: Duration::from_secs(60),
+        }
+    }
 }
 
 #[derive(Debug, Deserialize)]
@@ -55,6 +88,12 @@ pub struct ServerFile {
     pub security: SecurityFile,
     /// Largest request body accepted on HTTP routes and largest gRPC message, in bytes.
     pub max_request_bytes: usize,
+    /// (addition, §14) Peers whose `X-Forwarded-For` / `Forwarded` is believed (CIDRs).
+    pub trusted_proxies: Vec<String>,
+    /// (addition, §14) Open connections at most, in total and per client address.
+    pub max_connections: usize,
+    pub max_connections_per_address: usize,
+    pub timeouts: ServerTimeoutsFile,
 }
 
 impl Default for ServerFile {
@@ -65,6 +104,10 @@ impl Default for ServerFile {
             grpc_port: None,
             security: SecurityFile::default(),
             max_request_bytes: 1 << 20,
+            trusted_proxies: Vec::new(),
+            max_connections: 4096,
+            max_connections_per_address: 1024,
+            timeouts: ServerTimeoutsFile::default(),
         }
     }
 }
@@ -363,6 +406,10 @@ pub struct SelfAuthServerFile {
     /// (addition) Issuers whose JWTs are exchanged for access tokens (RFC 8693, RFC 7523;
     /// DESIGN.md §13), see `authz_server::trusted_issuers`.
     pub trusted_issuers: Vec<crate::authz_server::trusted_issuers::TrustedIssuerFile>,
+    /// (addition, §14) How long a just-rotated refresh token may be redeemed again by the same
+    /// client without revoking its family (concurrent refreshes of one user's processes).
+    #[serde(with = "go_duration")]
+    pub refresh_token_grace_period: Duration,
 }
 
 impl Default for SelfAuthServerFile {
@@ -378,6 +425,7 @@ impl Default for SelfAuthServerFile {
             signing_algorithm: "RS256".into(),
             static_clients: None,
             trusted_issuers: Vec::new(),
+            refresh_token_grace_period: Duration::from_secs(5),
         }
     }
 }
@@ -398,6 +446,9 @@ pub struct StaticClientFile {
     pub public: bool,
     /// Name of a secret holding the client secret in clear (generated at first start).
     pub client_secret_secret_name: String,
+    /// (addition, §14) `false` lets a confidential client redeem codes without PKCE; public
+    /// clients always need it. Default `true`.
+    pub require_pkce: Option<bool>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -643,6 +694,12 @@ pub struct ServerConfig {
     pub allowed_origins: Vec<String>,
     pub allowed_headers: Vec<String>,
     pub max_request_bytes: usize,
+    pub trusted_proxies: crate::client_addr::TrustedProxies,
+    pub max_connections: usize,
+    pub max_connections_per_address: usize,
+    pub timeouts: ServerTimeoutsFile,
+    /// `metrics.port`, when `/metrics` has its own listener.
+    pub metrics_port: Option<u16>,
 }
 
 #[derive(Debug, Clone)]
@@ -753,7 +810,35 @@ impl Config {
             allowed_origins: sec.allowed_origins.clone(),
             allowed_headers: sec.allowed_headers.clone(),
             max_request_bytes: f.server.max_request_bytes,
+            trusted_proxies: crate::client_addr::TrustedProxies::parse(&f.server.trusted_proxies)
+                .map_err(|(i, e)| {
+                ConfigError::new(format!("server.trustedProxies[{i}]"), e)
+            })?,
+            max_connections: f.server.max_connections,
+            max_connections_per_address: f.server.max_connections_per_address,
+            timeouts: f.server.timeouts.clone(),
+            metrics_port: (f.metrics.port != 0).then_some(f.metrics.port),
         };
+        for (key, zero) in [
+            ("server.maxConnections", server.max_connections == 0),
+            (
+                "server.maxConnectionsPerAddress",
+                server.max_connections_per_address == 0,
+            ),
+            (
+                "server.timeouts.handshake",
+                server.timeouts.handshake.is_zero(),
+            ),
+            (
+                "server.timeouts.requestHead",
+                server.timeouts.request_head.is_zero(),
+            ),
+            ("server.timeouts.body", server.timeouts.body.is_zero()),
+        ] {
+            if zero {
+                return Err(ConfigError::new(key, "must be greater than zero"));
+            }
+        }
         if server.max_request_bytes < 1024 {
             return Err(ConfigError::new(
                 "server.maxRequestBytes",

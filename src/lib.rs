@@ -16,6 +16,9 @@
 //! | [`sealed`] | AES-GCM with the cookie block key (pending logins, IdP refresh tokens) |
 //! | [`session`] | server-side browser sessions (cookie holds only a random id) |
 //! | [`ratelimit`] | failure counting for login |
+//! | [`client_addr`] | the client's address behind `server.trustedProxies` |
+//! | [`conn_limits`] | connection caps and deadlines (DESIGN.md §14) |
+//! | [`drain`] | reading a refused request's body before answering (§14) |
 //! | [`grpc`] | one file per gRPC service (AuthMetadata, Identity, Admin projects) |
 //! | [`http`] | HTTP routes: metadata documents, JWKS, REST mirrors, `/me`, health |
 //! | [`projects`] | project/domain semantics shared by gRPC and REST |
@@ -35,8 +38,11 @@
 pub mod auth;
 pub mod authz_server;
 pub mod cli;
+pub mod client_addr;
 pub mod clock;
 pub mod config;
+pub mod conn_limits;
+pub mod drain;
 pub mod external;
 pub mod gateway;
 pub mod grpc;

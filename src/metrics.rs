@@ -202,17 +202,37 @@ impl Metrics {
     }
 }
 
-/// The label for a request path: gRPC methods of the services served here and the HTTP
-/// routes are kept; anything else is "other" (paths are user-controlled).
+/// The gRPC methods the protos compiled into this binary declare (`/pkg.Service/Method`),
+/// plus health and reflection: only these get a route label of their own (§14).
+static GRPC_METHODS: std::sync::LazyLock<std::collections::HashSet<String>> =
+    std::sync::LazyLock::new(|| {
+        use prost::Message;
+        let mut set: std::collections::HashSet<String> = [
+            "/grpc.health.v1.Health/Check",
+            "/grpc.health.v1.Health/Watch",
+            "/grpc.reflection.v1.ServerReflection/ServerReflectionInfo",
+            "/grpc.reflection.v1alpha.ServerReflection/ServerReflectionInfo",
+        ]
+        .into_iter()
+        .map(String::from)
+        .collect();
+        if let Ok(fds) = prost_types::FileDescriptorSet::decode(crate::pb::FILE_DESCRIPTOR_SET) {
+            for file in &fds.file {
+                let package = file.package();
+                for service in &file.service {
+                    for method in &service.method {
+                        set.insert(format!("/{package}.{}/{}", service.name(), method.name()));
+                    }
+                }
+            }
+        }
+        set
+    });
+
+/// The label for a request path: the gRPC methods declared by the protos served here and the
+/// HTTP routes are kept; anything else is "other" (paths are user-controlled, and an invented
+/// method name must not create a label).
 pub fn route_label(path: &str) -> &str {
-    const GRPC_PREFIXES: [&str; 6] = [
-        "/flyteidl.service.AdminService/",
-        "/flyteidl.service.IdentityService/",
-        "/flyteidl.service.AuthMetadataService/",
-        "/flyteidl2.auth.",
-        "/grpc.health.v1.Health/",
-        "/grpc.reflection.",
-    ];
     const HTTP: [&str; 22] = [
         "/healthcheck",
         "/metrics",
@@ -237,10 +257,7 @@ pub fn route_label(path: &str) -> &str {
         "/api/v1/domains",
         "/console/",
     ];
-    if GRPC_PREFIXES.iter().any(|p| path.starts_with(p))
-        && path.len() < 120
-        && !path[1..].contains("//")
-    {
+    if path.len() < 160 && GRPC_METHODS.contains(path) {
         return path;
     }
     if HTTP.contains(&path) {
@@ -287,6 +304,19 @@ mod tests {
         }
         assert!(m.histograms[Kind::Grpc as usize].len() <= MAX_ROUTES + 1);
         assert_eq!(route_label("/random/123"), "other");
+        // §14: an invented method of a served service, or of an invented service, is "other".
+        assert_eq!(route_label("/flyteidl.service.AdminService/Nope1"), "other");
+        assert_eq!(route_label("/flyteidl2.auth.Invented/Call"), "other");
+        assert_eq!(route_label("/grpc.reflection.v9/X"), "other");
+        assert_eq!(route_label("/login/extra"), "other");
+        assert_eq!(
+            route_label("/flyteidl.service.IdentityService/UserInfo"),
+            "/flyteidl.service.IdentityService/UserInfo"
+        );
+        assert_eq!(
+            route_label("/grpc.health.v1.Health/Check"),
+            "/grpc.health.v1.Health/Check"
+        );
         assert_eq!(
             route_label("/flyteidl.service.AdminService/ListProjects"),
             "/flyteidl.service.AdminService/ListProjects"

@@ -49,6 +49,9 @@ struct Dispatch {
     grpc_only: bool,
     scheme: &'static str,
     metrics: Arc<crate::metrics::Metrics>,
+    /// `server.trustedProxies` (the client's address) and `server.timeouts.body`.
+    trusted_proxies: crate::client_addr::TrustedProxies,
+    body_timeout: Duration,
 }
 
 impl Dispatch {
@@ -77,7 +80,19 @@ impl Dispatch {
             scheme: self.scheme,
         });
         ext.insert(PeerAddr(peer));
+        if req.version() <= http::Version::HTTP_11 {
+            req.extensions_mut().insert(crate::drain::Http1);
+        }
+        let client = self.trusted_proxies.client(peer.ip(), req.headers());
+        req.extensions_mut()
+            .insert(crate::client_addr::ClientAddr(client));
         let grpc = is_grpc || self.grpc_only;
+        // gRPC over HTTP/2 may stream for long; every other body has a deadline (§14).
+        let streaming = req.headers().get(header::CONTENT_TYPE).is_some_and(|v| {
+            v.as_bytes().starts_with(b"application/grpc")
+                && !v.as_bytes().starts_with(b"application/grpc-web")
+        });
+        let body_timeout = self.body_timeout;
         let svc = match self
             .gateway
             .as_ref()
@@ -102,11 +117,19 @@ impl Dispatch {
             .headers()
             .get("x-request-id")
             .and_then(|v| v.to_str().ok())
-            .filter(|v| !v.is_empty() && v.len() <= 128)
+            .filter(|v| is_safe_request_id(v))
             .map(String::from)
             .unwrap_or_else(next_request_id);
-        let span = tracing::info_span!("request", request_id = %request_id, peer = %peer);
-        let call = tracing::Instrument::instrument(svc.oneshot(req.map(Body::new)), span);
+        let span = tracing::info_span!("request", request_id = %request_id, peer = %client);
+        let req = if streaming {
+            req.map(Body::new)
+        } else {
+            req.map(|b| Body::new(crate::conn_limits::DeadlineBody::new(b, body_timeout)))
+        };
+        let call = tracing::Instrument::instrument(
+            crate::client_addr::scope(client, svc.oneshot(req)),
+            span,
+        );
         async move {
             let mut resp = call.await;
             // Unary gRPC: the handler's work is done when the response head is ready.
@@ -117,6 +140,14 @@ impl Dispatch {
             resp
         }
     }
+}
+
+/// A caller's `x-request-id` is kept only when it cannot forge a log line: 1–128 characters
+/// of `[A-Za-z0-9._:-]` (UUIDs, W3C trace ids, Envoy's ids); anything else gets a new id.
+pub fn is_safe_request_id(v: &str) -> bool {
+    (1..=128).contains(&v.len())
+        && v.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b':'))
 }
 
 /// A process-unique request id: a random per-process prefix and a counter (cheap on the hot
@@ -399,7 +430,19 @@ pub async fn run(
         grpc_only: false,
         scheme,
         metrics: state.metrics.clone(),
+        trusted_proxies: state.config.server.trusted_proxies.clone(),
+        body_timeout: state.config.server.timeouts.body,
     };
+    let server_cfg = &state.config.server;
+    let limits = Arc::new(ConnSettings {
+        caps: crate::conn_limits::ConnLimits::new(
+            server_cfg.max_connections,
+            server_cfg.max_connections_per_address,
+            server_cfg.trusted_proxies.clone(),
+        ),
+        handshake: server_cfg.timeouts.handshake,
+        request_head: server_cfg.timeouts.request_head,
+    });
     let graceful = Arc::new(GracefulShutdown::new());
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
 
@@ -410,13 +453,40 @@ pub async fn run(
         tls.clone(),
         graceful.clone(),
         stop_rx.clone(),
+        limits.clone(),
     ));
     if let Some(l) = listeners.grpc {
         let d = Dispatch {
             grpc_only: true,
             ..main
         };
-        tasks.spawn(accept_loop(l, d, tls, graceful.clone(), stop_rx));
+        tasks.spawn(accept_loop(
+            l,
+            d,
+            tls,
+            graceful.clone(),
+            stop_rx.clone(),
+            limits.clone(),
+        ));
+    }
+
+    // `metrics.port`: `/metrics` on its own listener, off the public port (§14).
+    if let Some(port) = state.config.server.metrics_port {
+        let listener = match TcpListener::bind((std::net::Ipv6Addr::UNSPECIFIED, port)).await {
+            Ok(l) => l,
+            Err(_) => TcpListener::bind((std::net::Ipv4Addr::UNSPECIFIED, port))
+                .await
+                .map_err(|e| anyhow::anyhow!("metrics.port: cannot listen on {port}: {e}"))?,
+        };
+        let app = crate::http::metrics_router(state.clone());
+        let mut stop = stop_rx.clone();
+        tasks.spawn(async move {
+            let _ = axum::serve(listener, app)
+                .with_graceful_shutdown(async move {
+                    let _ = stop.changed().await;
+                })
+                .await;
+        });
     }
 
     shutdown.await;
@@ -442,12 +512,20 @@ pub async fn run(
     Ok(())
 }
 
+/// The connection caps and deadlines of the listeners (§14).
+struct ConnSettings {
+    caps: Arc<crate::conn_limits::ConnLimits>,
+    handshake: Duration,
+    request_head: Duration,
+}
+
 async fn accept_loop(
     listener: TcpListener,
     dispatch: Dispatch,
     tls: Option<TlsAcceptor>,
     graceful: Arc<GracefulShutdown>,
     mut stop: tokio::sync::watch::Receiver<bool>,
+    limits: Arc<ConnSettings>,
 ) {
     loop {
         let (stream, peer) = tokio::select! {
@@ -462,21 +540,29 @@ async fn accept_loop(
             },
             _ = stop.changed() => return,
         };
+        // Over a cap: the connection is closed at once (its descriptor freed).
+        let Some(permit) = limits.caps.try_acquire(peer.ip()) else {
+            tracing::debug!(%peer, "connection refused: too many open connections");
+            drop(stream);
+            continue;
+        };
         let _ = stream.set_nodelay(true);
         let dispatch = dispatch.clone();
         let tls = tls.clone();
         let watcher = graceful.watcher();
+        let limits = limits.clone();
         tokio::spawn(async move {
-            serve_connection(stream, peer, dispatch, tls, watcher).await;
+            serve_connection(stream, peer, dispatch, tls, watcher, &limits).await;
+            drop(permit);
         });
     }
 }
 
-fn builder() -> auto::Builder<TokioExecutor> {
+fn builder(request_head: Duration) -> auto::Builder<TokioExecutor> {
     let mut b = auto::Builder::new(TokioExecutor::new());
     b.http1()
         .timer(TokioTimer::new())
-        .header_read_timeout(Duration::from_secs(15))
+        .header_read_timeout(request_head)
         .max_buf_size(64 * 1024);
     b.http2()
         .timer(TokioTimer::new())
@@ -492,16 +578,19 @@ async fn serve_connection(
     dispatch: Dispatch,
     tls: Option<TlsAcceptor>,
     watcher: Watcher,
+    limits: &ConnSettings,
 ) {
     let svc = hyper::service::service_fn(move |req| dispatch.call(peer, req));
-    let b = builder();
+    let b = builder(limits.request_head);
+    // A socket that never sends a byte is closed after `server.timeouts.handshake`.
+    let stream = crate::conn_limits::FirstByteDeadline::new(stream, limits.handshake);
     let result = match tls {
         None => {
             let conn = b.serve_connection_with_upgrades(TokioIo::new(stream), svc);
             watcher.watch(conn).await
         }
         Some(acceptor) => {
-            let handshake = tokio::time::timeout(Duration::from_secs(10), acceptor.accept(stream));
+            let handshake = tokio::time::timeout(limits.handshake, acceptor.accept(stream));
             let stream = match handshake.await {
                 Ok(Ok(s)) => s,
                 Ok(Err(e)) => {
@@ -513,6 +602,8 @@ async fn serve_connection(
                     return;
                 }
             };
+            // After the handshake, the first request's bytes have the same deadline.
+            let stream = crate::conn_limits::FirstByteDeadline::new(stream, limits.handshake);
             let conn = b.serve_connection_with_upgrades(TokioIo::new(stream), svc);
             watcher.watch(conn).await
         }

@@ -58,6 +58,7 @@ pub struct Sessions {
     clock: SharedClock,
     idle_secs: i64,
     absolute_secs: i64,
+    cookie_name: &'static str,
 }
 
 /// Touch `last_seen_at` at most this often (fewer writes on busy sessions).
@@ -75,7 +76,21 @@ impl Sessions {
             clock,
             idle_secs,
             absolute_secs,
+            cookie_name: cookies::SESSION,
         }
+    }
+
+    /// (§14) Over TLS the session cookie is read under its `__Host-` name only.
+    pub fn with_host_prefix(mut self, on: bool) -> Self {
+        if on {
+            self.cookie_name = cookies::host_name(cookies::SESSION);
+        }
+        self
+    }
+
+    /// The session cookie's name.
+    pub fn cookie_name(&self) -> &'static str {
+        self.cookie_name
     }
 
     pub fn idle_secs(&self) -> i64 {
@@ -114,7 +129,7 @@ impl Sessions {
 
     /// The session the request's cookie names, if it is still valid.
     pub async fn from_headers(&self, headers: &HeaderMap) -> Result<Option<Session>, StoreError> {
-        let Some(id) = cookies::get(headers, cookies::SESSION) else {
+        let Some(id) = cookies::get(headers, self.cookie_name) else {
             return Ok(None);
         };
         if id.len() > 128 {
@@ -150,7 +165,7 @@ impl Sessions {
 
     /// Ends the session the request's cookie names (logout).
     pub async fn end(&self, headers: &HeaderMap) -> Result<(), StoreError> {
-        if let Some(id) = cookies::get(headers, cookies::SESSION) {
+        if let Some(id) = cookies::get(headers, self.cookie_name) {
             self.store.delete_session(&digest_hex(id)).await?;
         }
         Ok(())

@@ -231,12 +231,15 @@ impl AppState {
         let store: Arc<dyn Store> = Arc::new(store::TimeoutStore::new(store, store::QUERY_TIMEOUT));
 
         let session_cfg = &config.user_auth.session;
-        let sessions = Arc::new(Sessions::new(
-            store.clone(),
-            opts.clock.clone(),
-            session_cfg.idle_timeout.as_secs() as i64,
-            session_cfg.absolute_timeout.as_secs() as i64,
-        ));
+        let sessions = Arc::new(
+            Sessions::new(
+                store.clone(),
+                opts.clock.clone(),
+                session_cfg.idle_timeout.as_secs() as i64,
+                session_cfg.absolute_timeout.as_secs() as i64,
+            )
+            .with_host_prefix(config.server.tls.is_some() && !config.server.insecure_cookie_header),
+        );
         // Cookie-authenticated calls may come from the listed console origins or from this
         // deployment's own public URLs.
         let mut allowed_origins: Vec<String> = config
@@ -261,6 +264,7 @@ impl AppState {
         ));
         let cookies = CookieFactory {
             secure: !config.server.insecure_cookie_header,
+            host_prefix: config.server.tls.is_some() && !config.server.insecure_cookie_header,
         };
         let gateway = match &config.gateway {
             None => None,
@@ -288,14 +292,16 @@ impl AppState {
             login_limiter: FailureLimiter::new(
                 config.user_auth.login_rate_limit.max_failures.max(1),
                 config.user_auth.login_rate_limit.window.as_secs() as i64,
-            ),
+            )
+            .with_store(store.clone()),
             cookies,
             authz: AuthorizationServer {
                 clients,
                 client_limiter: FailureLimiter::new(
                     crate::authz_server::MAX_CLIENT_FAILURES,
                     crate::authz_server::CLIENT_FAILURE_WINDOW_SECS,
-                ),
+                )
+                .with_store(store.clone()),
                 recent: Default::default(),
                 trusted_issuers,
             },

@@ -31,9 +31,14 @@ function readCookie(name: string): string | undefined {
   return undefined;
 }
 
+/** The session's CSRF token: `__Host-flyte_csrf` when served over TLS, else `flyte_csrf`. */
+function csrfToken(): string | undefined {
+  return readCookie(`__Host-${CSRF_COOKIE}`) ?? readCookie(CSRF_COOKIE);
+}
+
 /** Adds the CSRF header, read fresh on every call (a new login replaces the cookie). */
 const csrfHeader: Interceptor = (next) => async (req) => {
-  const token = readCookie(CSRF_COOKIE);
+  const token = csrfToken();
   if (token) {
     req.header.set(CSRF_HEADER, token);
   }
@@ -195,7 +200,7 @@ function showSignedIn(user: UserInfoResponse): void {
 
 async function main(): Promise<void> {
   // Without the CSRF cookie there is no session this page could use.
-  if (!readCookie(CSRF_COOKIE)) {
+  if (!csrfToken()) {
     showSignIn();
     return;
   }

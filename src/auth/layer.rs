@@ -19,6 +19,8 @@ pub struct AuthLayer {
     auth: Arc<Authenticator>,
     /// Flyte's `disableForGrpc`: failures continue anonymously instead of failing.
     allow_anonymous: bool,
+    /// How much of a refused HTTP/1.1 request's body is read before answering (§14).
+    drain_limit: usize,
 }
 
 impl AuthLayer {
@@ -26,8 +28,31 @@ impl AuthLayer {
         Self {
             auth,
             allow_anonymous,
+            drain_limit: 1 << 20,
         }
     }
+
+    /// `server.maxRequestBytes`: a refused request's body is drained up to it.
+    pub fn with_drain_limit(mut self, limit: usize) -> Self {
+        self.drain_limit = limit;
+        self
+    }
+}
+
+/// Answers a refused request: over HTTP/1.1 its body is drained first (up to `limit`), so a
+/// client still streaming it reads the status instead of a reset connection.
+fn refuse(
+    req: http::Request<Body>,
+    resp: http::Response<Body>,
+    limit: usize,
+) -> BoxFuture<'static, Result<http::Response<Body>, Infallible>> {
+    if !crate::drain::request_needs_drain(&req) {
+        return Box::pin(futures_util::future::ready(Ok(resp)));
+    }
+    Box::pin(async move {
+        crate::drain::drain(req.into_body(), limit).await;
+        Ok(resp)
+    })
 }
 
 impl<S> Layer<S> for AuthLayer {
@@ -75,13 +100,14 @@ where
             if !refetch {
                 return match decide(&auth, allow_anonymous, &mut req, first) {
                     Ok(()) => Either::Left(self.inner.call(req)),
-                    Err(resp) => Either::Right(Box::pin(futures_util::future::ready(Ok(*resp)))),
+                    Err(resp) => Either::Right(refuse(req, *resp, self.layer.drain_limit)),
                 };
             }
         }
         // Session cookie (store lookup) or an unknown key of an external AS (JWKS refetch).
         let clone = self.inner.clone();
         let mut inner = std::mem::replace(&mut self.inner, clone);
+        let drain_limit = self.layer.drain_limit;
         Either::Right(Box::pin(async move {
             let result = match kind {
                 CredentialKind::Session => auth.authenticate_session(req.headers()).await,
@@ -92,7 +118,7 @@ where
             };
             match decide(&auth, allow_anonymous, &mut req, result) {
                 Ok(()) => inner.call(req).await,
-                Err(resp) => Ok(*resp),
+                Err(resp) => refuse(req, *resp, drain_limit).await,
             }
         }))
     }

@@ -117,7 +117,10 @@ impl Authenticator {
             || headers.contains_key(http::header::AUTHORIZATION);
         if !has_token
             && self.sessions.is_some()
-            && crate::http::cookies::get(headers, crate::http::cookies::SESSION).is_some()
+            && self
+                .sessions
+                .as_ref()
+                .is_some_and(|s| crate::http::cookies::get(headers, s.cookie_name()).is_some())
         {
             CredentialKind::Session
         } else {

@@ -276,6 +276,13 @@ fn validate<'a>(
         ))
     };
 
+    // Never issue a code the client may not redeem.
+    if !client.allows_grant("authorization_code") {
+        return fail(
+            "unauthorized_client",
+            "this client may not use the authorization_code grant",
+        );
+    }
     match p.get("response_type").map(String::as_str) {
         Some("code") => {}
         None | Some("") => return fail("invalid_request", "response_type is missing"),
@@ -324,10 +331,10 @@ fn validate<'a>(
         .map(String::as_str)
         .unwrap_or("");
     let code_challenge = match (challenge, method) {
-        (None, _) if client.public => {
+        (None, _) if client.requires_pkce() => {
             return fail(
                 "invalid_request",
-                "code_challenge (PKCE, S256) is required for public clients",
+                "code_challenge (PKCE, S256) is required for this client",
             )
         }
         (None, "") => String::new(),

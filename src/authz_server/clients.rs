@@ -30,6 +30,8 @@ pub struct Client {
     pub response_types: Vec<String>,
     pub scopes: Vec<String>,
     pub audience: Vec<String>,
+    /// (§14) `false` only for a confidential client configured `require_pkce: false`.
+    pub require_pkce: bool,
 }
 
 /// The name of the generated secret of the default `flytepropeller` client.
@@ -40,6 +42,11 @@ fn strings(v: &[&str]) -> Vec<String> {
 }
 
 impl Client {
+    /// Public clients always; confidential ones unless configured otherwise (RFC 9700 §2.1.1).
+    pub fn requires_pkce(&self) -> bool {
+        self.public || self.require_pkce
+    }
+
     pub fn allows_grant(&self, grant: &str) -> bool {
         self.grant_types.iter().any(|g| g == grant)
     }
@@ -117,6 +124,7 @@ impl Clients {
                             response_types: strings(&["code"]),
                             scopes: strings(&["all", "offline", "access_token"]),
                             audience: vec![],
+                            require_pkce: true,
                         },
                     );
                 }
@@ -138,6 +146,7 @@ impl Clients {
                         response_types: strings(&["token"]),
                         scopes: strings(&["all", "offline", "access_token"]),
                         audience: vec![],
+                        require_pkce: true,
                     },
                 );
             }
@@ -195,6 +204,7 @@ impl Clients {
                             response_types: c.response_types.clone(),
                             scopes: c.scopes.clone(),
                             audience: c.audience.clone(),
+                            require_pkce: c.public || c.require_pkce.unwrap_or(true),
                         },
                     );
                 }
@@ -275,6 +285,7 @@ mod tests {
             response_types: vec![],
             scopes: strings(&["all", "offline", "f.*"]),
             audience: vec![],
+            require_pkce: true,
         }
     }
 

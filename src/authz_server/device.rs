@@ -326,14 +326,15 @@ pub async fn device_page(
 pub async fn device_submit(
     State(state): State<Arc<AppState>>,
     headers: HeaderMap,
-    peer: Option<axum::Extension<crate::server::PeerAddr>>,
+    peer: Option<axum::Extension<crate::client_addr::ClientAddr>>,
     form: Result<axum::Form<HashMap<String, String>>, axum::extract::rejection::FormRejection>,
 ) -> Response {
-    let Ok(axum::Form(form)) = form else {
-        return html(
-            StatusCode::BAD_REQUEST,
-            pages::error_page("Bad request", "The form could not be read."),
-        );
+    let form = match form {
+        Ok(axum::Form(f)) => f,
+        Err(e) => {
+            let (status, page) = pages::unreadable_form(&e);
+            return html(status, page);
+        }
     };
     let session = match state.sessions.from_headers(&headers).await {
         Ok(Some(s)) => s,
@@ -368,13 +369,11 @@ pub async fn device_submit(
     let now = state.clock.now();
     // Guessing user codes: failures are limited per user and per address.
     let keys: Vec<String> = std::iter::once(format!("device-user:{}", session.subject))
-        .chain(peer.map(|axum::Extension(p)| format!("device-ip:{}", p.0.ip())))
+        .chain(peer.map(|axum::Extension(p)| format!("device-ip:{}", p.0)))
         .collect();
-    if let Some(retry) = keys
-        .iter()
-        .filter_map(|k| state.login_limiter.locked(k, now))
-        .max()
-    {
+    // Counted before the code is looked up (§14: a burst cannot exceed the limit); a code
+    // found gives its slots back.
+    if let Err(retry) = state.login_limiter.attempt(&keys, now).await {
         let mut r = html(
             StatusCode::TOO_MANY_REQUESTS,
             pages::error_page(
@@ -392,9 +391,6 @@ pub async fn device_submit(
     let record = match state.store.find_device_by_user_code(&code, now).await {
         Ok(r) => r,
         Err(StoreError::NotFound) => {
-            for k in &keys {
-                state.login_limiter.record_failure(k, now);
-            }
             return html(
                 StatusCode::BAD_REQUEST,
                 enter_code_page(
@@ -405,12 +401,18 @@ pub async fn device_submit(
             );
         }
         Err(_) => {
+            for k in &keys {
+                state.login_limiter.give_back(k).await;
+            }
             return html(
                 StatusCode::SERVICE_UNAVAILABLE,
                 pages::error_page("Temporarily unavailable", "Try again shortly."),
-            )
+            );
         }
     };
+    for k in &keys {
+        state.login_limiter.give_back(k).await;
+    }
     let who = session.user_info().name;
     let who = if who.is_empty() {
         session.subject.clone()

@@ -175,6 +175,19 @@ pub async fn issue(
             );
             match stored? {
                 IssueOutcome::Issued => {}
+                // A concurrent request rotated the refresh token first (§14 grace period).
+                IssueOutcome::AlreadyUsed
+                    if rotated_within_grace(state, &family.spend, now).await =>
+                {
+                    match state
+                        .store
+                        .spend_and_issue(&Spend::Nothing, now, &issuance)
+                        .await?
+                    {
+                        IssueOutcome::Issued => {}
+                        _ => return Err(OAuthError::invalid_grant("the grant was revoked")),
+                    }
+                }
                 IssueOutcome::AlreadyUsed => return Err(spent_twice(state, family, &grant).await),
                 IssueOutcome::FamilyRevoked => {
                     return Err(OAuthError::invalid_grant("the grant was revoked"))
@@ -209,6 +222,30 @@ pub async fn issue(
         refresh_token,
         issued_token_type: None,
     })
+}
+
+/// Whether a refresh token first used at `used_at` may still be redeemed again at `now`
+/// (`auth.appAuth.selfAuthServer.refreshTokenGracePeriod`; zero: never).
+pub fn used_within_grace(state: &AppState, used_at: Option<i64>, now: i64) -> bool {
+    let grace = state
+        .config
+        .app_auth
+        .self_auth_server
+        .refresh_token_grace_period
+        .as_secs() as i64;
+    grace > 0 && used_at.is_some_and(|u| now >= u && now - u <= grace)
+}
+
+/// After a grant lost the race to spend its refresh token: whether the winner rotated it
+/// within the grace period (read from the store, so replicas agree) and the family lives.
+async fn rotated_within_grace(state: &AppState, spend: &Spend, now: i64) -> bool {
+    let Spend::RefreshToken(hash) = spend else {
+        return false;
+    };
+    match state.store.find_refresh_token(hash).await {
+        Ok(found) => !found.family_revoked && used_within_grace(state, found.used_at, now),
+        Err(_) => false,
+    }
 }
 
 /// Revokes a family: its refresh tokens, and its access tokens on every replica.

@@ -142,6 +142,12 @@ pub async fn authenticate_client<'a>(
         _ => None,
     };
     let used_basic = basic.is_some();
+    // §2.3: a client MUST NOT use more than one authentication method in a request.
+    if used_basic && form.contains_key("client_secret") {
+        return Err(OAuthError::invalid_request(
+            "more than one client authentication method (Basic and client_secret)",
+        ));
+    }
     let (id, secret) = match (basic, form.get("client_id")) {
         (Some((id, secret)), form_id) => {
             if form_id.is_some_and(|f| *f != id) {
@@ -177,19 +183,30 @@ pub async fn authenticate_client<'a>(
         ));
     };
     // Guessing a client's secret: after too many failures the client is locked for a while
-    // (even for the right secret), and no bcrypt is spent meanwhile.
+    // at the address that failed (even for the right secret), and no bcrypt is spent
+    // meanwhile. Per address (§14): wrong secrets from elsewhere never stop the client itself.
+    // The attempt is counted before the check, so a concurrent burst cannot exceed the limit.
     let now = state.clock.now();
-    let key = format!("client:{}", client.id);
-    if let Some(retry) = state.authz.client_limiter.locked(&key, now) {
+    let addr = crate::client_addr::current()
+        .map(|a| a.to_string())
+        .unwrap_or_default();
+    let key = format!("client:{}@{addr}", client.id);
+    if let Err(retry) = state
+        .authz
+        .client_limiter
+        .attempt(std::slice::from_ref(&key), now)
+        .await
+    {
         return Err(OAuthError::too_many_attempts(retry));
     }
     if !state.authz.clients.verify_secret(client, &secret).await {
-        state.authz.client_limiter.record_failure(&key, now);
+        tracing::info!(target: "flyteauth::audit", event = "client_auth_failed", client_id = %client.id, peer = %addr);
         return Err(OAuthError::invalid_client(
             "client authentication failed",
             used_basic,
         ));
     }
+    state.authz.client_limiter.forget(&key).await;
     Ok(client)
 }
 
@@ -326,8 +343,13 @@ fn check_code_request(
                 "code_verifier does not match the code_challenge",
             ));
         }
-    } else if client.public {
-        return Err(OAuthError::invalid_grant("public clients must use PKCE"));
+    } else if form.get("code_verifier").is_some_and(|v| !v.is_empty()) {
+        // RFC 9700 §4.8.2: a verifier for a code issued without a challenge is a downgrade.
+        return Err(OAuthError::invalid_grant(
+            "code_verifier sent but the authorization request had no code_challenge",
+        ));
+    } else if client.requires_pkce() {
+        return Err(OAuthError::invalid_grant("this client must use PKCE"));
     }
     Ok(())
 }
@@ -385,9 +407,22 @@ async fn refresh_token(
         record.auth_time,
         "refresh_token",
     );
-    if found.used {
+    // §14: one user's processes refreshing with the same token at once. Within the grace
+    // period after its rotation, the same client (the digest is bound to it) may redeem it
+    // again: new tokens in the same family, nothing revoked. Later, reuse revokes the family.
+    let in_grace = found.used && super::issue::used_within_grace(state, found.used_at, now);
+    if found.used && !in_grace {
         return Err(spent_twice(state, &family, &grant).await);
     }
+    let family = if in_grace {
+        tracing::info!(target: "flyteauth::audit", event = "refresh_reuse_in_grace", client_id = %client.id, subject = %record.subject);
+        Family {
+            spend: Spend::Nothing,
+            ..family
+        }
+    } else {
+        family
+    };
     // A refused request spends nothing: the client keeps its refresh token.
     let scopes = refresh_scopes(&record, client, form, now)?;
     issue(
@@ -449,6 +484,7 @@ where
         return Ok(Found {
             record,
             used: false,
+            used_at: None,
             family_revoked: false,
         });
     }

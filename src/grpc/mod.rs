@@ -32,7 +32,8 @@ pub fn routes(state: &Arc<AppState>) -> Routes {
     let auth = AuthLayer::new(
         state.authenticator.clone(),
         state.config.auth.disable_for_grpc,
-    );
+    )
+    .with_drain_limit(max);
 
     let (health_reporter, health) = tonic_health::server::health_reporter();
     let mut builder = Routes::builder();

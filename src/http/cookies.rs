@@ -17,11 +17,35 @@ pub const OIDC_LOGIN: &str = "flyte_oidc_login";
 #[derive(Debug, Clone, Copy)]
 pub struct CookieFactory {
     pub secure: bool,
+    /// (§14) Over TLS every name carries the `__Host-` prefix: the browser then accepts the
+    /// cookie only from this host over https with `Path=/` and no `Domain`, so neither a
+    /// sibling subdomain nor a plain-http response can plant one.
+    pub host_prefix: bool,
+}
+
+/// The `__Host-` name of a cookie (the names are few and fixed).
+pub fn host_name(base: &'static str) -> &'static str {
+    match base {
+        SESSION => "__Host-flyte_session",
+        CSRF => "__Host-flyte_csrf",
+        LOGIN_CSRF => "__Host-flyte_login_csrf",
+        OIDC_LOGIN => "__Host-flyte_oidc_login",
+        other => other,
+    }
 }
 
 impl CookieFactory {
+    /// The name cookie `base` is set and read under.
+    pub fn name(&self, base: &'static str) -> &'static str {
+        if self.host_prefix {
+            host_name(base)
+        } else {
+            base
+        }
+    }
+
     fn build(&self, name: &'static str, value: String, http_only: bool) -> Cookie<'static> {
-        Cookie::build((name, value))
+        Cookie::build((self.name(name), value))
             .http_only(http_only)
             .same_site(SameSite::Lax)
             .path("/")
@@ -69,7 +93,10 @@ mod tests {
 
     #[test]
     fn attributes() {
-        let f = CookieFactory { secure: true };
+        let f = CookieFactory {
+            secure: true,
+            host_prefix: false,
+        };
         let v = f.http_only(SESSION, "abc".into());
         let s = v.to_str().unwrap();
         for attr in [
@@ -81,7 +108,11 @@ mod tests {
         ] {
             assert!(s.contains(attr), "{s}");
         }
-        let v = CookieFactory { secure: false }.readable(CSRF, "x".into());
+        let v = CookieFactory {
+            secure: false,
+            host_prefix: false,
+        }
+        .readable(CSRF, "x".into());
         let s = v.to_str().unwrap();
         assert!(!s.contains("HttpOnly") && !s.contains("Secure"), "{s}");
         let mut h = HeaderMap::new();
@@ -91,5 +122,23 @@ mod tests {
         );
         assert_eq!(get(&h, SESSION), Some("abc"));
         assert_eq!(get(&h, "b"), None);
+        let tls = CookieFactory {
+            secure: true,
+            host_prefix: true,
+        };
+        let s = tls.http_only(SESSION, "abc".into());
+        let s = s.to_str().unwrap();
+        assert!(
+            s.starts_with("__Host-flyte_session=abc")
+                && s.contains("Path=/")
+                && s.contains("Secure")
+                && !s.contains("Domain"),
+            "{s}"
+        );
+        assert_eq!(
+            get(&h, tls.name(SESSION)),
+            None,
+            "a plain-named cookie is not read over TLS"
+        );
     }
 }

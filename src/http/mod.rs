@@ -4,6 +4,7 @@
 pub mod console;
 pub mod cookies;
 pub mod error;
+pub mod fetch_site;
 pub mod redirect;
 pub mod rest;
 
@@ -22,12 +23,23 @@ use crate::metadata::{current_metadata, public_client_config};
 use crate::oidc::handlers as oidc_handlers;
 use crate::state::AppState;
 
+/// The router of the `metrics.port` listener: `/metrics` and `/healthcheck`.
+pub fn metrics_router(state: Arc<AppState>) -> Router {
+    Router::new()
+        .route("/metrics", get(metrics))
+        .route("/healthcheck", get(healthcheck))
+        .with_state(state)
+}
+
 /// Builds the HTTP router.
 pub fn router(state: Arc<AppState>) -> Router {
     let max = state.config.server.max_request_bytes;
-    let mut router = Router::new()
-        .route("/healthcheck", get(healthcheck))
-        .route("/metrics", get(metrics))
+    let mut router = Router::new().route("/healthcheck", get(healthcheck));
+    // With `metrics.port`, `/metrics` is served on that listener only (§14).
+    if state.config.server.metrics_port.is_none() {
+        router = router.route("/metrics", get(metrics));
+    }
+    let mut router = router
         .route("/console", get(console::index))
         .route("/console/", get(console::index))
         .route("/console/app.js", get(console::app_js))

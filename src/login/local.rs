@@ -12,11 +12,11 @@ use http::{header, HeaderMap, StatusCode};
 use serde_json::json;
 
 use super::pages;
+use crate::client_addr::ClientAddr;
 use crate::config::LocalUserFile;
 use crate::http::{cookies, redirect};
 use crate::keys::random_token;
 use crate::secret::{Secret, SecretStore};
-use crate::server::PeerAddr;
 use crate::state::AppState;
 
 /// How a user's password is checked.
@@ -36,13 +36,68 @@ struct LocalUser {
 #[derive(Default)]
 pub struct LocalUsers {
     users: HashMap<String, Arc<LocalUser>>,
+    /// What an unknown user's password is checked against (§14: no user enumeration by
+    /// timing): a hash of random bytes with the algorithm and cost of the configured hashes,
+    /// or a random secret when every user's password is a plain secret. A plain-secret user
+    /// among hashed ones checks against it too, so every attempt costs one hash.
+    dummy: Option<Arc<PasswordCheck>>,
 }
 
-/// A bcrypt hash of random bytes, verified against when the user does not exist so that
-/// unknown and known users take about the same time.
-static DUMMY_BCRYPT: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
-    bcrypt::hash(random_token(), bcrypt::DEFAULT_COST).unwrap_or_default()
-});
+/// The label of a check: `(scheme, cost)`.
+fn scheme_of(check: &PasswordCheck) -> (&'static str, String) {
+    match check {
+        PasswordCheck::Plain(_) => ("plain", "0".into()),
+        PasswordCheck::Hash(h) if h.starts_with("$argon2") => (
+            "argon2",
+            argon2::password_hash::PasswordHash::new(h)
+                .map(|p| p.params.to_string())
+                .unwrap_or_default(),
+        ),
+        PasswordCheck::Hash(h) => ("bcrypt", h.split('$').nth(2).unwrap_or("").to_owned()),
+    }
+}
+
+/// A hash of random bytes like `like` (same algorithm and parameters), or `None` if `like`
+/// cannot be read (then it never verifies anyway).
+fn dummy_hash_like(like: &str) -> Option<String> {
+    let random = random_token();
+    if like.starts_with("$argon2") {
+        use argon2::password_hash::{PasswordHash, PasswordHasher, SaltString};
+        let parsed = PasswordHash::new(like).ok()?;
+        let params = argon2::Params::try_from(&parsed).ok()?;
+        let salt = SaltString::encode_b64(&random.as_bytes()[..16]).ok()?;
+        let h = argon2::Argon2::default()
+            .hash_password_customized(
+                random.as_bytes(),
+                Some(parsed.algorithm),
+                parsed.version,
+                params,
+                salt.as_salt(),
+            )
+            .ok()?;
+        return Some(h.to_string());
+    }
+    let cost: u32 = like.split('$').nth(2)?.parse().ok()?;
+    bcrypt::hash(random, cost).ok()
+}
+
+/// Checks `password` against `check` (CPU-bound: call on the blocking pool).
+fn check_password(check: &PasswordCheck, password: &str) -> bool {
+    match check {
+        PasswordCheck::Plain(s) => s.ct_eq(password.as_bytes()),
+        PasswordCheck::Hash(h) if h.starts_with("$argon2") => {
+            use argon2::password_hash::{PasswordHash, PasswordVerifier};
+            PasswordHash::new(h)
+                .map(|parsed| {
+                    argon2::Argon2::default()
+                        .verify_password(password.as_bytes(), &parsed)
+                        .is_ok()
+                })
+                .unwrap_or(false)
+        }
+        PasswordCheck::Hash(h) => bcrypt::verify(password, h).unwrap_or(false),
+    }
+}
 
 impl LocalUsers {
     pub fn load(
@@ -76,40 +131,57 @@ impl LocalUsers {
             });
             map.insert(u.username.clone(), Arc::new(LocalUser { check, profile }));
         }
-        Ok(Self { users: map })
+        let first_hash = users
+            .iter()
+            .find(|u| u.password_secret_name.is_empty() && !u.password_hash.is_empty())
+            .map(|u| u.password_hash.as_str());
+        let dummy = match first_hash {
+            Some(h) => dummy_hash_like(h).map(PasswordCheck::Hash),
+            None if !map.is_empty() => Some(PasswordCheck::Plain(Secret::new(random_token()))),
+            None => None,
+        };
+        Ok(Self {
+            users: map,
+            dummy: dummy.map(Arc::new),
+        })
     }
 
     pub fn is_empty(&self) -> bool {
         self.users.is_empty()
     }
 
-    /// Checks a password (CPU-bound hashing runs on the blocking pool). Returns the profile.
-    async fn verify(&self, username: &str, password: String) -> Option<serde_json::Value> {
+    /// Checks a password (CPU-bound hashing runs on the blocking pool). Returns the profile,
+    /// and the scheme and cost of the costliest check it performed (for
+    /// `flyteauth_password_checks_total`: an unknown user costs what a known one does).
+    async fn verify(
+        &self,
+        username: &str,
+        password: String,
+    ) -> (Option<serde_json::Value>, (&'static str, String)) {
         let user = self.users.get(username).cloned();
+        let dummy = self.dummy.clone();
         tokio::task::spawn_blocking(move || {
             let Some(user) = user else {
-                let _ = bcrypt::verify(&password, &DUMMY_BCRYPT);
-                return None;
+                return match dummy {
+                    Some(d) => {
+                        let _ = check_password(&d, &password);
+                        (None, scheme_of(&d))
+                    }
+                    None => (None, ("none", "0".into())),
+                };
             };
-            let ok = match &user.check {
-                PasswordCheck::Plain(s) => s.ct_eq(password.as_bytes()),
-                PasswordCheck::Hash(h) if h.starts_with("$argon2") => {
-                    use argon2::password_hash::{PasswordHash, PasswordVerifier};
-                    PasswordHash::new(h)
-                        .map(|parsed| {
-                            argon2::Argon2::default()
-                                .verify_password(password.as_bytes(), &parsed)
-                                .is_ok()
-                        })
-                        .unwrap_or(false)
+            let ok = check_password(&user.check, &password);
+            let mut scheme = scheme_of(&user.check);
+            if let (PasswordCheck::Plain(_), Some(d)) = (&user.check, &dummy) {
+                if matches!(**d, PasswordCheck::Hash(_)) {
+                    let _ = check_password(d, &password);
+                    scheme = scheme_of(d);
                 }
-                PasswordCheck::Hash(h) => bcrypt::verify(&password, h).unwrap_or(false),
-            };
-            ok.then(|| user.profile.clone())
+            }
+            (ok.then(|| user.profile.clone()), scheme)
         })
         .await
-        .ok()
-        .flatten()
+        .unwrap_or((None, ("none", "0".into())))
     }
 }
 
@@ -211,19 +283,26 @@ fn store_unavailable(e: crate::store::StoreError) -> Response {
 pub async fn login_submit(
     State(state): State<Arc<AppState>>,
     headers: HeaderMap,
-    peer: Option<axum::Extension<PeerAddr>>,
+    origin: Option<axum::Extension<crate::grpc::RequestOrigin>>,
+    peer: Option<axum::Extension<ClientAddr>>,
     form: Result<Form<HashMap<String, String>>, axum::extract::rejection::FormRejection>,
 ) -> Response {
-    let Ok(Form(form)) = form else {
-        return html(
-            StatusCode::BAD_REQUEST,
-            pages::error_page("Bad request", "The login form could not be read."),
-        );
+    let form = match form {
+        Ok(Form(f)) => f,
+        Err(e) => {
+            let (status, page) = pages::unreadable_form(&e);
+            return html(status, page);
+        }
     };
     let field = |k: &str| form.get(k).map(String::as_str).unwrap_or("");
-    let csrf_ok = cookies::get(&headers, cookies::LOGIN_CSRF).is_some_and(|c| {
-        !c.is_empty() && Secret::new(c.as_bytes()).ct_eq(field("csrf_token").as_bytes())
-    });
+    // Login CSRF (§14): the form's token must equal its cookie (`__Host-` over TLS, so no
+    // other host can plant it), and a browser that says the form came from another site is
+    // refused even with a matching pair.
+    let csrf_ok =
+        cookies::get(&headers, state.cookies.name(cookies::LOGIN_CSRF)).is_some_and(|c| {
+            !c.is_empty() && Secret::new(c.as_bytes()).ct_eq(field("csrf_token").as_bytes())
+        }) && crate::http::fetch_site::site(&state, &headers, origin.as_ref().map(|o| &o.0))
+            != crate::http::fetch_site::Site::Cross;
     if !csrf_ok {
         return html(
             StatusCode::FORBIDDEN,
@@ -236,16 +315,17 @@ pub async fn login_submit(
     };
     let username = field("username").trim().to_owned();
     let now = state.clock.now();
-    let ip: Option<IpAddr> = peer.map(|axum::Extension(PeerAddr(a))| a.ip());
-    let user_key = format!("user:{username}");
-    let ip_key = ip.map(|ip| format!("ip:{ip}"));
-    let locked = [Some(&user_key), ip_key.as_ref()]
-        .into_iter()
-        .flatten()
-        .filter_map(|k| state.login_limiter.locked(k, now))
-        .max();
-    if let Some(retry) = locked {
-        tracing::info!(target: "flyteauth::audit", route = "/login", outcome = "rate_limited");
+    let ip: Option<IpAddr> = peer.map(|axum::Extension(ClientAddr(a))| a);
+    // §4, §14: a user is limited per address (wrong passwords from one address never lock
+    // the user out at another), and an address over all users. The attempt is counted before
+    // the password is checked, so a concurrent burst cannot exceed the limit.
+    let ip_text = ip.map(|i| i.to_string()).unwrap_or_default();
+    let user_key = format!("user:{username}@{ip_text}");
+    let keys: Vec<String> = std::iter::once(user_key.clone())
+        .chain(ip.map(|ip| format!("ip:{ip}")))
+        .collect();
+    if let Err(retry) = state.login_limiter.attempt(&keys, now).await {
+        tracing::info!(target: "flyteauth::audit", route = "/login", outcome = "rate_limited", peer = %ip_text);
         state.metrics.inc(
             "flyteauth_logins_total",
             &[("source", "local"), ("outcome", "rate_limited")],
@@ -263,16 +343,17 @@ pub async fn login_submit(
         );
         return resp;
     }
-    let Some(profile) = state
+    let (profile, (scheme, cost)) = state
         .local_users
         .verify(&username, field("password").to_owned())
-        .await
-    else {
-        state.login_limiter.record_failure(&user_key, now);
-        if let Some(k) = &ip_key {
-            state.login_limiter.record_failure(k, now);
-        }
-        tracing::info!(target: "flyteauth::audit", route = "/login", outcome = "deny", reason = "bad_credentials");
+        .await;
+    state.metrics.inc(
+        "flyteauth_password_checks_total",
+        &[("scheme", scheme), ("cost", &cost)],
+    );
+    let Some(profile) = profile else {
+        // The failure was counted by `begin_all`.
+        tracing::info!(target: "flyteauth::audit", route = "/login", outcome = "deny", reason = "bad_credentials", peer = %ip_text);
         state.metrics.inc(
             "flyteauth_logins_total",
             &[("source", "local"), ("outcome", "deny")],
@@ -286,7 +367,10 @@ pub async fn login_submit(
             Some(field("csrf_token")),
         );
     };
-    state.login_limiter.record_success(&user_key);
+    state.login_limiter.forget(&user_key).await;
+    for k in &keys[1..] {
+        state.login_limiter.give_back(k).await;
+    }
     let (cookie_value, session) = match state.sessions.create(&username, &profile).await {
         Ok(s) => s,
         Err(e) => return store_unavailable(e),
@@ -313,11 +397,16 @@ pub async fn login_submit(
     resp
 }
 
-/// `GET|POST /logout[?redirect_url=…]`: deletes the session and its cookies.
+/// `GET|POST /logout[?redirect_url=…]`: deletes the session and its cookies. A request from
+/// another site (§14: `Sec-Fetch-Site: cross-site`, or a foreign `Origin` / `Referer`) that
+/// does not carry the session's CSRF token (form field `csrf_token` or header
+/// `x-csrf-token`) changes nothing: it gets a confirmation page whose POST form carries it.
 pub async fn logout(
     State(state): State<Arc<AppState>>,
     headers: HeaderMap,
+    origin: Option<axum::Extension<crate::grpc::RequestOrigin>>,
     Query(q): Query<HashMap<String, String>>,
+    body: Result<axum::body::Bytes, axum::extract::rejection::BytesRejection>,
 ) -> Response {
     let dest =
         match q.get("redirect_url").filter(|r| !r.is_empty()) {
@@ -333,6 +422,47 @@ pub async fn logout(
                 ),
             },
         };
+    let body = match body {
+        Ok(b) => b,
+        Err(e) if e.status() == StatusCode::PAYLOAD_TOO_LARGE => {
+            return html(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                pages::error_page(
+                    "Request too large",
+                    "The form is larger than this server accepts.",
+                ),
+            )
+        }
+        Err(_) => axum::body::Bytes::new(),
+    };
+    let site = crate::http::fetch_site::site(&state, &headers, origin.as_ref().map(|o| &o.0));
+    if site == crate::http::fetch_site::Site::Cross {
+        let session = match state.sessions.from_headers(&headers).await {
+            Ok(s) => s,
+            Err(e) => return store_unavailable(e),
+        };
+        if let Some(session) = session {
+            let presented = url::form_urlencoded::parse(&body)
+                .find(|(k, _)| k == "csrf_token")
+                .map(|(_, v)| v.into_owned())
+                .or_else(|| {
+                    headers
+                        .get("x-csrf-token")
+                        .and_then(|v| v.to_str().ok())
+                        .map(String::from)
+                })
+                .unwrap_or_default();
+            let token_ok = !presented.is_empty()
+                && Secret::new(session.csrf_token.as_bytes()).ct_eq(presented.as_bytes());
+            if !token_ok {
+                tracing::info!(target: "flyteauth::audit", route = "/logout", outcome = "confirm", reason = "cross_site");
+                return html(
+                    StatusCode::OK,
+                    pages::logout_confirm(&session.csrf_token, dest.as_deref().unwrap_or("")),
+                );
+            }
+        }
+    }
     if let Err(e) = state.sessions.end(&headers).await {
         return store_unavailable(e);
     }

@@ -75,3 +75,42 @@ pub fn info_page(title: &str, message: &str, link: Option<(&str, &str)>) -> Stri
         .unwrap_or_default();
     page(title, &format!("<p>{}</p>{link}", escape(message)))
 }
+
+/// The page for a form body that could not be read: 413 when it is over
+/// `server.maxRequestBytes` (its reading stopped at the limit), else 400.
+pub fn unreadable_form(
+    rejection: &axum::extract::rejection::FormRejection,
+) -> (http::StatusCode, String) {
+    if rejection.status() == http::StatusCode::PAYLOAD_TOO_LARGE {
+        (
+            http::StatusCode::PAYLOAD_TOO_LARGE,
+            error_page(
+                "Request too large",
+                "The form is larger than this server accepts.",
+            ),
+        )
+    } else {
+        (
+            http::StatusCode::BAD_REQUEST,
+            error_page("Bad request", "The form could not be read."),
+        )
+    }
+}
+
+/// The confirmation asked for a logout that did not come from this site (§14: a cross-site
+/// GET changes nothing): a POST form carrying the session's CSRF token.
+pub fn logout_confirm(csrf_token: &str, redirect_url: &str) -> String {
+    page(
+        "Sign out?",
+        &format!(
+            r#"<p>Do you want to sign out of Flyte?</p><form method="post" action="/logout?redirect_url={redirect_q}">
+<input type="hidden" name="csrf_token" value="{csrf}">
+<button type="submit">Sign out</button>
+</form>"#,
+            csrf = escape(csrf_token),
+            redirect_q = escape(
+                &url::form_urlencoded::byte_serialize(redirect_url.as_bytes()).collect::<String>()
+            ),
+        ),
+    )
+}

@@ -113,7 +113,7 @@ pub async fn callback(
             &format!("The identity provider answered: {code}. {desc}"),
         ));
     }
-    let Some(sealed) = cookies::get(&headers, cookies::OIDC_LOGIN) else {
+    let Some(sealed) = cookies::get(&headers, state.cookies.name(cookies::OIDC_LOGIN)) else {
         return page(
             StatusCode::BAD_REQUEST,
             "Sign-in expired",

@@ -83,6 +83,8 @@ pub struct Found<T> {
     pub record: T,
     /// It was presented (spent) before.
     pub used: bool,
+    /// When it was first presented (a refresh token's grace period, §14).
+    pub used_at: Option<i64>,
     /// Its family was revoked.
     pub family_revoked: bool,
 }
@@ -353,6 +355,7 @@ impl From<CodeState> for Found<AuthCodeRecord> {
     fn from(r: CodeState) -> Self {
         Found {
             used: r.used_at.is_some(),
+            used_at: r.used_at,
             family_revoked: r.revoked_at.is_some(),
             record: r.code.into(),
         }
@@ -363,6 +366,7 @@ impl From<RefreshState> for Found<RefreshTokenRecord> {
     fn from(r: RefreshState) -> Self {
         Found {
             used: r.used_at.is_some(),
+            used_at: r.used_at,
             family_revoked: r.revoked_at.is_some(),
             record: r.token.into(),
         }

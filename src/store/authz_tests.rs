@@ -588,6 +588,7 @@ async fn a_grant_spends_and_stores_in_one_transaction(t: DatabaseTarget) {
         Found {
             record: c.clone(),
             used: false,
+            used_at: None,
             family_revoked: false
         }
     );

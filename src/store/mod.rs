@@ -281,6 +281,24 @@ pub trait Store: Send + Sync + 'static {
         expires_at: i64,
         now: i64,
     ) -> Result<bool, StoreError>;
+    // ---- failure counters shared by replicas (DESIGN.md §14; see `ratelimit`) ----------
+
+    /// Counts one attempt for the failure-limit key with digest `key_hash` in a window of
+    /// `window_secs` (a new window when the last one ended by `now`), in one statement.
+    /// Returns `(window_start, attempts)` after counting; `Ok(None)` when this store does not
+    /// share counters (the caller counts in memory; SQLite, one replica).
+    async fn count_attempt(
+        &self,
+        _key_hash: &str,
+        _now: i64,
+        _window_secs: i64,
+    ) -> Result<Option<(i64, i64)>, StoreError> {
+        Ok(None)
+    }
+    /// Gives back one counted attempt (`clear: false`) or forgets the key (`clear: true`).
+    async fn uncount_attempt(&self, _key_hash: &str, _clear: bool) -> Result<(), StoreError> {
+        Ok(())
+    }
 
     // ---- device authorization grant (RFC 8628; see `device`) --------------------------
 

@@ -226,7 +226,47 @@ impl Store for PgStore {
     }
 
     async fn purge_expired(&self, now: i64, session_idle_secs: i64) -> Result<u64, StoreError> {
-        ops::purge_expired(&self.pool, now, session_idle_secs).await
+        let counters = sqlx::query("DELETE FROM failure_counters WHERE expires_at <= $1")
+            .bind(now)
+            .execute(&self.pool)
+            .await?
+            .rows_affected();
+        Ok(ops::purge_expired(&self.pool, now, session_idle_secs).await? + counters)
+    }
+
+    async fn count_attempt(
+        &self,
+        key_hash: &str,
+        now: i64,
+        window_secs: i64,
+    ) -> Result<Option<(i64, i64)>, StoreError> {
+        // PostgreSQL evaluates every SET expression against the row as it was.
+        const SQL: &str = "INSERT INTO failure_counters (key_hash, window_start, expires_at, \
+             attempts) VALUES ($1, $2, $2 + $3, 1) ON CONFLICT (key_hash) DO UPDATE SET \
+             attempts = CASE WHEN failure_counters.expires_at <= $2 THEN 1 \
+             ELSE failure_counters.attempts + 1 END, \
+             window_start = CASE WHEN failure_counters.expires_at <= $2 THEN $2 \
+             ELSE failure_counters.window_start END, \
+             expires_at = CASE WHEN failure_counters.expires_at <= $2 THEN $2 + $3 \
+             ELSE failure_counters.expires_at END \
+             RETURNING window_start, attempts";
+        let (start, attempts): (i64, i32) = sqlx::query_as(SQL)
+            .bind(key_hash)
+            .bind(now)
+            .bind(window_secs)
+            .fetch_one(&self.pool)
+            .await?;
+        Ok(Some((start, i64::from(attempts))))
+    }
+
+    async fn uncount_attempt(&self, key_hash: &str, clear: bool) -> Result<(), StoreError> {
+        let sql = if clear {
+            "DELETE FROM failure_counters WHERE key_hash = $1"
+        } else {
+            "UPDATE failure_counters SET attempts = attempts - 1 WHERE key_hash = $1 AND attempts > 0"
+        };
+        sqlx::query(sql).bind(key_hash).execute(&self.pool).await?;
+        Ok(())
     }
 
     async fn remember_exchanged_token(

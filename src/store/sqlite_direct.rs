@@ -213,9 +213,11 @@ impl Direct {
         record: fn(&rusqlite::Row<'_>) -> rusqlite::Result<T>,
     ) -> Result<Found<T>, StoreError> {
         self.read_row(sql, hash, move |r| {
+            let used_at = r.get::<_, Option<i64>>("used_at")?;
             Ok(Found {
                 record: record(r)?,
-                used: r.get::<_, Option<i64>>("used_at")?.is_some(),
+                used: used_at.is_some(),
+                used_at,
                 family_revoked: r.get::<_, Option<i64>>("revoked_at")?.is_some(),
             })
         })

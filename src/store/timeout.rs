@@ -288,6 +288,23 @@ impl Store for TimeoutStore {
         .await
     }
 
+    async fn count_attempt(
+        &self,
+        key_hash: &str,
+        now: i64,
+        window_secs: i64,
+    ) -> Result<Option<(i64, i64)>, StoreError> {
+        let key_hash = key_hash.to_owned();
+        self.run(move |store| async move { store.count_attempt(&key_hash, now, window_secs).await })
+            .await
+    }
+
+    async fn uncount_attempt(&self, key_hash: &str, clear: bool) -> Result<(), StoreError> {
+        let key_hash = key_hash.to_owned();
+        self.run(move |store| async move { store.uncount_attempt(&key_hash, clear).await })
+            .await
+    }
+
     async fn insert_device_code(&self, r: &DeviceCodeRecord) -> Result<(), StoreError> {
         let r = r.clone();
         self.run(move |store| async move { store.insert_device_code(&r).await })

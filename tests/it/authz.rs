@@ -9,14 +9,18 @@ use sha2::{Digest, Sha256};
 
 use crate::support::{with_token, TestServer};
 
-const ALICE: &str = "auth:\n  clockSkew: 0s\n  userAuth:\n    localUsers:\n      - { username: alice, passwordSecretName: alice_pw, name: Alice Example, email: alice@example.com, groups: [dev] }\n";
-const VERIFIER: &str = "dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXk-long-enough-verifier";
+pub(crate) const ALICE: &str = "auth:\n  clockSkew: 0s\n  userAuth:\n    localUsers:\n      - { username: alice, passwordSecretName: alice_pw, name: Alice Example, email: alice@example.com, groups: [dev] }\n";
+/// ALICE without the refresh-token grace period (§14, tested in `hostile`): a reuse right
+/// after a rotation revokes the family.
+const ALICE_NO_GRACE: &str = "auth:\n  clockSkew: 0s\n  userAuth:\n    localUsers:\n      - { username: alice, passwordSecretName: alice_pw, name: Alice Example, email: alice@example.com, groups: [dev] }\n  appAuth:\n    selfAuthServer:\n      refreshTokenGracePeriod: 0s\n";
+pub(crate) const VERIFIER: &str =
+    "dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXk-long-enough-verifier";
 
-fn challenge(v: &str) -> String {
+pub(crate) fn challenge(v: &str) -> String {
     base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(Sha256::digest(v.as_bytes()))
 }
 
-fn browser() -> reqwest::Client {
+pub(crate) fn browser() -> reqwest::Client {
     reqwest::Client::builder()
         .redirect(Policy::none())
         .cookie_store(true)
@@ -24,18 +28,18 @@ fn browser() -> reqwest::Client {
         .unwrap()
 }
 
-fn location(r: &reqwest::Response) -> String {
+pub(crate) fn location(r: &reqwest::Response) -> String {
     r.headers()["location"].to_str().unwrap().to_owned()
 }
 
-fn query(url: &str, key: &str) -> Option<String> {
+pub(crate) fn query(url: &str, key: &str) -> Option<String> {
     let u = url::Url::parse(url).unwrap();
     u.query_pairs()
         .find(|(k, _)| k == key)
         .map(|(_, v)| v.into_owned())
 }
 
-fn authorize_url(s: &TestServer, extra: &str) -> String {
+pub(crate) fn authorize_url(s: &TestServer, extra: &str) -> String {
     format!(
         "{}/oauth2/authorize?response_type=code&client_id=flytectl&redirect_uri=http%3A%2F%2Flocalhost%3A53593%2Fcallback&scope=all%20offline&state=st-12345678{extra}",
         s.url
@@ -43,7 +47,7 @@ fn authorize_url(s: &TestServer, extra: &str) -> String {
 }
 
 /// Walks login + consent-free authorize; returns the redirect to the client.
-async fn login_and_authorize(s: &TestServer, b: &reqwest::Client, url: &str) -> String {
+pub(crate) async fn login_and_authorize(s: &TestServer, b: &reqwest::Client, url: &str) -> String {
     let r = b.get(url).send().await.unwrap();
     assert_eq!(r.status(), 303);
     let login = location(&r);
@@ -84,7 +88,11 @@ async fn login_and_authorize(s: &TestServer, b: &reqwest::Client, url: &str) -> 
     location(&r)
 }
 
-async fn token(s: &TestServer, form: &[(&str, &str)], basic: Option<(&str, &str)>) -> (u16, Value) {
+pub(crate) async fn token(
+    s: &TestServer,
+    form: &[(&str, &str)],
+    basic: Option<(&str, &str)>,
+) -> (u16, Value) {
     let mut req = reqwest::Client::new()
         .post(format!("{}/oauth2/token", s.url))
         .form(form);
@@ -97,7 +105,7 @@ async fn token(s: &TestServer, form: &[(&str, &str)], basic: Option<(&str, &str)
     (status, r.json().await.unwrap())
 }
 
-async fn code_for(s: &TestServer, b: &reqwest::Client) -> String {
+pub(crate) async fn code_for(s: &TestServer, b: &reqwest::Client) -> String {
     let redirect = login_and_authorize(
         s,
         b,
@@ -119,7 +127,7 @@ async fn code_for(s: &TestServer, b: &reqwest::Client) -> String {
     query(&redirect, "code").unwrap()
 }
 
-fn redeem_form<'a>(code: &'a str, verifier: &'a str) -> Vec<(&'a str, &'a str)> {
+pub(crate) fn redeem_form<'a>(code: &'a str, verifier: &'a str) -> Vec<(&'a str, &'a str)> {
     vec![
         ("grant_type", "authorization_code"),
         ("code", code),
@@ -131,7 +139,10 @@ fn redeem_form<'a>(code: &'a str, verifier: &'a str) -> Vec<(&'a str, &'a str)> 
     ]
 }
 
-async fn user_info(s: &TestServer, access: &str) -> Result<v1::UserInfoResponse, tonic::Status> {
+pub(crate) async fn user_info(
+    s: &TestServer,
+    access: &str,
+) -> Result<v1::UserInfoResponse, tonic::Status> {
     s.identity()
         .await
         .user_info(with_token(
@@ -303,7 +314,7 @@ async fn authorize_negatives() {
 
 #[tokio::test]
 async fn refresh_rotates_and_reuse_revokes_the_family() {
-    let s = TestServer::start_with(ALICE).await;
+    let s = TestServer::start_with(ALICE_NO_GRACE).await;
     let b = browser();
     let code = code_for(&s, &b).await;
     let (_, first) = token(&s, &redeem_form(&code, VERIFIER), None).await;
@@ -365,8 +376,8 @@ async fn refresh_rotates_and_reuse_revokes_the_family() {
 #[tokio::test]
 async fn a_credential_spent_on_another_replica_is_spent_here() {
     let dir = std::sync::Arc::new(tempfile::tempdir().unwrap());
-    let here = TestServer::start_in(dir.clone(), ALICE).await;
-    let there = TestServer::start_in(dir, ALICE).await;
+    let here = TestServer::start_in(dir.clone(), ALICE_NO_GRACE).await;
+    let there = TestServer::start_in(dir, ALICE_NO_GRACE).await;
     let refresh = |s: &TestServer, rt: String, scope: &'static str| {
         let url = s.url.clone();
         async move {

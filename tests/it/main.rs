@@ -11,6 +11,7 @@ mod exchange;
 mod external;
 mod gateway;
 mod grpc_auth;
+mod hostile;
 mod oidc;
 mod projects;
 mod rest;

@@ -263,7 +263,7 @@ async fn projects_on_sqlite_survive_a_restart() {
 }
 
 /// PostgreSQL from `DATABASE_URL`; required in CI, skipped with a note elsewhere.
-async fn postgres_database() -> Option<String> {
+pub(crate) async fn postgres_database() -> Option<String> {
     let Ok(admin_url) = std::env::var("DATABASE_URL") else {
         assert!(
             std::env::var("CI").is_err(),

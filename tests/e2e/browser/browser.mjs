@@ -370,6 +370,44 @@ const STEPS = {
     }
   },
 
+  /**
+   * A link to flyteauth's /logout on a page of another site (http://localhost:PORT, while
+   * flyteauth is at 127.0.0.1): follows it and reports where it lands and the page's text
+   * and forms. With step.confirm, then submits the page's form (the confirmation).
+   */
+  async crossSiteLogout(page, step) {
+    const other = http.createServer((_req, res) => {
+      res.writeHead(200, { "content-type": "text/html" });
+      res.end(`<!doctype html><title>another site</title><a id="go" href="${base}/logout?redirect_url=/console">win a prize</a>`);
+    });
+    await new Promise((resolve) => other.listen(0, "127.0.0.1", resolve));
+    try {
+      await page.goto(`http://localhost:${other.address().port}/`, { timeout: STEP_TIMEOUT_MS });
+      await Promise.all([
+        page.waitForURL((u) => u.origin === base, { timeout: STEP_TIMEOUT_MS }),
+        page.click("#go", { timeout: STEP_TIMEOUT_MS }),
+      ]);
+      await page.waitForLoadState("load", { timeout: STEP_TIMEOUT_MS });
+      const out = {
+        url: page.url(),
+        text: (await page.innerText("body")).slice(0, 500),
+        forms: await page.$$eval("form", (fs) => fs.map((f) => ({ method: f.method, action: f.action }))),
+      };
+      if (step.confirm) {
+        await Promise.all([
+          page.waitForURL((u) => u.pathname !== "/logout", { timeout: STEP_TIMEOUT_MS }),
+          page.click('form button[type="submit"]', { timeout: STEP_TIMEOUT_MS }),
+        ]);
+        await page.waitForLoadState("load", { timeout: STEP_TIMEOUT_MS });
+        out.confirmedUrl = page.url();
+      }
+      return out;
+    } finally {
+      other.close();
+      other.closeAllConnections();
+    }
+  },
+
   /** What the browser logged so far (page console, page errors, failed requests, 4xx/5xx). */
   async diagnostics() {
     return [...diagnostics];

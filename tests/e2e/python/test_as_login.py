@@ -309,8 +309,11 @@ def test_tls_cookies_are_secure_and_the_flow_works(server_factory):
     r = login(srv, sess, ALICE, redirect_url="/console")
     assert r.status_code == 303, (r.status_code, r.text[:300])
     cookies = {(_cookie_attrs(c)[0]): _cookie_attrs(c)[2] for c in _set_cookie_headers(r)}
-    for name in ("flyte_session", "flyte_csrf"):
+    # Over TLS the names carry the __Host- prefix (DESIGN §14): Secure, Path=/, no Domain.
+    for name in ("__Host-flyte_session", "__Host-flyte_csrf"):
         assert "secure" in cookies.get(name, {}), (name, cookies)
+        assert cookies[name].get("path") == "/" and "domain" not in cookies[name], (name, cookies)
+    assert "flyte_session" not in cookies and "flyte_csrf" not in cookies, cookies
     _, challenge = pkce_pair()
     params = authorize_params(challenge=challenge)
     walk = walk_authorize(srv, sess, authorize_url(srv, **params), ALICE)

@@ -19,6 +19,12 @@ from oauth import ALICE, FLYTEKIT_REDIRECT_URI, generated_propeller_secret, quer
 
 pytestmark = pytest.mark.timeout(120)
 
+# Strict rotation (a reuse right after a rotation revokes); the grace period is tested in
+# test_hostile.py.
+import oauth as _oauth  # noqa: E402
+
+AS_AUTH_EXTRA = _oauth.auth_extra(self_auth_server={"refreshTokenGracePeriod": "0s"})
+
 NODE_DIR = Path(__file__).resolve().parents[1] / "node"
 SCRIPT = NODE_DIR / "oidc_rp.mjs"
 NODE_TIMEOUT_S = 45

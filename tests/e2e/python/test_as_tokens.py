@@ -39,6 +39,12 @@ from oauth import (
 
 pytestmark = pytest.mark.timeout(90)
 
+# Strict rotation: a reuse right after a rotation revokes the family. The grace period
+# (refreshTokenGracePeriod, 5 s by default) is tested in test_hostile.py.
+import oauth as _oauth  # noqa: E402
+
+AS_AUTH_EXTRA = _oauth.auth_extra(self_auth_server={"refreshTokenGracePeriod": "0s"})
+
 U = grpc.StatusCode.UNAUTHENTICATED
 
 

@@ -61,7 +61,9 @@ def pgdb():
 def cluster(server_factory, pgdb, tmp_path):
     """Replicas A and B (function scope: each test its own processes and secrets; one database).
     Registered with server_factory so a failing test shows both logs."""
-    c = Cluster(tmp_path, pgdb.url(), n=2, auth_extra=oauth.auth_extra())
+    # Strict rotation; the grace period across replicas is tested in test_hostile.py.
+    c = Cluster(tmp_path, pgdb.url(), n=2,
+                auth_extra=oauth.auth_extra(self_auth_server={"refreshTokenGracePeriod": "0s"}))
     server_factory.servers.extend(c.replicas)
     c.start()
     yield c
