@@ -17,6 +17,8 @@
 //! | [`session`] | server-side browser sessions (cookie holds only a random id) |
 //! | [`ratelimit`] | failure counting for login |
 //! | [`grpc`] | one file per gRPC service (AuthMetadata, Identity, Admin projects) |
+//! | [`connect`] | the Connect protocol (unary) on the own services, translated to gRPC calls |
+//! | [`drain`] | reading a request body up to a limit, draining the rest before a refusal |
 //! | [`http`] | HTTP routes: metadata documents, JWKS, REST mirrors, `/me`, health |
 //! | [`projects`] | project/domain semantics shared by gRPC and REST |
 //! | [`metrics`] | Prometheus counters and latency histograms (`/metrics`) |
@@ -36,6 +38,8 @@ pub mod authz_server;
 pub mod cli;
 pub mod clock;
 pub mod config;
+pub mod connect;
+pub mod drain;
 pub mod external;
 pub mod grpc;
 pub mod http;

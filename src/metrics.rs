@@ -54,6 +54,8 @@ impl Counter {
 pub enum Kind {
     Grpc,
     Http,
+    /// Connect unary calls (translated to gRPC on the same routes).
+    Connect,
 }
 
 impl Kind {
@@ -61,6 +63,7 @@ impl Kind {
         match self {
             Self::Grpc => "grpc",
             Self::Http => "http",
+            Self::Connect => "connect",
         }
     }
 }
@@ -69,7 +72,7 @@ impl Kind {
 pub struct Metrics {
     counters: DashMap<(&'static str, String), Arc<AtomicU64>>,
     /// By route, one map per [`Kind`] (looked up by `&str`: no allocation per request).
-    histograms: [DashMap<Box<str>, Arc<Histogram>>; 2],
+    histograms: [DashMap<Box<str>, Arc<Histogram>>; 3],
 }
 
 /// Formats `k="v",…` label pairs, each value escaped for the text format, into one string
@@ -158,7 +161,7 @@ impl Metrics {
             let _ = writeln!(out, "{name}{{{labels}}} {v}");
         }
         let _ = writeln!(out, "# TYPE flyteauth_request_duration_seconds histogram");
-        let mut hs: Vec<(String, Arc<Histogram>)> = [Kind::Grpc, Kind::Http]
+        let mut hs: Vec<(String, Arc<Histogram>)> = [Kind::Grpc, Kind::Http, Kind::Connect]
             .into_iter()
             .flat_map(|kind| {
                 self.histograms[kind as usize].iter().map(move |e| {
