@@ -53,8 +53,9 @@ def flyte2_python() -> str:
     return py
 
 
-def run_probe(server, *args: str, on_line=None, timeout: float = 90) -> dict:
-    """Runs flyte2_probe.py in the SDK's venv; `on_line(kind, value)` sees BROWSER/VERIFY lines."""
+def run_probe(server, *args: str, on_line=None, errors=None, timeout: float = 90) -> dict:
+    """Runs flyte2_probe.py in the SDK's venv; `on_line(kind, value)` sees BROWSER/VERIFY lines.
+    `errors`: a list the user-side threads append to; the probe is stopped at the first one."""
     ca = str(server.tls.ca_cert)
     env = dict(os.environ)
     # flyte 2.12.1 gives ca_cert_file_path to its Connect transport only; its token and device
@@ -88,12 +89,15 @@ def run_probe(server, *args: str, on_line=None, timeout: float = 90) -> dict:
     threads = [threading.Thread(target=pump_out, daemon=True), threading.Thread(target=pump_err, daemon=True)]
     for t in threads:
         t.start()
-    try:
-        rc = proc.wait(timeout=timeout)
-    except subprocess.TimeoutExpired:
+    deadline = time.monotonic() + timeout
+    while proc.poll() is None and time.monotonic() < deadline and not errors:
+        time.sleep(0.2)
+    if proc.poll() is None:
         proc.kill()
         proc.wait()
-        pytest.fail(f"flyte2_probe timed out\nstdout:\n{chr(10).join(lines)}\nstderr:\n{''.join(err)[-4000:]}")
+        why = f"the user side failed: {errors!r}" if errors else "flyte2_probe timed out"
+        pytest.fail(f"{why}\nstdout:\n{chr(10).join(lines)}\nstderr:\n{''.join(err)[-4000:]}")
+    rc = proc.returncode
     for t in threads:
         t.join(5)
     results = [line[len("RESULT "):] for line in lines if line.startswith("RESULT ")]
@@ -136,6 +140,9 @@ def test_flyte2_sdk_device_flow_as_a_local_user(tls_as):
         def walk():
             try:
                 sess = requests.Session()
+                # decide() passes no verify=: the session's CA applies (and no CA bundle from the
+                # environment, which requests would prefer to it).
+                sess.trust_env = False
                 sess.verify = str(tls_as.tls.ca_cert)
                 r = decide(tls_as, sess, url, BOB)
                 seen["decisions"].append(r.status_code)
@@ -145,7 +152,7 @@ def test_flyte2_sdk_device_flow_as_a_local_user(tls_as):
 
         threading.Thread(target=walk, daemon=True).start()
 
-    r = run_probe(tls_as, "login", "DeviceFlow", on_line=approve)
+    r = run_probe(tls_as, "login", "DeviceFlow", on_line=approve, errors=seen["errors"])
     assert not seen["errors"], seen["errors"]
     assert seen["decisions"] == [200], seen
     assert r["subject"] == BOB.username and r["email"] == BOB.email, r
@@ -176,7 +183,7 @@ def test_flyte2_sdk_pkce_as_a_local_user(tls_as):
 
         threading.Thread(target=walk, daemon=True).start()
 
-    r = run_probe(tls_as, "login", "Pkce", on_line=browse)
+    r = run_probe(tls_as, "login", "Pkce", on_line=browse, errors=seen["errors"])
     assert not seen["errors"], seen["errors"]
     assert len(seen["walks"]) == 1
     assert r["subject"] == ALICE.username and r["email"] == ALICE.email, r
