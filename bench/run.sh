@@ -28,10 +28,13 @@
 #      (grpc_pass + auth_request to flyteauth's /me, the usual way today), concurrency
 #      1/16/64, $GW_RUNS runs x $GW_DURATION s, modes interleaved; servers on cpu 0, client on
 #      cpu 1. Needs nginx (apt-get install -y nginx).
+#   9. Connect vs gRPC: $LOAD_RPC as a Connect unary call (application/proto, HTTP/2, the same
+#      connection handling) beside the same RPC over gRPC, one server with auth on (cache warm),
+#      concurrency 1/16/64, server on cpu 0, client on cpu 1, protocols interleaved.
 #
 # Needs: cargo, wrk, node >= 20 + npm, openssl, taskset, python3, curl; psql for phase 4 on
 # PostgreSQL.
-# Knobs (env): PHASES="1 2 3 4 5 6 7 8" (a subset runs only those phases)
+# Knobs (env): PHASES="1 2 3 4 5 6 7 8 9" (a subset runs only those phases)
 #              GW_RUNS=$LOAD_RUNS GW_DURATION=$LOAD_DURATION NGINX=nginx BENCH_PROFILE=release
 #              (BENCH_PROFILE=debug: a debug build's examples, for a smoke run with FLYTEAUTH_BIN)
 #              RUNS=3 DURATION=10 CONC=64 LOAD_RUNS=3 LOAD_DURATION=10 MEM_TOKENS=100000
@@ -59,7 +62,7 @@ LOAD_RUNS=${LOAD_RUNS:-3}
 LOAD_DURATION=${LOAD_DURATION:-10}
 LOAD_RPC=${LOAD_RPC:-GetDomains}
 MEM_TOKENS=${MEM_TOKENS:-100000}
-PHASES=${PHASES:-1 2 3 4 5 6 7 8}
+PHASES=${PHASES:-1 2 3 4 5 6 7 8 9}
 EX_TOKENS=${EX_TOKENS:-400000}
 MICRO_TIME=${MICRO_TIME:-3}
 AC_RUNS=${AC_RUNS:-$RUNS}
@@ -97,7 +100,7 @@ uses_pg() { want 4 && case " $AC_STORES " in *" postgres "*) return 0 ;; *) retu
 for tool in wrk node npm openssl taskset python3 curl; do
   command -v "$tool" >/dev/null || die "$tool is not installed (Debian: apt-get install -y wrk; Node 20+ for the peer)"
 done
-! want 2 || [ "$NPROC" -ge 2 ] || die "the interceptor phase pins server and client to cpus 0 and 1: needs 2 cpus"
+! { want 2 || want 9; } || [ "$NPROC" -ge 2 ] || die "the interceptor and Connect phases pin server and client to cpus 0 and 1: needs 2 cpus"
 ! uses_pg || command -v psql >/dev/null || die "psql is not installed (phase 4 on PostgreSQL; or AC_STORES=sqlite)"
 
 if [ -z "${SKIP_BUILD:-}" ]; then
@@ -105,7 +108,7 @@ if [ -z "${SKIP_BUILD:-}" ]; then
   CARGO_TARGET_DIR="$TARGET" "${CARGO:-cargo}" build --release --bin flyteauth --example grpc_load --example sign_speed --example gateway_upstream
 fi
 [ -x "$BIN" ] || die "missing $BIN (build first, or unset SKIP_BUILD)"
-! { want 2 || want 3 || want 8; } || [ -x "$LOAD" ] || die "missing $LOAD (build first, or unset SKIP_BUILD)"
+! { want 2 || want 3 || want 8 || want 9; } || [ -x "$LOAD" ] || die "missing $LOAD (build first, or unset SKIP_BUILD)"
 ! want 8 || [ -x "$GW_UPSTREAM" ] || die "missing $GW_UPSTREAM (build first, or unset SKIP_BUILD)"
 ! want 8 || command -v "$NGINX" >/dev/null || die "nginx is not installed (phase 8: apt-get install -y nginx)"
 ! { want 1 || want 4; } || [ -x "$SIGN_SPEED" ] || die "missing $SIGN_SPEED (build first, or unset SKIP_BUILD)"
@@ -816,6 +819,54 @@ say "- c=1: p50 added to the direct call by the gateway = **$(python3 -c "print(
 say ""
 fi
 
+# ---------------------------------------------------------------- 9. Connect vs gRPC
+if want 9; then
+echo "== 9. Connect vs gRPC unary ($LOAD_RPC; server cpu 0, client cpu 1; $LOAD_RUNS × ${LOAD_DURATION}s, protocols interleaved)"
+: >"$OUT/connect.txt"
+dir="$OUT/connect"
+mkdir -p "$dir"
+write_config "$dir" RS256 true 100000
+start_flyteauth "$dir" 0
+ctoken=$(mint_one "http://127.0.0.1:$PORT/oauth2/token" "$(basic_for "$dir")")
+for c in 1 16 64; do
+  for i in $(seq 1 "$LOAD_RUNS"); do
+    for proto in grpc connect; do
+      j=$(RPC=$LOAD_RPC PROTOCOL=$proto SERVER_PID=$SRV_PID taskset -c 1 "$LOAD" "http://127.0.0.1:$PORT" "$ctoken" "$c" "$LOAD_DURATION")
+      echo "$j" >>"$OUT/connect-$proto-c$c.jsonl"
+      read -r r a b e < <(python3 -c 'import json,sys; j=json.loads(sys.argv[1]); print(j["rps"], j["p50_ms"], j["p99_ms"], j["errors"])' "$j")
+      [ "$e" = 0 ] || die "connect phase, $proto c=$c: $e calls failed"
+      echo "  c=$c run $i $proto: $r calls/s p50 ${a} ms p99 ${b} ms"
+    done
+  done
+  for proto in grpc connect; do
+    echo "$proto $c $(python3 - "$OUT/connect-$proto-c$c.jsonl" <<'PY'
+import json, statistics as st, sys
+runs = [json.loads(l) for l in open(sys.argv[1]) if l.strip()]
+rps = [r["rps"] for r in runs]
+cpu = [r["server_cpu_s"] * 1e6 / max(r["requests"], 1) for r in runs if r["server_cpu_s"] is not None]
+print(f"{min(rps):.0f} {st.median(rps):.0f} {max(rps):.0f} "
+      f"{st.median(r['p50_ms'] for r in runs):.3f} {st.median(r['p99_ms'] for r in runs):.3f} "
+      f"{st.median(cpu) if cpu else float('nan'):.1f}")
+PY
+)" >>"$OUT/connect.txt"
+  done
+done
+stop "$SRV_PID"
+
+say "## 9. Connect vs gRPC unary ($LOAD_RPC, auth on, 1 HTTP/2 connection, server cpu 0 / client cpu 1, $LOAD_RUNS × ${LOAD_DURATION} s, protocols interleaved)"
+say ""
+say "| protocol | concurrency | calls/s min | median | max | p50 ms | p99 ms | server CPU µs/call |"
+say "|---|---:|---:|---:|---:|---:|---:|---:|"
+while read -r proto c mn md mx a b sc; do say "| $proto | $c | $mn | $md | $mx | $a | $b | $sc |"; done <"$OUT/connect.txt"
+say ""
+for c in 1 16 64; do
+  g=$(awk -v c="$c" '$1 == "grpc" && $2 == c {print $4}' "$OUT/connect.txt")
+  k=$(awk -v c="$c" '$1 == "connect" && $2 == c {print $4}' "$OUT/connect.txt")
+  say "- c=$c: Connect / gRPC median throughput = **$(python3 -c "print(f'{$k / $g:.2f}')")×** (target: ≥ 0.90×)"
+done
+say ""
+fi
+
 say "- load after: $(uptime | sed 's/.*load average/load average/')"
 echo
 echo "== summary: $SUMMARY"
@@ -824,7 +875,7 @@ cat "$SUMMARY"
 # A run of every phase replaces the generated part of docs/BENCHMARKS.md (between its
 # bench:begin / bench:end markers); the discussion around it is written by hand.
 # WRITE_DOCS=0 leaves the file alone.
-if [ "${WRITE_DOCS:-1}" = 1 ] && [ "$(echo $PHASES)" = "1 2 3 4 5 6 7 8" ]; then
+if [ "${WRITE_DOCS:-1}" = 1 ] && [ "$(echo $PHASES)" = "1 2 3 4 5 6 7 8 9" ]; then
   python3 - docs/BENCHMARKS.md "$SUMMARY" <<'PY'
 import sys
 doc, summary = sys.argv[1], open(sys.argv[2]).read().rstrip()

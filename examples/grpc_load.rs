@@ -7,6 +7,8 @@
 //! * `RPC` (env): `GetDomains` (default; `flyteidl.service.AdminService/GetDomains`, the same
 //!   work with and without auth) or `UserInfo` (`IdentityService/UserInfo`, whose answer
 //!   carries the caller's claims with auth on and is empty with auth off).
+//! * `PROTOCOL` (env): `grpc` (default) or `connect`: the same RPC as a Connect unary call
+//!   (`POST` with `content-type: application/proto`) over the same HTTP/2 connections.
 //! * `endpoint`: `http://127.0.0.1:8088`
 //! * `token`: a bearer token sent in `flyte-authorization`; `-` sends none (auth off);
 //!   `@FILE` reads one token per line and sends each one exactly once (a new token per call),
@@ -77,8 +79,43 @@ fn request<T>(message: T, token: Option<Value>) -> tonic::Request<T> {
     req
 }
 
+/// One Connect unary call over the channel (used as a plain HTTP/2 client); the answer must be
+/// a 200 with a protobuf body.
+async fn connect_call(
+    channel: Channel,
+    uri: &str,
+    body: bytes::Bytes,
+    token: Option<Value>,
+) -> Result<(), String> {
+    use http_body_util::BodyExt;
+    use tower::ServiceExt;
+    let mut req = http::Request::builder()
+        .method("POST")
+        .uri(uri)
+        .header("content-type", "application/proto")
+        .header("connect-protocol-version", "1");
+    if let Some(v) = token {
+        req = req.header("flyte-authorization", v.as_bytes());
+    }
+    let req = req
+        .body(tonic::body::Body::new(http_body_util::Full::new(body)))
+        .map_err(|e| e.to_string())?;
+    let resp = channel.oneshot(req).await.map_err(|e| e.to_string())?;
+    let status = resp.status();
+    let body = resp
+        .into_body()
+        .collect()
+        .await
+        .map_err(|e| e.to_string())?
+        .to_bytes();
+    if status != http::StatusCode::OK {
+        return Err(format!("HTTP {status}: {}", String::from_utf8_lossy(&body)));
+    }
+    Ok(())
+}
+
 fn usage() -> ! {
-    eprintln!("usage: [RPC=GetDomains|UserInfo] grpc_load <endpoint> <token|-|@file> <concurrency> <duration-seconds> [connections]");
+    eprintln!("usage: [RPC=GetDomains|UserInfo] [PROTOCOL=grpc|connect] grpc_load <endpoint> <token|-|@file> <concurrency> <duration-seconds> [connections]");
     std::process::exit(2);
 }
 
@@ -159,8 +196,24 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         Ok("UserInfo") => true,
         Ok(_) => usage(),
     };
+    let connect = match std::env::var("PROTOCOL").as_deref() {
+        Err(_) | Ok("grpc") => false,
+        Ok("connect") => true,
+        Ok(_) => usage(),
+    };
+    let connect_uri = Arc::new(format!(
+        "{}/flyteidl.service.{}",
+        endpoint.trim_end_matches('/'),
+        if user_info {
+            "IdentityService/UserInfo"
+        } else {
+            "AdminService/GetDomains"
+        }
+    ));
     let mut tasks = Vec::with_capacity(concurrency);
     for i in 0..concurrency {
+        let connect_channel = channels[i % connections].clone();
+        let connect_uri = connect_uri.clone();
         let channel = channels[i % connections].clone();
         let mut identity = IdentityServiceClient::new(channel.clone());
         let mut admin = AdminServiceClient::new(channel);
@@ -175,16 +228,27 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
                     break;
                 }
                 let Some(token) = tokens.pick() else { break };
-                let res = if user_info {
+                let res = if connect {
+                    // Both request messages are empty: an empty protobuf body.
+                    connect_call(
+                        connect_channel.clone(),
+                        &connect_uri,
+                        bytes::Bytes::new(),
+                        token,
+                    )
+                    .await
+                } else if user_info {
                     identity
                         .user_info(request(UserInfoRequest {}, token))
                         .await
                         .map(drop)
+                        .map_err(|e| format!("{:?} {}", e.code(), e.message()))
                 } else {
                     admin
                         .get_domains(request(GetDomainRequest {}, token))
                         .await
                         .map(drop)
+                        .map_err(|e| format!("{:?} {}", e.code(), e.message()))
                 };
                 let t1 = Instant::now();
                 if t0 < measure_from {
@@ -195,7 +259,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
                     Err(e) => {
                         errors += 1;
                         if !reported.swap(true, Ordering::Relaxed) {
-                            eprintln!("grpc_load: first error: {:?} {}", e.code(), e.message());
+                            eprintln!("grpc_load: first error: {e}");
                         }
                     }
                 }

@@ -232,7 +232,9 @@ fn serve(path: &Path) -> i32 {
             }
         }
         let scheme = if state.tls { "https" } else { "http" };
-        println!("flyteauth listening on {scheme}://{http_addr} (gRPC, gRPC-web and HTTP)");
+        println!(
+            "flyteauth listening on {scheme}://{http_addr} (gRPC, gRPC-web, Connect and HTTP)"
+        );
         if let Some(g) = &grpc {
             println!("gRPC-only listener on {}", g.local_addr().expect("bound"));
         }

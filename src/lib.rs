@@ -18,8 +18,9 @@
 //! | [`ratelimit`] | failure counting for login |
 //! | [`client_addr`] | the client's address behind `server.trustedProxies` |
 //! | [`conn_limits`] | connection caps and deadlines (DESIGN.md §14) |
-//! | [`drain`] | reading a refused request's body before answering (§14) |
 //! | [`grpc`] | one file per gRPC service (AuthMetadata, Identity, Admin projects) |
+//! | [`connect`] | the Connect protocol (unary) on the own services, translated to gRPC calls |
+//! | [`drain`] | reading a request body up to a limit, draining the rest before a refusal |
 //! | [`http`] | HTTP routes: metadata documents, JWKS, REST mirrors, `/me`, health |
 //! | [`projects`] | project/domain semantics shared by gRPC and REST |
 //! | [`metrics`] | Prometheus counters and latency histograms (`/metrics`) |
@@ -42,6 +43,7 @@ pub mod client_addr;
 pub mod clock;
 pub mod config;
 pub mod conn_limits;
+pub mod connect;
 pub mod drain;
 pub mod external;
 pub mod gateway;

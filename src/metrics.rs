@@ -57,6 +57,8 @@ pub enum Kind {
     /// A call forwarded by the gateway, timed to the upstream's response head; the route is
     /// the upstream's configured name.
     Upstream,
+    /// Connect unary calls (translated to gRPC on the same routes).
+    Connect,
 }
 
 impl Kind {
@@ -65,6 +67,7 @@ impl Kind {
             Self::Grpc => "grpc",
             Self::Http => "http",
             Self::Upstream => "upstream",
+            Self::Connect => "connect",
         }
     }
 }
@@ -73,7 +76,7 @@ impl Kind {
 pub struct Metrics {
     counters: DashMap<(&'static str, String), Arc<AtomicU64>>,
     /// By route, one map per [`Kind`] (looked up by `&str`: no allocation per request).
-    histograms: [DashMap<Box<str>, Arc<Histogram>>; 3],
+    histograms: [DashMap<Box<str>, Arc<Histogram>>; 4],
 }
 
 /// Formats `k="v",…` label pairs, each value escaped for the text format, into one string
@@ -162,7 +165,8 @@ impl Metrics {
             let _ = writeln!(out, "{name}{{{labels}}} {v}");
         }
         let _ = writeln!(out, "# TYPE flyteauth_request_duration_seconds histogram");
-        let mut hs: Vec<(String, Arc<Histogram>)> = [Kind::Grpc, Kind::Http, Kind::Upstream]
+        let mut hs: Vec<(String, Arc<Histogram>)> =
+            [Kind::Grpc, Kind::Http, Kind::Upstream, Kind::Connect]
             .into_iter()
             .flat_map(|kind| {
                 self.histograms[kind as usize].iter().map(move |e| {

@@ -1,7 +1,9 @@
 //! One process, one port: every connection on `server.httpPort` is served by hyper's
 //! auto (HTTP/1.1 + HTTP/2) connection, over TLS when configured; each request goes to gRPC
-//! (h2c/h2, and gRPC-web through tonic-web) when its content-type is `application/grpc*`,
-//! else to the HTTP router. The optional `server.grpc.port` serves gRPC only. Shutdown stops
+//! (h2c/h2, and gRPC-web through tonic-web) when it is a `POST` whose content-type is
+//! `application/grpc*` (a GET never is: nginx's `auth_request` subrequest to `/me` copies the
+//! gRPC call's content type), to Connect ([`crate::connect`]) when it is a Connect call, else
+//! to the HTTP router. The optional `server.grpc.port` serves gRPC only. Shutdown stops
 //! accepting, lets in-flight calls finish (bounded), and closes the store.
 
 use std::convert::Infallible;
@@ -46,6 +48,7 @@ struct Dispatch {
     grpc: HttpService,
     /// The gateway's forwarding services, when `gateway:` is configured.
     gateway: Option<GatewayServices>,
+    connect: HttpService,
     grpc_only: bool,
     scheme: &'static str,
     metrics: Arc<crate::metrics::Metrics>,
@@ -60,10 +63,12 @@ impl Dispatch {
         peer: SocketAddr,
         mut req: Request<Incoming>,
     ) -> impl Future<Output = Result<Response<Body>, Infallible>> {
-        let is_grpc = req
-            .headers()
-            .get(header::CONTENT_TYPE)
-            .is_some_and(|v| v.as_bytes().starts_with(b"application/grpc"));
+        let is_grpc = req.method() == http::Method::POST
+            && req
+                .headers()
+                .get(header::CONTENT_TYPE)
+                .is_some_and(|v| v.as_bytes().starts_with(b"application/grpc"));
+        let is_connect = !is_grpc && !self.grpc_only && crate::connect::is_connect(&req);
         let authority = req
             .uri()
             .authority()
@@ -93,23 +98,22 @@ impl Dispatch {
                 && !v.as_bytes().starts_with(b"application/grpc-web")
         });
         let body_timeout = self.body_timeout;
-        let svc = match self
+        // The gateway routes first: a forwarded service's Connect call is the upstream's.
+        let (svc, kind) = match self
             .gateway
             .as_ref()
             .and_then(|g| g.pick(&mut req, self.grpc_only))
         {
-            Some(forward) => forward,
-            None if grpc => self.grpc.clone(),
-            None => self.http.clone(),
+            Some(forward) if grpc => (forward, crate::metrics::Kind::Grpc),
+            Some(forward) if is_connect => (forward, crate::metrics::Kind::Connect),
+            Some(forward) => (forward, crate::metrics::Kind::Http),
+            None if grpc => (self.grpc.clone(), crate::metrics::Kind::Grpc),
+            None if is_connect => (self.connect.clone(), crate::metrics::Kind::Connect),
+            None => (self.http.clone(), crate::metrics::Kind::Http),
         };
-        let histogram = self.metrics.histogram(
-            crate::metrics::route_label(req.uri().path()),
-            if grpc {
-                crate::metrics::Kind::Grpc
-            } else {
-                crate::metrics::Kind::Http
-            },
-        );
+        let histogram = self
+            .metrics
+            .histogram(crate::metrics::route_label(req.uri().path()), kind);
         let started = std::time::Instant::now();
         // The request id: the caller's `x-request-id` (bounded, printable) or a new one; every
         // log line of the request (the audit events included) carries it and the peer.
@@ -181,6 +185,8 @@ fn cors_layer(state: &AppState) -> Option<CorsLayer> {
         "grpc-timeout",
         "x-csrf-token",
         "content-type",
+        "connect-protocol-version",
+        "connect-timeout-ms",
     ] {
         headers.push(http::HeaderName::from_static(h));
     }
@@ -322,13 +328,18 @@ impl GatewayServices {
     }
 }
 
-/// The (gRPC, HTTP) services.
-fn build_services(state: &Arc<AppState>) -> (HttpService, HttpService) {
+/// The (gRPC, HTTP, Connect) services.
+fn build_services(state: &Arc<AppState>) -> (HttpService, HttpService, HttpService) {
     let cors = cors_layer(state);
+    let routes = crate::grpc::routes(state);
+    // Connect calls become gRPC calls on the same routes (one auth layer for all protocols).
+    let connect = ServiceBuilder::new().option_layer(cors.clone()).service(
+        crate::connect::ConnectService::new(routes.clone(), state.config.server.max_request_bytes),
+    );
     let grpc = ServiceBuilder::new()
         .option_layer(cors.clone())
         .layer(tonic_web::GrpcWebLayer::new())
-        .service(crate::grpc::routes(state))
+        .service(routes)
         .map_request(|r: Request<Body>| r)
         .map_response(|r: Response<tonic::body::Body>| {
             resource_exhausted_for_oversize(r).map(Body::new)
@@ -341,6 +352,7 @@ fn build_services(state: &Arc<AppState>) -> (HttpService, HttpService) {
     (
         BoxCloneSyncService::new(grpc),
         BoxCloneSyncService::new(http),
+        BoxCloneSyncService::new(connect),
     )
 }
 
@@ -413,7 +425,7 @@ pub async fn run(
                 .set_issuers(vec![m.issuer.clone()])
         })
     });
-    let (grpc, http) = build_services(&state);
+    let (grpc, http, connect) = build_services(&state);
     let scheme = if tls.is_some() { "https" } else { "http" };
     let gateway = state
         .gateway
@@ -427,6 +439,7 @@ pub async fn run(
         http: http.clone(),
         grpc: grpc.clone(),
         gateway,
+        connect,
         grpc_only: false,
         scheme,
         metrics: state.metrics.clone(),

@@ -50,7 +50,8 @@ fn refuse(
         return Box::pin(futures_util::future::ready(Ok(resp)));
     }
     Box::pin(async move {
-        crate::drain::drain(req.into_body(), limit).await;
+        let mut body = req.into_body();
+        crate::drain::drain(&mut body, limit).await;
         Ok(resp)
     })
 }

@@ -5,6 +5,7 @@ mod support;
 
 mod authz;
 mod cli;
+mod connect;
 mod device;
 mod docs;
 mod exchange;

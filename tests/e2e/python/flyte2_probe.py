@@ -1,0 +1,113 @@
+"""Flyte 2's SDK against flyteauth over Connect. Runs in the SDK's own venv ($E2E_FLYTE2_PYTHON),
+started as a subprocess by test_connect_flyte2.py (pytest stays in the flytekit venv).
+
+    flyte2_probe.py metadata ENDPOINT CA
+    flyte2_probe.py login ENDPOINT CA AUTH_TYPE [CLIENT_ID SECRET_FILE]
+
+`metadata`: the SDK's own discovery (`RemoteClientConfigStore`, i.e. the generated
+`flyteidl2.auth.auth_service_connect` client, binary protobuf, gzip-compressed requests), the same
+client with Connect's JSON codec, and an anonymous `IdentityService/UserInfo` (must fail
+UNAUTHENTICATED).
+
+`login`: the SDK's session (`create_session_config` with the auth type: ClientSecret, Pkce,
+DeviceFlow), then `flyteidl2.auth.IdentityService/UserInfo` through the SDK's auth interceptors.
+For Pkce the browser is replaced by a line `BROWSER <url>` on stdout; for DeviceFlow the printed
+instructions by `VERIFY <url>`: the parent walks the user's side and the SDK goes on by itself.
+
+The last line on stdout is `RESULT <json>`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sys
+import webbrowser
+
+
+def emit(kind: str, payload) -> None:
+    text = payload if isinstance(payload, str) else json.dumps(payload, default=str)
+    print(f"{kind} {text}", flush=True)
+
+
+async def metadata(endpoint: str, ca: str) -> dict:
+    from connectrpc.code import Code
+    from connectrpc.codec import proto_json_codec
+    from connectrpc.errors import ConnectError
+    from flyte.remote._client.auth._client_config import RemoteClientConfigStore
+    from flyte.remote._client.auth._session import _build_pyqwest_client
+    from flyteidl2.auth import auth_service_pb2, identity_pb2
+    from flyteidl2.auth.auth_service_connect import AuthMetadataServiceClient
+    from flyteidl2.auth.identity_connect import IdentityServiceClient
+
+    with open(ca, "rb") as f:
+        http = _build_pyqwest_client(f.read())
+    cfg = await RemoteClientConfigStore(endpoint, http_client=http).get_client_config()
+    out = {"sdk_config": {k: getattr(cfg, k) for k in (
+        "token_endpoint", "authorization_endpoint", "redirect_uri", "client_id", "scopes", "header_key",
+        "device_authorization_endpoint", "audience")}}
+    out["sdk_config"]["scopes"] = list(cfg.scopes)
+
+    as_json = AuthMetadataServiceClient(endpoint, http_client=http, codec=proto_json_codec())
+    md = await as_json.get_o_auth2_metadata(auth_service_pb2.GetOAuth2MetadataRequest())
+    out["json_metadata"] = {"issuer": md.issuer, "token_endpoint": md.token_endpoint,
+                            "grant_types_supported": list(md.grant_types_supported)}
+    try:
+        await IdentityServiceClient(endpoint, http_client=http).user_info(identity_pb2.UserInfoRequest())
+        out["anonymous_user_info"] = {"code": "ok"}
+    except ConnectError as e:
+        out["anonymous_user_info"] = {"code": e.code.name, "message": e.message,
+                                      "unauthenticated": e.code == Code.UNAUTHENTICATED}
+    return out
+
+
+async def login(endpoint: str, ca: str, auth_type: str, client_id: str | None, secret_file: str | None) -> dict:
+    from flyte.remote._client.auth._authenticators import device_code
+    from flyte.remote._client.auth._session import create_session_config
+    from flyteidl2.auth import identity_pb2
+    from flyteidl2.auth.identity_connect import IdentityServiceClient
+
+    kwargs: dict = {"auth_type": auth_type}
+    if auth_type == "ClientSecret":
+        with open(secret_file or "", encoding="utf-8") as f:
+            secret = f.read().strip()
+        kwargs.update(client_id=client_id, client_secret=secret, client_credentials_secret=secret)
+    if auth_type == "Pkce":
+        # The browser: the parent walks the login and delivers the callback.
+        webbrowser.open_new_tab = lambda url, *a, **k: (emit("BROWSER", url), True)[1]
+    if auth_type == "DeviceFlow":
+        seen = []
+
+        def show(text, *a, **k):
+            import re
+
+            for url in re.findall(r"https?://[^\s\[\]]+", str(text)):
+                if "user_code=" in url and url not in seen:
+                    seen.append(url)
+                    emit("VERIFY", url)
+
+        device_code.rich_print = show
+    session = await create_session_config(endpoint, None, insecure=False, ca_cert_file_path=ca, **kwargs)
+    client = IdentityServiceClient(**session.connect_kwargs())
+    info = await client.user_info(identity_pb2.UserInfoRequest())
+    # A second call reuses the cached token (no new login).
+    again = await client.user_info(identity_pb2.UserInfoRequest())
+    return {"subject": info.subject, "name": info.name, "email": info.email,
+            "preferred_username": info.preferred_username, "again": again.subject}
+
+
+def main(argv: list[str]) -> int:
+    mode, endpoint, ca = argv[1], argv[2], argv[3]
+    if mode == "metadata":
+        result = asyncio.run(metadata(endpoint, ca))
+    elif mode == "login":
+        rest = argv[4:] + [None, None, None]
+        result = asyncio.run(login(endpoint, ca, rest[0], rest[1], rest[2]))
+    else:
+        raise SystemExit(f"unknown mode {mode}")
+    emit("RESULT", result)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv))
