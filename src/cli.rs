@@ -61,6 +61,9 @@ enum Command {
     Token(TokenArgs),
     /// Call IdentityService.UserInfo with a client-credentials token and print the identity.
     Whoami(TokenArgs),
+    /// Print the authorization table: every RPC, the action it needs and where its project,
+    /// domain and org are read from (DESIGN.md §12), tab-separated.
+    AuthzTable,
 }
 
 #[derive(clap::Args)]
@@ -137,6 +140,10 @@ pub fn main() -> i32 {
             }
         }),
         Command::Whoami(args) => runtime().block_on(whoami(args)),
+        Command::AuthzTable => {
+            print!("{}", crate::auth::roles::Table::shared().render());
+            0
+        }
     }
 }
 

@@ -214,6 +214,10 @@ pub struct AuthorizationFile {
     /// The claim holding the caller's groups (local users and OIDC logins put `groups` there).
     pub groups_claim: String,
     pub rules: Vec<AuthorizationRuleFile>,
+    /// Roles on projects and domains (DESIGN.md §12); see [`crate::auth::roles`].
+    pub bindings: Vec<crate::auth::roles::BindingFile>,
+    /// Custom roles: name → actions.
+    pub roles: BTreeMap<String, Vec<String>>,
 }
 
 impl Default for AuthorizationFile {
@@ -221,6 +225,8 @@ impl Default for AuthorizationFile {
         Self {
             groups_claim: "groups".into(),
             rules: Vec::new(),
+            bindings: Vec::new(),
+            roles: BTreeMap::new(),
         }
     }
 }
@@ -905,6 +911,7 @@ impl Config {
                 ));
             }
         }
+        crate::auth::roles::config::compile(&a.authorization.bindings, &a.authorization.roles)?;
         if a.required_scopes.is_empty() {
             return Err(ConfigError::new(
                 "auth.requiredScopes",

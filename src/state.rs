@@ -97,6 +97,8 @@ pub struct AppState {
     pub metrics: Arc<crate::metrics::Metrics>,
     /// The gateway's upstreams (`gateway:`, DESIGN.md §11), when configured.
     pub gateway: Option<Arc<crate::gateway::Gateway>>,
+    /// `auth.authorization.bindings` (DESIGN.md §12); `None` without bindings.
+    pub authorizer: Option<Arc<crate::auth::roles::Authorizer>>,
 }
 
 impl AppState {
@@ -266,6 +268,11 @@ impl AppState {
             secure: !config.server.insecure_cookie_header,
             host_prefix: config.server.tls.is_some() && !config.server.insecure_cookie_header,
         };
+        let authorizer = crate::auth::roles::Authorizer::from_config(
+            &config.auth.authorization,
+            Some(&*metrics),
+        )?
+        .map(Arc::new);
         let gateway = match &config.gateway {
             None => None,
             Some(g) => Some(Arc::new(crate::gateway::Gateway::new(
@@ -286,6 +293,7 @@ impl AppState {
             )?)),
         };
         Ok(Arc::new(Self {
+            authorizer,
             gateway,
             sessions,
             local_users,

@@ -10,6 +10,7 @@ mod identity;
 pub mod keysource;
 pub mod layer;
 mod revocation;
+pub mod roles;
 pub mod rules;
 pub mod verifier;
 

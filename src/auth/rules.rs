@@ -165,6 +165,7 @@ mod tests {
                     ..Default::default()
                 },
             ],
+            ..Default::default()
         };
         let r = Rules::from_config(&cfg);
         let m = "/flyteidl.service.AdminService/RegisterProject";

@@ -18,6 +18,16 @@ impl AdminApi {
     pub fn new(state: Arc<AppState>) -> Self {
         Self { state }
     }
+
+    /// The caller's bindings (DESIGN.md §12) on this request; `Ok` without bindings.
+    fn authorize<T: prost::Message>(&self, method: &str, req: &Request<T>) -> Result<(), Status> {
+        crate::auth::roles::check_message(
+            self.state.authorizer.as_deref(),
+            crate::grpc::identity(req).as_deref(),
+            &format!("flyteidl.service.AdminService/{method}"),
+            req.get_ref(),
+        )
+    }
 }
 
 #[tonic::async_trait]
@@ -26,6 +36,7 @@ impl AdminService for AdminApi {
         &self,
         req: Request<pb::ProjectRegisterRequest>,
     ) -> Result<Response<pb::ProjectRegisterResponse>, Status> {
+        self.authorize("RegisterProject", &req)?;
         projects::register(&self.state, req.into_inner()).await?;
         Ok(Response::new(pb::ProjectRegisterResponse {}))
     }
@@ -34,6 +45,7 @@ impl AdminService for AdminApi {
         &self,
         req: Request<pb::Project>,
     ) -> Result<Response<pb::ProjectUpdateResponse>, Status> {
+        self.authorize("UpdateProject", &req)?;
         projects::update(&self.state, req.into_inner()).await?;
         Ok(Response::new(pb::ProjectUpdateResponse {}))
     }
@@ -42,6 +54,7 @@ impl AdminService for AdminApi {
         &self,
         req: Request<pb::ProjectGetRequest>,
     ) -> Result<Response<pb::Project>, Status> {
+        self.authorize("GetProject", &req)?;
         Ok(Response::new(
             projects::get(&self.state, req.into_inner()).await?,
         ))
@@ -51,15 +64,22 @@ impl AdminService for AdminApi {
         &self,
         req: Request<pb::ProjectListRequest>,
     ) -> Result<Response<pb::Projects>, Status> {
-        Ok(Response::new(
-            projects::list(&self.state, req.into_inner()).await?,
-        ))
+        self.authorize("ListProjects", &req)?;
+        let id = crate::grpc::identity(&req);
+        let mut page = projects::list(&self.state, req.into_inner()).await?;
+        crate::auth::roles::retain_viewable(
+            self.state.authorizer.as_deref(),
+            id.as_deref(),
+            &mut page.projects,
+        );
+        Ok(Response::new(page))
     }
 
     async fn get_domains(
         &self,
-        _req: Request<pb::GetDomainRequest>,
+        req: Request<pb::GetDomainRequest>,
     ) -> Result<Response<pb::GetDomainsResponse>, Status> {
+        self.authorize("GetDomains", &req)?;
         Ok(Response::new(projects::get_domains(&self.state)))
     }
 }

@@ -68,6 +68,22 @@ impl FromRequestParts<Arc<AppState>> for Caller {
     }
 }
 
+/// The caller's bindings (DESIGN.md §12) on the RPC this route mirrors.
+fn authorize<M: prost::Message>(
+    state: &AppState,
+    caller: &Caller,
+    method: &str,
+    msg: &M,
+) -> Result<(), ApiError> {
+    crate::auth::roles::check_message(
+        state.authorizer.as_deref(),
+        caller.0.as_deref(),
+        &format!("flyteidl.service.AdminService/{method}"),
+        msg,
+    )
+    .map_err(ApiError::Status)
+}
+
 #[derive(Debug, Default, Serialize, Deserialize)]
 #[serde(default)]
 pub struct DomainJson {
@@ -174,40 +190,42 @@ pub struct RegisterJson {
 
 pub async fn register_project(
     State(state): State<Arc<AppState>>,
-    _caller: Caller,
+    caller: Caller,
     body: Result<Json<RegisterJson>, JsonRejection>,
 ) -> Result<Response, ApiError> {
     let Json(body) = body.map_err(json_rejection)?;
-    projects::register(
-        &state,
-        pb::ProjectRegisterRequest {
-            project: body.project.map(Into::into),
-        },
-    )
-    .await?;
+    let req = pb::ProjectRegisterRequest {
+        project: body.project.map(Into::into),
+    };
+    authorize(&state, &caller, "RegisterProject", &req)?;
+    projects::register(&state, req).await?;
     Ok(Json(serde_json::json!({})).into_response())
 }
 
 pub async fn update_project(
     State(state): State<Arc<AppState>>,
-    _caller: Caller,
+    caller: Caller,
     Path(id): Path<String>,
     body: Result<Json<ProjectJson>, JsonRejection>,
 ) -> Result<Response, ApiError> {
     let Json(mut body) = body.map_err(json_rejection)?;
     body.id = id;
-    projects::update(&state, body.into()).await?;
+    let project: pb::Project = body.into();
+    authorize(&state, &caller, "UpdateProject", &project)?;
+    projects::update(&state, project).await?;
     Ok(Json(serde_json::json!({})).into_response())
 }
 
 pub async fn get_project(
     State(state): State<Arc<AppState>>,
-    _caller: Caller,
+    caller: Caller,
     Path(id): Path<String>,
     Query(q): Query<HashMap<String, String>>,
 ) -> Result<Json<ProjectJson>, ApiError> {
     let org = q.get("org").cloned().unwrap_or_default();
-    let p = projects::get(&state, pb::ProjectGetRequest { id, org }).await?;
+    let req = pb::ProjectGetRequest { id, org };
+    authorize(&state, &caller, "GetProject", &req)?;
+    let p = projects::get(&state, req).await?;
     Ok(Json(p.into()))
 }
 
@@ -219,7 +237,7 @@ pub struct ProjectsJson {
 
 pub async fn list_projects(
     State(state): State<Arc<AppState>>,
-    _caller: Caller,
+    caller: Caller,
     Query(q): Query<HashMap<String, String>>,
 ) -> Result<Json<ProjectsJson>, ApiError> {
     let limit = match q.get("limit") {
@@ -244,7 +262,13 @@ pub async fn list_projects(
         sort_by,
         org: q.get("org").cloned().unwrap_or_default(),
     };
-    let page = projects::list(&state, req).await?;
+    authorize(&state, &caller, "ListProjects", &req)?;
+    let mut page = projects::list(&state, req).await?;
+    crate::auth::roles::retain_viewable(
+        state.authorizer.as_deref(),
+        caller.0.as_deref(),
+        &mut page.projects,
+    );
     Ok(Json(ProjectsJson {
         projects: page.projects.into_iter().map(Into::into).collect(),
         token: page.token,
@@ -253,8 +277,9 @@ pub async fn list_projects(
 
 pub async fn get_domains(
     State(state): State<Arc<AppState>>,
-    _caller: Caller,
-) -> Json<serde_json::Value> {
+    caller: Caller,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    authorize(&state, &caller, "GetDomains", &pb::GetDomainRequest {})?;
     let domains: Vec<DomainJson> = projects::get_domains(&state)
         .domains
         .into_iter()
@@ -263,17 +288,20 @@ pub async fn get_domains(
             name: d.name,
         })
         .collect();
-    Json(serde_json::json!({ "domains": domains }))
+    Ok(Json(serde_json::json!({ "domains": domains })))
 }
 
 /// `/me`: UserInfo as JSON, plus `X-User-Subject` and `X-User-Claim-*` headers so it can
 /// serve as an nginx `auth_request` endpoint (spec §2.5).
-pub async fn me(Caller(caller): Caller) -> Result<Response, ApiError> {
+pub async fn me(
+    State(state): State<Arc<AppState>>,
+    Caller(caller): Caller,
+) -> Result<Response, ApiError> {
     let Some(id) = caller else {
         return Err(crate::auth::AuthError::MissingToken.into());
     };
     let u = &id.user_info;
-    let body = serde_json::json!({
+    let mut body = serde_json::json!({
         "subject": u.subject,
         "name": u.name,
         "preferred_username": u.preferred_username,
@@ -283,6 +311,11 @@ pub async fn me(Caller(caller): Caller) -> Result<Response, ApiError> {
         "picture": u.picture,
         "additional_claims": id.claims,
     });
+    // `roles` (addition, DESIGN.md §12): the caller's bindings, present when bindings are
+    // configured, for the console.
+    if let Some(a) = state.authorizer.as_deref() {
+        body["roles"] = serde_json::to_value(a.roles_of(&id)).unwrap_or_default();
+    }
     let mut resp = Json(body).into_response();
     let headers = resp.headers_mut();
     if let Ok(v) = HeaderValue::from_str(&u.subject) {
