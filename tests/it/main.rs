@@ -16,4 +16,5 @@ mod hostile;
 mod oidc;
 mod projects;
 mod rest;
+mod roles;
 mod tls;
