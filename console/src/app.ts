@@ -1,4 +1,5 @@
-// The flyteauth console: who is signed in (IdentityService.UserInfo), the projects
+// The flyteauth console: who is signed in (IdentityService.UserInfo), the caller's roles per
+// project (`/me`'s `roles`, when bindings are configured), the projects
 // (AdminService.ListProjects / RegisterProject) over gRPC-web, and logout.
 //
 // Authentication is the server-side session cookie (HttpOnly, sent by the browser); every
@@ -53,6 +54,27 @@ const transport = createGrpcWebTransport({
 });
 const identity = createClient(IdentityService, transport);
 const admin = createClient(AdminService, transport);
+
+/** One of the caller's roles, as `/me` lists them when bindings are configured. */
+interface RoleGrant {
+  role: string;
+  actions: string[];
+  projects: string[];
+  domains: string[];
+}
+
+/**
+ * The caller's roles from `/me` (a safe GET: the session cookie suffices), or undefined when
+ * the server has no bindings (every signed-in user may do everything, Flyte's blanket rule).
+ */
+async function fetchRoles(): Promise<RoleGrant[] | undefined> {
+  const res = await fetch("/me", { credentials: "include", headers: { accept: "application/json" } });
+  if (!res.ok) return undefined;
+  const me = (await res.json()) as { roles?: RoleGrant[] };
+  return Array.isArray(me.roles) ? me.roles : undefined;
+}
+
+const REGISTER_ACTION = "ADMINISTER_PROJECT";
 
 // --------------------------------------------------------------------------- DOM helpers
 
@@ -172,9 +194,45 @@ function showSignedIn(user: UserInfoResponse): void {
       })
       .catch((err) => (isUnauthenticated(err) ? showSignIn() : showError(err)))
       .finally(() => {
-        submit.disabled = false;
+        submit.disabled = submit.dataset.missingRole === "true";
       });
   });
+
+  const rolesList = h("ul", { id: "roles", "aria-label": "Your roles" });
+  const rolesSection = h(
+    "section",
+    { "aria-labelledby": "roles-h", hidden: true },
+    h("h2", { id: "roles-h" }, "Your roles"),
+    rolesList,
+  );
+  const registerNote = h("p", { id: "register-note", class: "muted", hidden: true });
+  const showRoles = (roles: RoleGrant[]) => {
+    rolesList.replaceChildren(
+      ...roles.map((r) =>
+        h(
+          "li",
+          { "data-role": r.role },
+          h("span", { class: "id" }, r.role),
+          " on projects ",
+          h("span", { class: "projects" }, r.projects.join(", ")),
+          " · domains ",
+          h("span", { class: "domains" }, r.domains.join(", ")),
+        ),
+      ),
+    );
+    if (roles.length === 0) rolesList.append(h("li", { class: "muted" }, "No roles: you cannot see any project."));
+    rolesSection.hidden = false;
+    if (!roles.some((r) => r.actions.includes(REGISTER_ACTION))) {
+      registerNote.textContent =
+        "Registering a project needs the projectAdmin or admin role (ADMINISTER_PROJECT) on it; you have no such role.";
+      registerNote.hidden = false;
+      submit.disabled = true;
+      submit.dataset.missingRole = "true";
+    } else {
+      registerNote.textContent = `Registering needs ${REGISTER_ACTION} on the project: projectAdmin or admin there.`;
+      registerNote.hidden = false;
+    }
+  };
 
   app.replaceChildren(
     h(
@@ -191,9 +249,16 @@ function showSignedIn(user: UserInfoResponse): void {
     ),
     error,
     h("section", { "aria-labelledby": "projects-h" }, h("h2", { id: "projects-h" }, "Projects"), list, empty),
-    h("section", { "aria-labelledby": "register-h" }, h("h2", { id: "register-h" }, "Register a project"), form),
+    rolesSection,
+    h("section", { "aria-labelledby": "register-h" }, h("h2", { id: "register-h" }, "Register a project"), registerNote, form),
   );
   setState("signed-in");
+
+  fetchRoles()
+    .then((roles) => {
+      if (roles) showRoles(roles);
+    })
+    .catch(() => undefined);
 
   loadProjects().catch((err) => (isUnauthenticated(err) ? showSignIn() : showError(err)));
 }
