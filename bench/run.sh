@@ -19,7 +19,8 @@
 #   5. memory with $MEM_SESSIONS browser sessions in the SQLite store: RSS idle, and after
 #      /me with $ME_CALLS of those sessions.
 #   6. token verification micro-benchmarks (criterion, bench/micro): cold verify per algorithm
-#      against the bare aws-lc-rs signature check, and a cache hit.
+#      against the bare aws-lc-rs signature check, and a cache hit; authorization decisions
+#      with 1,000 bindings (benches/authz.rs).
 #   7. token exchange (RFC 8693): grants/s at concurrency $CONC with ES256 Kubernetes-shaped
 #      service-account tokens in (a fresh one per request: bench/exchange_tokens.mjs), RS256 and
 #      ES256 access tokens out, beside client_credentials on the same server.
@@ -31,10 +32,13 @@
 #   9. Connect vs gRPC: $LOAD_RPC as a Connect unary call (application/proto, HTTP/2, the same
 #      connection handling) beside the same RPC over gRPC, one server with auth on (cache warm),
 #      concurrency 1/16/64, server on cpu 0, client on cpu 1, protocols interleaved.
+#  10. roles: the $LOAD_RPC call with 1,000 auth.authorization.bindings (the caller bound by
+#      client id) against useAuth false, at concurrency $ROLES_CONC, $LOAD_RUNS × $LOAD_DURATION s,
+#      modes interleaved; server cpu 0, client cpu 1.
 #
 # Needs: cargo, wrk, node >= 20 + npm, openssl, taskset, python3, curl; psql for phase 4 on
 # PostgreSQL.
-# Knobs (env): PHASES="1 2 3 4 5 6 7 8 9" (a subset runs only those phases)
+# Knobs (env): PHASES="1 2 3 4 5 6 7 8 9 10" (a subset runs only those phases)
 #              GW_RUNS=$LOAD_RUNS GW_DURATION=$LOAD_DURATION NGINX=nginx BENCH_PROFILE=release
 #              (BENCH_PROFILE=debug: a debug build's examples, for a smoke run with FLYTEAUTH_BIN)
 #              RUNS=3 DURATION=10 CONC=64 LOAD_RUNS=3 LOAD_DURATION=10 MEM_TOKENS=100000
@@ -48,6 +52,7 @@
 #              BENCH_PORT=18480 CARGO=cargo CARGO_TARGET_DIR=target OUT=<tmp dir> SKIP_BUILD=1
 #              FLYTEAUTH_BIN=<path> (a prebuilt server binary instead of $TARGET/release/flyteauth)
 #              WRITE_DOCS=0 (a run of all phases otherwise writes its tables into docs/BENCHMARKS.md)
+#              ROLES_CONC="1 16 64" (phase 10)
 #              EX_TOKENS=400000 (subject tokens minted per phase-7 run; must exceed the grants)
 # Results: one line per measurement on stdout, raw output and summary.md under $OUT; a run of
 # all phases also writes summary.md into docs/BENCHMARKS.md (between its markers).
@@ -62,7 +67,8 @@ LOAD_RUNS=${LOAD_RUNS:-3}
 LOAD_DURATION=${LOAD_DURATION:-10}
 LOAD_RPC=${LOAD_RPC:-GetDomains}
 MEM_TOKENS=${MEM_TOKENS:-100000}
-PHASES=${PHASES:-1 2 3 4 5 6 7 8 9}
+PHASES=${PHASES:-1 2 3 4 5 6 7 8 9 10}
+ROLES_CONC=${ROLES_CONC:-1 16 64}
 EX_TOKENS=${EX_TOKENS:-400000}
 MICRO_TIME=${MICRO_TIME:-3}
 AC_RUNS=${AC_RUNS:-$RUNS}
@@ -94,13 +100,13 @@ SUMMARY="$OUT/summary.md"
 say() { printf '%s\n' "$*" | tee -a "$SUMMARY"; }
 die() { echo "bench: $*" >&2; exit 1; }
 want() { case " $PHASES " in *" $1 "*) return 0 ;; *) return 1 ;; esac; }
-for p in $PHASES; do case $p in 1 | 2 | 3 | 4 | 5 | 6 | 7 | 8) ;; *) die "PHASES: unknown phase $p (1-8)" ;; esac; done
+for p in $PHASES; do case $p in 1 | 2 | 3 | 4 | 5 | 6 | 7 | 8 | 9 | 10) ;; *) die "PHASES: unknown phase $p (1-10)" ;; esac; done
 uses_pg() { want 4 && case " $AC_STORES " in *" postgres "*) return 0 ;; *) return 1 ;; esac; }
 
 for tool in wrk node npm openssl taskset python3 curl; do
   command -v "$tool" >/dev/null || die "$tool is not installed (Debian: apt-get install -y wrk; Node 20+ for the peer)"
 done
-! { want 2 || want 9; } || [ "$NPROC" -ge 2 ] || die "the interceptor and Connect phases pin server and client to cpus 0 and 1: needs 2 cpus"
+! { want 2 || want 9 || want 10; } || [ "$NPROC" -ge 2 ] || die "the interceptor and Connect phases pin server and client to cpus 0 and 1: needs 2 cpus"
 ! uses_pg || command -v psql >/dev/null || die "psql is not installed (phase 4 on PostgreSQL; or AC_STORES=sqlite)"
 
 if [ -z "${SKIP_BUILD:-}" ]; then
@@ -108,7 +114,7 @@ if [ -z "${SKIP_BUILD:-}" ]; then
   CARGO_TARGET_DIR="$TARGET" "${CARGO:-cargo}" build --release --bin flyteauth --example grpc_load --example sign_speed --example gateway_upstream
 fi
 [ -x "$BIN" ] || die "missing $BIN (build first, or unset SKIP_BUILD)"
-! { want 2 || want 3 || want 8 || want 9; } || [ -x "$LOAD" ] || die "missing $LOAD (build first, or unset SKIP_BUILD)"
+! { want 2 || want 3 || want 8 || want 9 || want 10; } || [ -x "$LOAD" ] || die "missing $LOAD (build first, or unset SKIP_BUILD)"
 ! want 8 || [ -x "$GW_UPSTREAM" ] || die "missing $GW_UPSTREAM (build first, or unset SKIP_BUILD)"
 ! want 8 || command -v "$NGINX" >/dev/null || die "nginx is not installed (phase 8: apt-get install -y nginx)"
 ! { want 1 || want 4; } || [ -x "$SIGN_SPEED" ] || die "missing $SIGN_SPEED (build first, or unset SKIP_BUILD)"
@@ -628,6 +634,13 @@ say "## 6. Token verification micro-benchmarks (criterion, bench/micro, medians)
 say ""
 python3 bench/micro/summary.py "$TARGET/criterion" | tee -a "$SUMMARY"
 say ""
+say "Authorization decisions with 1,000 bindings (benches/authz.rs; target ≤ 1 µs):"
+say ""
+for b in decide_proto decide_denied may_view_project; do
+  f="$TARGET/criterion/authz/$b/new/estimates.json"
+  [ -f "$f" ] && say "- authz/$b: $(python3 -c 'import json,sys; print(f"{json.load(open(sys.argv[1]))["median"]["point_estimate"]:.0f} ns")' "$f")"
+done
+say ""
 fi
 
 # ---------------------------------------------------------------- 7. token exchange
@@ -867,6 +880,67 @@ done
 say ""
 fi
 
+# ---------------------------------------------------------------- 10. roles: bindings on vs auth off
+if want 10; then
+echo "== 10. roles ($LOAD_RPC with 1,000 bindings vs useAuth false; server cpu 0, client cpu 1; c=$ROLES_CONC)"
+: >"$OUT/roles.txt"
+declare -A R_PORT R_PID R_TOKEN
+base_port=$PORT
+n=40
+for mode in bindings noauth; do
+  n=$((n + 1))
+  PORT=$((base_port + n))
+  dir="$OUT/roles-$mode"
+  mkdir -p "$dir"
+  case $mode in
+    bindings)
+      write_config "$dir" RS256 true 100000
+      # 999 team bindings the caller is not in, and flytepropeller (the caller) by client id.
+      python3 - >>"$dir/config.yaml" <<'PY'
+print("  authorization:\n    bindings:")
+for i in range(999):
+    print(f"      - {{ role: contributor, groups: [team-{i}], projects: [p-{i}], domains: [development, staging] }}")
+print("      - { role: viewer, clients: [flytepropeller], projects: ['*'], domains: ['*'] }")
+PY
+      ;;
+    noauth) write_config "$dir" RS256 false 100000 ;;
+  esac
+  start_flyteauth "$dir" 0
+  R_PORT[$mode]=$PORT
+  R_PID[$mode]=$SRV_PID
+done
+PORT=$base_port
+R_TOKEN[bindings]=$(mint_one "http://127.0.0.1:${R_PORT[bindings]}/oauth2/token" "$(basic_for "$OUT/roles-bindings")")
+R_TOKEN[noauth]=${R_TOKEN[bindings]}
+for c in $ROLES_CONC; do
+  for i in $(seq 1 "$LOAD_RUNS"); do
+    for mode in bindings noauth; do
+      j=$(RPC=$LOAD_RPC SERVER_PID=${R_PID[$mode]} taskset -c 1 "$LOAD" "http://127.0.0.1:${R_PORT[$mode]}" "${R_TOKEN[$mode]}" "$c" "$LOAD_DURATION")
+      read -r r e < <(python3 -c 'import json,sys; j=json.loads(sys.argv[1]); print(j["rps"], j["errors"])' "$j")
+      [ "$e" = 0 ] || die "roles $mode c=$c: $e calls failed"
+      echo "  c=$c run $i $mode: $r calls/s"
+      echo "$mode $c $r" >>"$OUT/roles.txt"
+    done
+  done
+done
+for mode in bindings noauth; do stop "${R_PID[$mode]}"; done
+say "## 10. Roles: $LOAD_RPC with 1,000 bindings vs useAuth false ($LOAD_RUNS × ${LOAD_DURATION} s, medians; target ≥ 0.9 × at c=64)"
+say ""
+say "| concurrency | bindings calls/s | auth off calls/s | ratio |"
+say "|---:|---:|---:|---:|"
+for c in $ROLES_CONC; do
+  say "| $c | $(python3 - "$OUT/roles.txt" "$c" <<'PY'
+import statistics as st, sys
+rows = [l.split() for l in open(sys.argv[1]) if l.strip()]
+med = lambda m: st.median(float(r[2]) for r in rows if r[0] == m and r[1] == sys.argv[2])
+b, n = med("bindings"), med("noauth")
+print(f"{b:.0f} | {n:.0f} | {b / n:.3f}")
+PY
+) |"
+done
+say ""
+fi
+
 say "- load after: $(uptime | sed 's/.*load average/load average/')"
 echo
 echo "== summary: $SUMMARY"
@@ -875,7 +949,7 @@ cat "$SUMMARY"
 # A run of every phase replaces the generated part of docs/BENCHMARKS.md (between its
 # bench:begin / bench:end markers); the discussion around it is written by hand.
 # WRITE_DOCS=0 leaves the file alone.
-if [ "${WRITE_DOCS:-1}" = 1 ] && [ "$(echo $PHASES)" = "1 2 3 4 5 6 7 8 9" ]; then
+if [ "${WRITE_DOCS:-1}" = 1 ] && [ "$(echo $PHASES)" = "1 2 3 4 5 6 7 8 9 10" ]; then
   python3 - docs/BENCHMARKS.md "$SUMMARY" <<'PY'
 import sys
 doc, summary = sys.argv[1], open(sys.argv[2]).read().rstrip()

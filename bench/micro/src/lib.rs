@@ -213,3 +213,66 @@ mod tests {
         assert_eq!(der_tlv(0x30, &[0; 300])[..4], [0x30, 0x82, 0x01, 0x2c]);
     }
 }
+
+/// Fixtures for `benches/authz.rs`: an [`Authorizer`](flyteauth::auth::roles::Authorizer)
+/// with many bindings, a user in a few groups, and encoded requests.
+pub mod authz {
+    use flyteauth::auth::roles::config::{compile, BindingFile};
+    use flyteauth::auth::roles::{Authorizer, Table};
+    use flyteauth::auth::{Credential, Identity, UserInfo};
+    use prost::Message;
+    use prost_reflect::{DynamicMessage, Value};
+
+    pub const CREATE_EXECUTION: &str = "/flyteidl.service.AdminService/CreateExecution";
+
+    /// `n` bindings: group `team-<i>` is contributor on project `p-<i>` (development,
+    /// staging), plus `everyone` viewer everywhere.
+    pub fn authorizer(n: usize) -> Authorizer {
+        let mut files: Vec<BindingFile> = (0..n - 1)
+            .map(|i| BindingFile {
+                role: "contributor".into(),
+                groups: vec![format!("team-{i}")],
+                projects: vec![format!("p-{i}")],
+                domains: vec!["development".into(), "staging".into()],
+                ..Default::default()
+            })
+            .collect();
+        files.push(BindingFile {
+            role: "viewer".into(),
+            groups: vec!["everyone".into()],
+            projects: vec!["*".into()],
+            domains: vec!["*".into()],
+            ..Default::default()
+        });
+        let bindings = compile(&files, &Default::default()).expect("valid bindings");
+        Authorizer::new(Table::shared(), bindings, "groups".into(), None)
+    }
+
+    pub fn user(groups: &[&str]) -> Identity {
+        let mut claims = serde_json::Map::new();
+        claims.insert("groups".into(), serde_json::json!(groups));
+        Identity {
+            subject: "alice".into(),
+            client_id: Some("flytectl".into()),
+            scopes: vec!["all".into()],
+            user_info: UserInfo::default(),
+            claims,
+            expires_at: i64::MAX,
+            token_id: None,
+            credential: Credential::Bearer,
+        }
+    }
+
+    /// An `ExecutionCreateRequest` for `project`/`domain` with a launch plan reference.
+    pub fn create_execution(project: &str, domain: &str) -> Vec<u8> {
+        let table = Table::shared();
+        let entry = table
+            .get(CREATE_EXECUTION.trim_start_matches('/'))
+            .expect("mapped");
+        let mut m = DynamicMessage::new(entry.input.clone());
+        m.set_field_by_name("project", Value::String(project.into()));
+        m.set_field_by_name("domain", Value::String(domain.into()));
+        m.set_field_by_name("name", Value::String("f6a8e1c2b3d4".into()));
+        m.encode_to_vec()
+    }
+}
