@@ -258,7 +258,10 @@ function showSignedIn(user: UserInfoResponse): void {
     .then((roles) => {
       if (roles) showRoles(roles);
     })
-    .catch(() => undefined);
+    .catch(() => undefined)
+    .finally(() => {
+      app.dataset.roles = rolesSection.hidden ? "none" : "shown";
+    });
 
   loadProjects().catch((err) => (isUnauthenticated(err) ? showSignIn() : showError(err)));
 }

@@ -67,6 +67,8 @@ async function snapshot(page) {
       null,
       { timeout: STEP_TIMEOUT_MS },
     );
+    // The roles (GET /me) arrive separately too.
+    await page.waitForFunction(() => document.querySelector("#app[data-roles]"), null, { timeout: STEP_TIMEOUT_MS });
   }
   return page.evaluate(() => {
     const text = (sel) => document.querySelector(sel)?.textContent ?? null;
@@ -85,6 +87,16 @@ async function snapshot(page) {
       signInHref: document.querySelector("#sign-in")?.getAttribute("href") ?? null,
       logoutHref: document.querySelector("#logout")?.getAttribute("href") ?? null,
       hasRegisterForm: !!document.querySelector("#register-form"),
+      roles: [...document.querySelectorAll("#roles li[data-role]")].map((li) => ({
+        role: li.dataset.role,
+        projects: li.querySelector(".projects")?.textContent ?? null,
+        domains: li.querySelector(".domains")?.textContent ?? null,
+      })),
+      registerNote: (() => {
+        const n = document.querySelector("#register-note");
+        return n && !n.hidden ? n.textContent : null;
+      })(),
+      registerDisabled: !!document.querySelector("#register-form button[type=submit]")?.disabled,
     };
   });
 }
