@@ -234,7 +234,7 @@ async fn rest_mirrors_are_decided_alike() {
     // `/me` carries the caller's roles.
     let me: Value = http
         .get(format!("{}/me", s.url))
-        .bearer_auth(&token(&s, "alice", &["team-a", "viewers"]))
+        .bearer_auth(token(&s, "alice", &["team-a", "viewers"]))
         .send()
         .await
         .unwrap()
