@@ -289,6 +289,7 @@ impl AppState {
                     disable_for_grpc: config.auth.disable_for_grpc,
                     disable_for_http: config.auth.disable_for_http,
                     max_request_bytes: config.server.max_request_bytes,
+                    authorizer: authorizer.clone(),
                 },
             )?)),
         };

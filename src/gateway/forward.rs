@@ -498,10 +498,10 @@ impl Gateway {
                 protocol,
                 first_message,
             };
-            if let Err(denied) = authorize(&d.auth, id, &call) {
-                tracing::info!(target: "flyteauth::audit", event = "forward", route = %method_name, upstream = name, subject, decision = "forbidden", rule = denied.index);
+            if let Err(denied) = authorize(&d.auth, d.authorizer.as_deref(), id, &call) {
+                tracing::info!(target: "flyteauth::audit", event = "forward", route = %method_name, upstream = name, subject, decision = "forbidden", reason = %denied);
                 self.count(name, protocol, "refused");
-                return Err(CallError::Forbidden(denied.to_string()));
+                return Err(CallError::Forbidden(denied));
             }
         }
         tracing::info!(target: "flyteauth::audit", event = "forward", route = %method_name, upstream = name, subject, decision = "allow");

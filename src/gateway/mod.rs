@@ -35,15 +35,35 @@ pub struct CallInfo<'a> {
     pub first_message: Option<&'a [u8]>,
 }
 
-/// The one authorization hook of forwarded calls: today the `auth.authorization` rules (the
-/// blanket scope rule was applied by authentication). Per-project roles (DESIGN.md §12) plug
-/// in here; they get the request message to find the project and domain in.
+/// The one authorization hook of forwarded calls: the `auth.authorization` rules (the
+/// blanket scope rule was applied by authentication), then the per-project roles (DESIGN.md
+/// §12) on the request message. The error is the refusal's text (PERMISSION_DENIED).
 pub fn authorize(
     auth: &Authenticator,
+    roles: Option<&crate::auth::roles::Authorizer>,
     identity: &Identity,
     call: &CallInfo<'_>,
-) -> Result<(), Denied> {
-    auth.rules.check(call.method, identity)
+) -> Result<(), String> {
+    auth.rules
+        .check(call.method, identity)
+        .map_err(|d: Denied| d.to_string())?;
+    let Some(roles) = roles else {
+        return Ok(());
+    };
+    use crate::auth::roles::RequestBody;
+    // Protobuf never starts with `{` (field 15, wire type "start group"): a Connect or REST
+    // body that does is protojson. A compressed or missing message is decided as empty (only
+    // `*` bindings pass).
+    let body = match call.first_message {
+        None => RequestBody::Empty,
+        Some(b) if b.first() == Some(&b'{') => RequestBody::Json(b),
+        Some(_) if call.protocol == Protocol::Http => RequestBody::Empty,
+        Some(b) => RequestBody::Proto(b),
+    };
+    roles
+        .decide(identity, call.method, body)
+        .into_result()
+        .map_err(|s| s.message().to_owned())
 }
 
 /// Where a request goes.
@@ -68,6 +88,8 @@ pub struct GatewayDeps {
     pub disable_for_grpc: bool,
     pub disable_for_http: bool,
     pub max_request_bytes: usize,
+    /// `auth.authorization.bindings` (DESIGN.md §12), decided on every forwarded call.
+    pub authorizer: Option<Arc<crate::auth::roles::Authorizer>>,
 }
 
 /// The configured upstreams and everything a forwarded call needs.

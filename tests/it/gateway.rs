@@ -13,7 +13,7 @@ use tonic::{Request, Response, Status};
 use crate::support::{with_token, TestServer};
 
 /// What reached the upstream: (path, headers).
-type Seen = Arc<Mutex<Vec<(String, http::HeaderMap)>>>;
+pub(crate) type Seen = Arc<Mutex<Vec<(String, http::HeaderMap)>>>;
 
 #[derive(Clone)]
 struct Upstream {
@@ -115,7 +115,7 @@ fn serve_upstream(listener: tokio::net::TcpListener, seen: Seen) -> tokio::task:
     })
 }
 
-async fn upstream() -> (String, Seen, tokio::task::JoinHandle<()>) {
+pub(crate) async fn upstream() -> (String, Seen, tokio::task::JoinHandle<()>) {
     let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let url = format!("http://{}", l.local_addr().unwrap());
     let seen: Seen = Arc::default();
@@ -123,7 +123,7 @@ async fn upstream() -> (String, Seen, tokio::task::JoinHandle<()>) {
     (url, seen, task)
 }
 
-fn gateway_yaml(url: &str, extra: &str) -> String {
+pub(crate) fn gateway_yaml(url: &str, extra: &str) -> String {
     format!(
         "gateway:\n  upstreams:\n    - name: flyteadmin\n      url: {url}\n      services: [flyteidl.service.AdminService]\n      httpPrefixes: [/api/v1/]\n{extra}"
     )

@@ -329,3 +329,55 @@ fn authz_table_prints_every_method() {
     }
     assert!(text.lines().count() > 180);
 }
+
+#[tokio::test]
+async fn forwarded_calls_are_decided_before_they_leave() {
+    let (url, seen, _up) = crate::gateway::upstream().await;
+    let s = TestServer::start_with(&format!(
+        "{}{BINDINGS}",
+        crate::gateway::gateway_yaml(&url, "")
+    ))
+    .await;
+    let reached = |what: &str| {
+        seen.lock()
+            .unwrap()
+            .iter()
+            .filter(|(p, _)| p == what)
+            .count()
+    };
+    let update = |tok: String, id: &str| {
+        let mut req = with_token(project(id), "flyte-authorization", &tok);
+        req.set_timeout(std::time::Duration::from_secs(10));
+        req
+    };
+    // carol administers gamma: forwarded (the stand-in answers FAILED_PRECONDITION).
+    let carol = token(&s, "carol", &[]);
+    let e = s
+        .admin()
+        .await
+        .update_project(update(carol.clone(), "gamma"))
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), Code::FailedPrecondition, "{e:?}");
+    assert_eq!(reached("UpdateProject"), 1);
+    // ... not beta, and a viewer of alpha not alpha: refused here, never forwarded.
+    for (tok, id) in [(carol, "beta"), (token(&s, "vera", &["viewers"]), "alpha")] {
+        let e = s
+            .admin()
+            .await
+            .update_project(update(tok, id))
+            .await
+            .unwrap_err();
+        assert_eq!(e.code(), Code::PermissionDenied, "{e:?}");
+        assert!(
+            e.message().contains("ADMINISTER_PROJECT") && e.message().contains(id),
+            "{}",
+            e.message()
+        );
+    }
+    assert_eq!(
+        reached("UpdateProject"),
+        1,
+        "the upstream never sees a refused call"
+    );
+}
