@@ -167,14 +167,14 @@ impl Metrics {
         let _ = writeln!(out, "# TYPE flyteauth_request_duration_seconds histogram");
         let mut hs: Vec<(String, Arc<Histogram>)> =
             [Kind::Grpc, Kind::Http, Kind::Upstream, Kind::Connect]
-            .into_iter()
-            .flat_map(|kind| {
-                self.histograms[kind as usize].iter().map(move |e| {
-                    let key = labels(&[("route", e.key()), ("kind", kind.label())]);
-                    (key, e.value().clone())
+                .into_iter()
+                .flat_map(|kind| {
+                    self.histograms[kind as usize].iter().map(move |e| {
+                        let key = labels(&[("route", e.key()), ("kind", kind.label())]);
+                        (key, e.value().clone())
+                    })
                 })
-            })
-            .collect();
+                .collect();
         hs.sort_by(|a, b| a.0.cmp(&b.0));
         for (key, h) in hs {
             for (i, b) in BUCKETS.iter().enumerate() {
