@@ -11,7 +11,7 @@ use clap::{Parser, Subcommand};
 use crate::clock::SystemClock;
 use crate::config::Config;
 use crate::server::Listeners;
-use crate::state::{AppState, StartOptions};
+use crate::state::{prepare, AppState, SecretsMode, StartOptions};
 
 /// Exit code for bad configuration, secrets or usage (sysexits EX_USAGE).
 pub const EXIT_CONFIG: i32 = 64;
@@ -31,16 +31,20 @@ struct Cli {
 enum Command {
     /// Run the service.
     Serve {
-        #[arg(long, default_value = "config.yaml")]
-        config: PathBuf,
+        /// Config files or folders (every *.yaml / *.yml in name order); repeat the flag or
+        /// separate with commas. Later files merge over earlier ones, as in Flyte.
+        #[arg(long, default_value = "config.yaml", value_delimiter = ',', action = clap::ArgAction::Append)]
+        config: Vec<PathBuf>,
         /// Log as JSON lines instead of text.
         #[arg(long)]
         log_json: bool,
     },
-    /// Load and validate a config file (keys, values, paths), then exit.
+    /// Run every start-up check `serve` runs that needs no port, network or database (keys,
+    /// values, paths, secrets, signing keys, clients, TLS files), then exit: 0 valid, 64 not.
     CheckConfig {
-        #[arg(long, default_value = "config.yaml")]
-        config: PathBuf,
+        /// As `serve --config`.
+        #[arg(long, default_value = "config.yaml", value_delimiter = ',', action = clap::ArgAction::Append)]
+        config: Vec<PathBuf>,
     },
     /// Secrets management.
     Secret {
@@ -177,12 +181,23 @@ fn runtime() -> tokio::runtime::Runtime {
         .expect("tokio runtime")
 }
 
-fn serve(path: &Path) -> i32 {
-    let config = match Config::load(path) {
+fn serve(paths: &[PathBuf]) -> i32 {
+    let config = match Config::load_all(paths) {
         Ok(c) => c,
         Err(e) => return fail(e, EXIT_CONFIG),
     };
+    for line in &config.notices.info {
+        tracing::info!("{line}");
+    }
+    for line in &config.notices.warnings {
+        tracing::warn!("{line}");
+    }
     runtime().block_on(async move {
+        let prepared = match prepare(config, env_snapshot(), SecretsMode::Generate) {
+            Ok(p) => p,
+            Err(e) => return fail(&e, e.exit_code()),
+        };
+        let config = &prepared.config;
         let bind =
             |port: u16| async move { tokio::net::TcpListener::bind(("0.0.0.0", port)).await };
         let http = match bind(config.server.http_port).await {
@@ -215,13 +230,10 @@ fn serve(path: &Path) -> i32 {
             clock: Arc::new(SystemClock),
             http_addr,
         };
-        let state = match AppState::build(config, opts).await {
+        let state = match AppState::from_prepared(prepared, opts).await {
             Ok(s) => s,
             Err(e) => return fail(&e, e.exit_code()),
         };
-        if let Err(e) = crate::server::preflight(&state) {
-            return fail(e, EXIT_CONFIG);
-        }
         for name in &state.generated_secrets {
             println!(
                 "generated secret {} in {}",
@@ -273,25 +285,31 @@ async fn shutdown_signal() {
     }
 }
 
-fn check_config(path: &Path) -> i32 {
-    let config = match Config::load(path) {
+/// `check-config`: the same loading and start-up validation as `serve` ([`prepare`]), with
+/// missing secrets only checked for (not written), then exit.
+fn check_config(paths: &[PathBuf]) -> i32 {
+    let config = match Config::load_all(paths) {
         Ok(c) => c,
         Err(e) => return fail(e, EXIT_CONFIG),
     };
-    println!("{}: configuration is valid", path.display());
-    let secrets = crate::secret::SecretStore::new(
-        config.secrets_dir.clone(),
-        config.secrets_env_prefix.clone(),
-        env_snapshot(),
-    );
-    let signing = &config
-        .app_auth
-        .self_auth_server
-        .token_signing_rsa_key_secret_name;
-    if !secrets.exists(signing) {
+    for line in &config.notices.info {
+        eprintln!("note: {line}");
+    }
+    for line in &config.notices.warnings {
+        eprintln!("warning: {line}");
+    }
+    let prepared =
+        runtime().block_on(async { prepare(config, env_snapshot(), SecretsMode::DryRun) });
+    let prepared = match prepared {
+        Ok(p) => p,
+        Err(e) => return fail(&e, e.exit_code()),
+    };
+    let names: Vec<String> = paths.iter().map(|p| p.display().to_string()).collect();
+    println!("{}: configuration is valid", names.join(", "));
+    for name in &prepared.generated_secrets {
         println!(
-            "note: secret {signing} does not exist yet in {}; `serve` will generate it",
-            secrets.dir.display()
+            "note: secret {name} does not exist yet in {}; `serve` will generate it",
+            prepared.secrets.dir.display()
         );
     }
     0

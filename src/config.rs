@@ -94,6 +94,8 @@ pub struct ServerFile {
     pub max_connections: usize,
     pub max_connections_per_address: usize,
     pub timeouts: ServerTimeoutsFile,
+    /// Flyte's `server.readHeaderTimeoutSeconds`: when set, it is `timeouts.requestHead`.
+    pub read_header_timeout_seconds: Option<u64>,
 }
 
 impl Default for ServerFile {
@@ -108,6 +110,7 @@ impl Default for ServerFile {
             max_connections: 4096,
             max_connections_per_address: 1024,
             timeouts: ServerTimeoutsFile::default(),
+            read_header_timeout_seconds: None,
         }
     }
 }
@@ -118,6 +121,10 @@ pub struct GrpcFile {
     /// gRPC-only listener (Flyte parity); 0 disables it.
     pub port: u16,
     pub server_reflection: bool,
+    /// Flyte's largest incoming gRPC message; 0 (Flyte's default) keeps `server.maxRequestBytes`.
+    pub max_message_size_bytes: usize,
+    /// HTTP/2 streams one connection may have open at once (0: the transport's default).
+    pub max_concurrent_streams: u32,
 }
 
 impl Default for GrpcFile {
@@ -125,6 +132,8 @@ impl Default for GrpcFile {
         Self {
             port: 8089,
             server_reflection: true,
+            max_message_size_bytes: 0,
+            max_concurrent_streams: 0,
         }
     }
 }
@@ -401,6 +410,9 @@ pub struct SelfAuthServerFile {
     pub refresh_token_lifespan: Duration,
     #[serde(with = "go_duration")]
     pub authorization_code_lifespan: Duration,
+    /// Lifetime of an RFC 8628 device code (and its user code).
+    #[serde(with = "go_duration")]
+    pub device_code_lifespan: Duration,
     pub claim_symmetric_encryption_key_secret_name: String,
     #[serde(rename = "tokenSigningRSAKeySecretName")]
     pub token_signing_rsa_key_secret_name: String,
@@ -425,6 +437,7 @@ impl Default for SelfAuthServerFile {
             access_token_lifespan: Duration::from_secs(30 * 60),
             refresh_token_lifespan: Duration::from_secs(60 * 60),
             authorization_code_lifespan: Duration::from_secs(5 * 60),
+            device_code_lifespan: Duration::from_secs(10 * 60),
             claim_symmetric_encryption_key_secret_name: "claim_symmetric_key".into(),
             token_signing_rsa_key_secret_name: "token_rsa_key.pem".into(),
             old_token_signing_rsa_key_secret_name: "token_rsa_key_old.pem".into(),
@@ -566,6 +579,11 @@ pub struct DatabaseFile {
     pub sqlite: Option<SqliteFile>,
     pub postgres: Option<PostgresFile>,
     pub connection_pool: ConnectionPoolFile,
+    /// flytestdlib's pool keys at the `database:` level (Flyte's shape); when set they win
+    /// over `connectionPool.*`.
+    pub max_open_connections: Option<u32>,
+    #[serde(default, with = "go_duration_opt")]
+    pub conn_max_life_time: Option<Duration>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -646,6 +664,18 @@ pub struct DomainFile {
     pub name: String,
 }
 
+/// An optional Go-style duration.
+mod go_duration_opt {
+    use serde::{Deserialize, Deserializer};
+    use std::time::Duration;
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Duration>, D::Error> {
+        let s = Option::<String>::deserialize(d)?;
+        s.map(|s| super::parse_duration(&s).map_err(serde::de::Error::custom))
+            .transpose()
+    }
+}
+
 /// Go-style durations (`30m`, `1h`, `1h30m0s`, `500ms`).
 pub(crate) mod go_duration {
     use serde::{Deserialize, Deserializer};
@@ -685,6 +715,18 @@ pub struct Config {
     pub app_auth: AppAuthFile,
     /// The validated `gateway:` section (DESIGN.md §11).
     pub gateway: Option<crate::gateway::config::GatewayConfig>,
+    /// What start-up should tell the operator: Flyte sections skipped, Flyte keys accepted but
+    /// not acted on, settings that behave differently from FlyteAdmin.
+    pub notices: Notices,
+}
+
+/// Start-up messages produced while loading (logged by `serve`, printed by `check-config`).
+#[derive(Debug, Clone, Default)]
+pub struct Notices {
+    /// Informational lines (e.g. the sections of other Flyte components that were skipped).
+    pub info: Vec<String>,
+    /// Warnings: a Flyte key that is accepted but ignored, a setting that differs from Flyte.
+    pub warnings: Vec<String>,
 }
 
 #[derive(Debug, Clone)]
@@ -706,6 +748,11 @@ pub struct ServerConfig {
     pub timeouts: ServerTimeoutsFile,
     /// `metrics.port`, when `/metrics` has its own listener.
     pub metrics_port: Option<u16>,
+    /// `allowedOrigins` contained `"*"`: any origin gets CORS responses, without credentials.
+    pub allow_any_origin: bool,
+    /// Largest incoming gRPC message (`grpc.maxMessageSizeBytes`, else `maxRequestBytes`).
+    pub max_grpc_message_bytes: usize,
+    pub max_concurrent_streams: Option<u32>,
 }
 
 #[derive(Debug, Clone)]
@@ -732,25 +779,27 @@ pub struct AuthConfig {
     pub signing_algorithm: crate::keys::SigningAlg,
     pub auth_server_type: AuthServerType,
     pub authorization: AuthorizationFile,
+    /// Flyte's `auth.httpProxyURL`: the proxy for External mode's metadata and JWKS fetches
+    /// when `externalAuthServer.httpProxyURL` is not set.
+    pub http_proxy_url: String,
 }
 
 impl Config {
     /// Parses and validates a YAML document; `base_dir` resolves relative paths.
+    /// Sections of other Flyte components are skipped and Flyte's spellings mapped, as for
+    /// files ([`crate::config_files`]).
     pub fn from_yaml(yaml: &str, base_dir: &Path) -> Result<Self, ConfigError> {
-        let file = parse_file(yaml)?;
-        Self::from_file(file, base_dir)
+        crate::config_files::from_text(yaml, base_dir)
     }
 
-    /// Reads, parses and validates the config file at `path`.
+    /// Reads, parses and validates the config file (or folder) at `path`.
     pub fn load(path: &Path) -> Result<Self, ConfigError> {
-        let text = std::fs::read_to_string(path).map_err(|e| {
-            ConfigError::new("<file>", format!("cannot read {}: {e}", path.display()))
-        })?;
-        let base = path
-            .parent()
-            .map(Path::to_path_buf)
-            .unwrap_or_else(|| PathBuf::from("."));
-        Self::from_yaml(&text, &base)
+        Self::load_all(&[path.to_path_buf()])
+    }
+
+    /// Reads several files and folders, merged in order ([`crate::config_files`]).
+    pub fn load_all(paths: &[PathBuf]) -> Result<Self, ConfigError> {
+        crate::config_files::load(paths)
     }
 
     pub fn from_file(f: FileConfig, base: &Path) -> Result<Self, ConfigError> {
@@ -784,13 +833,20 @@ impl Config {
         } else {
             None
         };
-        if sec.allowed_origins.iter().any(|o| o == "*") {
-            return Err(ConfigError::new(
-                "server.security.allowedOrigins",
-                "\"*\" cannot be used with credentialed (cookie) requests; list the console origins",
-            ));
+        let mut notices = Notices::default();
+        let allow_any_origin = sec.allowed_origins.iter().any(|o| o.trim() == "*");
+        if allow_any_origin && sec.allow_cors {
+            notices.warnings.push(
+                "server.security.allowedOrigins contains \"*\": any origin gets CORS responses, \
+                 but without credentials; the session cookie is honoured only from the public URLs \
+                 and the origins listed explicitly"
+                    .into(),
+            );
         }
         for (i, o) in sec.allowed_origins.iter().enumerate() {
+            if o.trim() == "*" {
+                continue;
+            }
             let u = Url::parse(o).map_err(|e| {
                 ConfigError::new(
                     format!("server.security.allowedOrigins[{i}]"),
@@ -813,7 +869,12 @@ impl Config {
             use_auth: sec.use_auth,
             insecure_cookie_header: sec.insecure_cookie_header,
             allow_cors: sec.allow_cors,
-            allowed_origins: sec.allowed_origins.clone(),
+            allowed_origins: sec
+                .allowed_origins
+                .iter()
+                .filter(|o| o.trim() != "*")
+                .cloned()
+                .collect(),
             allowed_headers: sec.allowed_headers.clone(),
             max_request_bytes: f.server.max_request_bytes,
             trusted_proxies: crate::client_addr::TrustedProxies::parse(&f.server.trusted_proxies)
@@ -822,7 +883,27 @@ impl Config {
             })?,
             max_connections: f.server.max_connections,
             max_connections_per_address: f.server.max_connections_per_address,
-            timeouts: f.server.timeouts.clone(),
+            timeouts: {
+                let mut t = f.server.timeouts.clone();
+                // Flyte's key wins when set.
+                if let Some(n) = f.server.read_header_timeout_seconds {
+                    if n == 0 {
+                        return Err(ConfigError::new(
+                            "server.readHeaderTimeoutSeconds",
+                            "must be greater than zero",
+                        ));
+                    }
+                    t.request_head = Duration::from_secs(n);
+                }
+                t
+            },
+            allow_any_origin,
+            max_grpc_message_bytes: match f.server.grpc.max_message_size_bytes {
+                0 => f.server.max_request_bytes,
+                n => n,
+            },
+            max_concurrent_streams: (f.server.grpc.max_concurrent_streams != 0)
+                .then_some(f.server.grpc.max_concurrent_streams),
             metrics_port: (f.metrics.port != 0).then_some(f.metrics.port),
         };
         for (key, zero) in [
@@ -886,6 +967,7 @@ impl Config {
                 "authorizationCodeLifespan",
                 self_as.authorization_code_lifespan,
             ),
+            ("deviceCodeLifespan", self_as.device_code_lifespan),
         ] {
             if d.is_zero() {
                 return Err(ConfigError::new(
@@ -953,6 +1035,25 @@ impl Config {
                 ));
             }
         }
+        let cs = &f.auth.user_auth.cookie_setting;
+        let same_site = crate::http::cookies::parse_same_site(&cs.same_site_policy)
+            .map_err(|e| ConfigError::new("auth.userAuth.cookieSetting.sameSitePolicy", e))?;
+        if same_site == cookie::SameSite::None && sec.insecure_cookie_header {
+            notices.warnings.push(
+                "auth.userAuth.cookieSetting.sameSitePolicy is NoneMode while \
+                 server.security.insecureCookieHeader drops Secure: browsers refuse such cookies"
+                    .into(),
+            );
+        }
+        if !cs.domain.is_empty()
+            && (cs.domain.contains(['/', ':', ' '])
+                || Url::parse(&format!("http://{}/", cs.domain.trim_start_matches('.'))).is_err())
+        {
+            return Err(ConfigError::new(
+                "auth.userAuth.cookieSetting.domain",
+                "must be a host name such as flyte.example.com",
+            ));
+        }
         let auth = AuthConfig {
             grpc_authorization_header: header(
                 "auth.grpcAuthorizationHeader",
@@ -979,6 +1080,7 @@ impl Config {
             signing_algorithm,
             auth_server_type: a.app_auth.auth_server_type,
             authorization: a.authorization.clone(),
+            http_proxy_url: a.http_proxy_url.clone(),
         };
 
         let database = database_target(&f.database, &resolve)?;
@@ -1018,13 +1120,27 @@ impl Config {
                 t.jwks_file = resolve(&t.jwks_file).to_string_lossy().into_owned();
             }
         }
+        let mut database_pool = f.database.connection_pool;
+        if let Some(n) = f.database.max_open_connections {
+            database_pool.max_open_connections = n;
+        }
+        if let Some(d) = f.database.conn_max_life_time {
+            database_pool.conn_max_life_time = d;
+        }
+        if database_pool.max_open_connections == 0 {
+            return Err(ConfigError::new(
+                "database.maxOpenConnections",
+                "must be at least 1",
+            ));
+        }
         Ok(Config {
             server,
             auth,
             secrets_dir: resolve(&f.secrets.secrets_prefix),
             secrets_env_prefix: f.secrets.env_prefix,
             database,
-            database_pool: f.database.connection_pool,
+            database_pool,
+            notices,
             domains: f.admin.domains,
             user_auth,
             app_auth,
@@ -1186,8 +1302,9 @@ mod tests {
         )
         .unwrap_err();
         assert_eq!(e.path, "auth.userAuth.openId.clientId", "{e}");
-        let e = load("server:\n  security:\n    allowedOrigins: ['*']\n").unwrap_err();
-        assert_eq!(e.path, "server.security.allowedOrigins", "{e}");
+        let e =
+            load("server:\n  security:\n    allowedOrigins: ['*', 'not an origin']\n").unwrap_err();
+        assert_eq!(e.path, "server.security.allowedOrigins[1]", "{e}");
     }
 
     #[test]

@@ -12,7 +12,6 @@ use crate::store::{parse_filters, ProjectQuery, ProjectRecord, SortKey, StoreErr
 const MAX_NAME_LEN: usize = 64;
 const MAX_DESCRIPTION_LEN: usize = 300;
 const DEFAULT_LIMIT: u32 = 100;
-const MAX_LIMIT: u32 = 1000;
 
 impl From<StoreError> for Status {
     fn from(e: StoreError) -> Self {
@@ -201,11 +200,6 @@ pub async fn get(state: &AppState, req: pb::ProjectGetRequest) -> Result<pb::Pro
 pub async fn list(state: &AppState, req: pb::ProjectListRequest) -> Result<pb::Projects, Status> {
     let limit = match req.limit {
         0 => DEFAULT_LIMIT,
-        n if n > MAX_LIMIT => {
-            return Err(Status::invalid_argument(format!(
-                "limit must be at most {MAX_LIMIT}"
-            )))
-        }
         n => n,
     };
     let offset: u64 = if req.token.is_empty() {

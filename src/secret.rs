@@ -118,6 +118,13 @@ impl SecretStore {
         Ok(Secret::new(text))
     }
 
+    /// Makes `name` resolvable without writing it anywhere (as if set in the environment):
+    /// `check-config` stands in the secrets `serve` would generate.
+    pub fn insert_in_memory(&mut self, name: &str, value: String) {
+        self.env
+            .push((format!("{}{}", self.env_prefix, name), value));
+    }
+
     pub fn exists(&self, name: &str) -> bool {
         let env_var = format!("{}{}", self.env_prefix, name);
         self.env.iter().any(|(k, _)| *k == env_var) || self.path_of(name).exists()

@@ -166,7 +166,7 @@ fn next_request_id() -> String {
 
 fn cors_layer(state: &AppState) -> Option<CorsLayer> {
     let s = &state.config.server;
-    if !s.allow_cors || s.allowed_origins.is_empty() {
+    if !s.allow_cors || (s.allowed_origins.is_empty() && !s.allow_any_origin) {
         return None;
     }
     let origins: Vec<http::HeaderValue> = s
@@ -174,6 +174,24 @@ fn cors_layer(state: &AppState) -> Option<CorsLayer> {
         .iter()
         .filter_map(|o| o.trim_end_matches('/').parse().ok())
         .collect();
+    // `allowedOrigins: ["*"]`: every origin gets CORS (Flyte's default), but credentials only
+    // the origins the cookie is honoured from (listed ones and the public URLs).
+    let (allow_origin, allow_credentials) = if s.allow_any_origin {
+        let credentialed: Vec<String> = state.authenticator.allowed_origins.clone();
+        (
+            AllowOrigin::mirror_request(),
+            tower_http::cors::AllowCredentials::predicate(move |origin, _| {
+                origin
+                    .to_str()
+                    .is_ok_and(|o| credentialed.iter().any(|c| c == o.trim_end_matches('/')))
+            }),
+        )
+    } else {
+        (
+            AllowOrigin::list(origins),
+            tower_http::cors::AllowCredentials::yes(),
+        )
+    };
     let mut headers: Vec<http::HeaderName> = s
         .allowed_headers
         .iter()
@@ -192,8 +210,8 @@ fn cors_layer(state: &AppState) -> Option<CorsLayer> {
     }
     Some(
         CorsLayer::new()
-            .allow_origin(AllowOrigin::list(origins))
-            .allow_credentials(true)
+            .allow_origin(allow_origin)
+            .allow_credentials(allow_credentials)
             .allow_methods([
                 http::Method::GET,
                 http::Method::POST,
@@ -357,9 +375,21 @@ fn build_services(state: &Arc<AppState>) -> (HttpService, HttpService, HttpServi
 }
 
 fn tls_acceptor(state: &AppState) -> anyhow::Result<Option<TlsAcceptor>> {
+    tls_acceptor_for(&state.config.server)
+}
+
+/// Reads and checks the TLS certificate and key (no port needed): part of the start-up
+/// validation `serve` and `check-config` share.
+pub fn check_tls(server: &crate::config::ServerConfig) -> Result<(), String> {
+    tls_acceptor_for(server)
+        .map(|_| ())
+        .map_err(|e| e.to_string())
+}
+
+fn tls_acceptor_for(server: &crate::config::ServerConfig) -> anyhow::Result<Option<TlsAcceptor>> {
     use rustls::pki_types::pem::PemObject;
     use rustls::pki_types::{CertificateDer, PrivateKeyDer};
-    let Some(tls) = &state.config.server.tls else {
+    let Some(tls) = &server.tls else {
         return Ok(None);
     };
     let certs = CertificateDer::pem_file_iter(&tls.certificate_file)
@@ -455,6 +485,7 @@ pub async fn run(
         ),
         handshake: server_cfg.timeouts.handshake,
         request_head: server_cfg.timeouts.request_head,
+        max_concurrent_streams: server_cfg.max_concurrent_streams,
     });
     let graceful = Arc::new(GracefulShutdown::new());
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
@@ -530,6 +561,8 @@ struct ConnSettings {
     caps: Arc<crate::conn_limits::ConnLimits>,
     handshake: Duration,
     request_head: Duration,
+    /// `server.grpc.maxConcurrentStreams` (HTTP/2), when set.
+    max_concurrent_streams: Option<u32>,
 }
 
 async fn accept_loop(
@@ -571,17 +604,20 @@ async fn accept_loop(
     }
 }
 
-fn builder(request_head: Duration) -> auto::Builder<TokioExecutor> {
+fn builder(limits: &ConnSettings) -> auto::Builder<TokioExecutor> {
     let mut b = auto::Builder::new(TokioExecutor::new());
     b.http1()
         .timer(TokioTimer::new())
-        .header_read_timeout(request_head)
+        .header_read_timeout(limits.request_head)
         .max_buf_size(64 * 1024);
     b.http2()
         .timer(TokioTimer::new())
         .max_header_list_size(64 * 1024)
         .keep_alive_interval(Duration::from_secs(60))
         .keep_alive_timeout(Duration::from_secs(20));
+    if let Some(n) = limits.max_concurrent_streams {
+        b.http2().max_concurrent_streams(n);
+    }
     b
 }
 
@@ -593,9 +629,9 @@ async fn serve_connection(
     watcher: Watcher,
     limits: &ConnSettings,
 ) {
+    let b = builder(limits);
     let svc = hyper::service::service_fn(move |req| dispatch.call(peer, req));
-    let b = builder(limits.request_head);
-    // A socket that never sends a byte is closed after `server.timeouts.handshake`.
+        // A socket that never sends a byte is closed after `server.timeouts.handshake`.
     let stream = crate::conn_limits::FirstByteDeadline::new(stream, limits.handshake);
     let result = match tls {
         None => {

@@ -42,6 +42,9 @@ pub enum StartupError {
     },
     #[error("database: {0}")]
     Store(#[from] StoreError),
+    /// The TLS certificate or key cannot be used (the message names the key).
+    #[error("{0}")]
+    Tls(String),
     #[error("{0}")]
     Other(String),
 }
@@ -51,9 +54,11 @@ impl StartupError {
     /// for a database that cannot be reached, 70 otherwise.
     pub fn exit_code(&self) -> i32 {
         match self {
-            Self::Config(_) | Self::Secret { .. } | Self::Key { .. } | Self::SecretsDir { .. } => {
-                64
-            }
+            Self::Config(_)
+            | Self::Secret { .. }
+            | Self::Key { .. }
+            | Self::SecretsDir { .. }
+            | Self::Tls(_) => 64,
             Self::Store(_) => 69,
             Self::Other(_) => 70,
         }
@@ -101,79 +106,154 @@ pub struct AppState {
     pub authorizer: Option<Arc<crate::auth::roles::Authorizer>>,
 }
 
-impl AppState {
-    pub async fn build(config: Config, opts: StartOptions) -> Result<Arc<Self>, StartupError> {
-        let secrets = SecretStore::new(
-            config.secrets_dir.clone(),
-            config.secrets_env_prefix.clone(),
-            opts.env,
-        );
-        let signing_secret = signing_key_secret_name(&config);
-        let generated_secrets = ensure_secrets(&secrets, &config, &signing_secret)?;
-        let keys = Arc::new(load_keys(&secrets, &config, &signing_secret)?);
-        check_named_secrets(&secrets, &config)?;
-        let clients = Clients::load(
-            config.app_auth.self_auth_server.static_clients.as_ref(),
-            &secrets,
-        )
-        .map_err(|e| ConfigError::new(e.key, e.message))?;
-        let local_users = LocalUsers::load(&config.user_auth.local_users, &secrets)
-            .map_err(|(key, source)| StartupError::Secret { key, source })?;
-        let block_key_name = &config.user_auth.cookie_block_key_secret_name;
-        let block_key = secrets
-            .get(block_key_name)
+/// What start-up does with secrets that are missing: `serve` generates them into the secrets
+/// directory; `check-config` only checks that it could, and stands in values in memory so
+/// every later check runs as `serve` would.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SecretsMode {
+    Generate,
+    DryRun,
+}
+
+/// Everything start-up derives from the config without a bound port, the network or the
+/// database: the one validation `serve` and `check-config` share ([`prepare`]).
+pub struct Prepared {
+    pub config: Config,
+    pub secrets: SecretStore,
+    /// Secrets created (or, in a dry run, that would be created), names only.
+    pub generated_secrets: Vec<String>,
+    pub keys: Arc<KeySet>,
+    clients: Clients,
+    local_users: LocalUsers,
+    sealer: crate::sealed::Sealer,
+    oidc: Option<Arc<crate::oidc::OidcProvider>>,
+    external: Option<Arc<crate::external::ExternalAuthServer>>,
+}
+
+/// Runs every start-up check that needs no bound port, network or database: secrets present
+/// and well-formed (generated where Flyte's `secret init` would), keys parse, static clients
+/// and local users valid, the IdP / external AS settings and proxies usable, TLS files
+/// readable.
+pub fn prepare(
+    config: Config,
+    env: Vec<(String, String)>,
+    mode: SecretsMode,
+) -> Result<Prepared, StartupError> {
+    crate::server::check_tls(&config.server).map_err(StartupError::Tls)?;
+    let mut secrets = SecretStore::new(
+        config.secrets_dir.clone(),
+        config.secrets_env_prefix.clone(),
+        env,
+    );
+    let signing_secret = signing_key_secret_name(&config);
+    let generated_secrets = ensure_secrets(&mut secrets, &config, &signing_secret, mode)?;
+    let keys = Arc::new(load_keys(&secrets, &config, &signing_secret)?);
+    check_named_secrets(&secrets, &config)?;
+    let clients = Clients::load(
+        config.app_auth.self_auth_server.static_clients.as_ref(),
+        &secrets,
+    )
+    .map_err(|e| ConfigError::new(e.key, e.message))?;
+    let local_users = LocalUsers::load(&config.user_auth.local_users, &secrets)
+        .map_err(|(key, source)| StartupError::Secret { key, source })?;
+    let block_key_name = &config.user_auth.cookie_block_key_secret_name;
+    let block_key = secrets
+        .get(block_key_name)
+        .map_err(|source| StartupError::Secret {
+            key: "auth.userAuth.cookieBlockKeySecretName".into(),
+            source,
+        })?;
+    let sealer = crate::sealed::Sealer::from_secret(block_key.expose())
+        .map_err(|e| ConfigError::new("auth.userAuth.cookieBlockKeySecretName", e))?;
+    let oidc = match &config.user_auth.open_id {
+        None => None,
+        Some(o) => {
+            let secret = if o.client_secret_file.is_empty() {
+                secrets.get_text(&o.client_secret_name)
+            } else {
+                std::fs::read_to_string(&o.client_secret_file)
+                    .map(|s| crate::secret::Secret::new(s.trim_end().to_owned()))
+                    .map_err(|source| crate::secret::SecretError::Io {
+                        name: o.client_secret_file.clone(),
+                        path: o.client_secret_file.clone().into(),
+                        source,
+                    })
+            }
             .map_err(|source| StartupError::Secret {
-                key: "auth.userAuth.cookieBlockKeySecretName".into(),
+                key: "auth.userAuth.openId.clientSecretName".into(),
                 source,
             })?;
-        let sealer = crate::sealed::Sealer::from_secret(block_key.expose())
-            .map_err(|e| ConfigError::new("auth.userAuth.cookieBlockKeySecretName", e))?;
-        let oidc = match &config.user_auth.open_id {
-            None => None,
-            Some(o) => {
-                let secret = if o.client_secret_file.is_empty() {
-                    secrets.get_text(&o.client_secret_name)
-                } else {
-                    std::fs::read_to_string(&o.client_secret_file)
-                        .map(|s| crate::secret::Secret::new(s.trim_end().to_owned()))
-                        .map_err(|source| crate::secret::SecretError::Io {
-                            name: o.client_secret_file.clone(),
-                            path: o.client_secret_file.clone().into(),
-                            source,
-                        })
-                }
-                .map_err(|source| StartupError::Secret {
-                    key: "auth.userAuth.openId.clientSecretName".into(),
-                    source,
-                })?;
-                let provider = crate::oidc::OidcProvider::new(
-                    o.clone(),
-                    secret,
-                    &config.user_auth.http_proxy_url,
-                )
-                .map_err(|e| ConfigError::new("auth.userAuth.httpProxyURL", e))?;
-                Some(Arc::new(provider))
-            }
-        };
+            let provider =
+                crate::oidc::OidcProvider::new(o.clone(), secret, &config.user_auth.http_proxy_url)
+                    .map_err(|e| ConfigError::new("auth.userAuth.httpProxyURL", e))?;
+            Some(Arc::new(provider))
+        }
+    };
 
-        let external = match config.auth.auth_server_type {
-            AuthServerType::Builtin => None,
-            AuthServerType::External => {
-                let fallback = config
-                    .user_auth
-                    .open_id
-                    .as_ref()
-                    .map(|o| o.base_url.clone())
-                    .unwrap_or_default();
-                let ext = crate::external::ExternalAuthServer::new(
-                    &config.app_auth.external_auth_server,
-                    &fallback,
-                    &config.app_auth.external_auth_server.http_proxy_url,
+    let external = match config.auth.auth_server_type {
+        AuthServerType::Builtin => None,
+        AuthServerType::External => {
+            let fallback = config
+                .user_auth
+                .open_id
+                .as_ref()
+                .map(|o| o.base_url.clone())
+                .unwrap_or_default();
+            let ext_cfg = &config.app_auth.external_auth_server;
+            // Flyte: `auth.httpProxyURL` is the proxy of the metadata fetch; the
+            // `externalAuthServer` one wins when both are set.
+            let (proxy_key, proxy) = if ext_cfg.http_proxy_url.is_empty() {
+                ("auth.httpProxyURL", &config.auth.http_proxy_url)
+            } else {
+                (
+                    "auth.appAuth.externalAuthServer.httpProxyURL",
+                    &ext_cfg.http_proxy_url,
                 )
-                .map_err(|e| ConfigError::new("auth.appAuth.externalAuthServer", e))?;
-                Some(Arc::new(ext))
-            }
-        };
+            };
+            let ext = crate::external::ExternalAuthServer::new(ext_cfg, &fallback, proxy).map_err(
+                |e| {
+                    if e.starts_with("httpProxyURL") {
+                        ConfigError::new(proxy_key, e)
+                    } else {
+                        ConfigError::new("auth.appAuth.externalAuthServer", e)
+                    }
+                },
+            )?;
+            Some(Arc::new(ext))
+        }
+    };
+    Ok(Prepared {
+        config,
+        secrets,
+        generated_secrets,
+        keys,
+        clients,
+        local_users,
+        sealer,
+        oidc,
+        external,
+    })
+}
+
+impl AppState {
+    pub async fn build(config: Config, opts: StartOptions) -> Result<Arc<Self>, StartupError> {
+        let env = opts.env.clone();
+        Self::from_prepared(prepare(config, env, SecretsMode::Generate)?, opts).await
+    }
+
+    /// The rest of start-up after [`prepare`]: public URLs, the verifier, the store.
+    pub async fn from_prepared(p: Prepared, opts: StartOptions) -> Result<Arc<Self>, StartupError> {
+        let Prepared {
+            config,
+            secrets,
+            generated_secrets,
+            keys,
+            clients,
+            local_users,
+            sealer,
+            oidc,
+            external,
+        } = p;
         let tls = config.server.tls.is_some();
         let public_urls = if config.auth.authorized_uris.is_empty() {
             let scheme = if tls { "https" } else { "http" };
@@ -224,10 +304,11 @@ impl AppState {
             &config.user_auth.http_proxy_url,
         )?;
         let metrics = Arc::new(crate::metrics::Metrics::default());
-        let store = store::open(
+        let store = store::open_with_lifetime(
             &config.database,
             config.database_pool.max_open_connections.max(1),
             std::time::Duration::from_secs(5),
+            Some(config.database_pool.conn_max_life_time),
         )
         .await?;
         let store: Arc<dyn Store> = Arc::new(store::TimeoutStore::new(store, store::QUERY_TIMEOUT));
@@ -264,9 +345,16 @@ impl AppState {
             crate::auth::rules::Rules::from_config(&config.auth.authorization),
             metrics.clone(),
         ));
+        let cookie_setting = &config.user_auth.cookie_setting;
         let cookies = CookieFactory {
             secure: !config.server.insecure_cookie_header,
-            host_prefix: config.server.tls.is_some() && !config.server.insecure_cookie_header,
+            // `__Host-` forbids `Domain=`: no prefix when cookieSetting.domain is set.
+            host_prefix: config.server.tls.is_some()
+                && !config.server.insecure_cookie_header
+                && cookie_setting.domain.is_empty(),
+            same_site: crate::http::cookies::parse_same_site(&cookie_setting.same_site_policy)
+                .map_err(|e| ConfigError::new("auth.userAuth.cookieSetting.sameSitePolicy", e))?,
+            domain: (!cookie_setting.domain.is_empty()).then(|| cookie_setting.domain.clone()),
         };
         let authorizer = crate::auth::roles::Authorizer::from_config(
             &config.auth.authorization,
@@ -346,9 +434,10 @@ pub type SecretMaker = Box<dyn Fn() -> Result<String, KeyError>>;
 
 /// Creates the secrets Flyte's `secret init` would create, where they are missing.
 fn ensure_secrets(
-    secrets: &SecretStore,
+    secrets: &mut SecretStore,
     config: &Config,
     signing_secret: &str,
+    mode: SecretsMode,
 ) -> Result<Vec<String>, StartupError> {
     let ua = &config.user_auth;
     let mut wanted: Vec<(String, SecretMaker)> = vec![
@@ -400,6 +489,18 @@ fn ensure_secrets(
             name: name.clone(),
             source,
         })?;
+        // The same probe in both modes, so `check-config` fails exactly as `serve` would.
+        if generated.is_empty() {
+            probe_writable(&secrets.dir).map_err(|source| StartupError::SecretsDir {
+                dir: secrets.dir.clone(),
+                source,
+            })?;
+        }
+        if mode == SecretsMode::DryRun {
+            secrets.insert_in_memory(&name, value);
+            generated.push(name);
+            continue;
+        }
         write_new_secret(&secrets.path_of(&name), value.as_bytes()).map_err(|source| {
             StartupError::SecretsDir {
                 dir: secrets.dir.clone(),
@@ -472,6 +573,33 @@ fn check_named_secrets(secrets: &SecretStore, config: &Config) -> Result<(), Sta
         }
     }
     Ok(())
+}
+
+/// Whether a secret could be written into `dir` (created if missing), without writing one:
+/// a probe file is created and removed in `dir` or in its nearest existing ancestor.
+fn probe_writable(dir: &std::path::Path) -> std::io::Result<()> {
+    let mut at = dir.to_path_buf();
+    while !at.exists() {
+        match at.parent() {
+            Some(p) if !p.as_os_str().is_empty() => at = p.to_path_buf(),
+            _ => {
+                at = PathBuf::from(".");
+                break;
+            }
+        }
+    }
+    if !at.is_dir() {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::NotADirectory,
+            format!("{} is not a directory", at.display()),
+        ));
+    }
+    let probe = at.join(format!(".flyteauth-check-{}", std::process::id()));
+    std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(&probe)?;
+    std::fs::remove_file(&probe)
 }
 
 /// Removes repeated entries, keeping the first occurrence's position.

@@ -25,8 +25,6 @@ use crate::state::AppState;
 use crate::store::{DeviceApproval, DeviceCodeRecord, DevicePoll, Spend, StoreError};
 
 pub const GRANT_TYPE: &str = "urn:ietf:params:oauth:grant-type:device_code";
-/// Lifetime of a device code.
-const EXPIRES_IN: i64 = 600;
 /// Minimum polling interval (always sent: flytekit needs it).
 const INTERVAL: i64 = 5;
 /// §6.1: 20 consonants, no vowels (no words), no look-alikes: 8 characters ≈ 34.6 bits.
@@ -100,6 +98,13 @@ async fn start(
     let scopes = requested_scopes(client, form.get("scope").map(String::as_str))?;
     let device_code = random_token();
     let now = state.clock.now();
+    // `auth.appAuth.selfAuthServer.deviceCodeLifespan` (default 10m).
+    let expires_in = state
+        .config
+        .app_auth
+        .self_auth_server
+        .device_code_lifespan
+        .as_secs() as i64;
     let mut user_code = new_user_code();
     for attempt in 0.. {
         let record = DeviceCodeRecord {
@@ -108,7 +113,7 @@ async fn start(
             client_id: client.id.clone(),
             scopes: scopes.clone(),
             interval_secs: INTERVAL,
-            expires_at: now + EXPIRES_IN,
+            expires_at: now + expires_in,
         };
         match state.store.insert_device_code(&record).await {
             Ok(()) => break,
@@ -122,7 +127,7 @@ async fn start(
         "user_code": display(&user_code),
         "verification_uri": verification_uri,
         "verification_uri_complete": format!("{verification_uri}?user_code={}", display(&user_code)),
-        "expires_in": EXPIRES_IN,
+        "expires_in": expires_in,
         "interval": INTERVAL,
     }))
 }

@@ -27,7 +27,7 @@ pub struct RequestOrigin {
 
 /// Builds every gRPC service into one set of routes.
 pub fn routes(state: &Arc<AppState>) -> Routes {
-    let max = state.config.server.max_request_bytes;
+    let max = state.config.server.max_grpc_message_bytes;
     let use_auth = state.config.server.use_auth;
     let auth = AuthLayer::new(
         state.authenticator.clone(),

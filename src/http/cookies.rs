@@ -1,5 +1,6 @@
 //! Every cookie flyteauth sets comes from this one factory: `HttpOnly` (unless it is meant to
-//! be read by the page), `SameSite=Lax`, `Path=/`, and `Secure` unless
+//! be read by the page), `SameSite=Lax` (or Flyte's `auth.userAuth.cookieSetting.
+//! sameSitePolicy`), `Path=/`, the `cookieSetting.domain` when set, and `Secure` unless
 //! `server.security.insecureCookieHeader` is set for plain-http development.
 
 use cookie::{Cookie, SameSite};
@@ -14,13 +15,16 @@ pub const LOGIN_CSRF: &str = "flyte_login_csrf";
 /// The sealed state of an OIDC login round trip.
 pub const OIDC_LOGIN: &str = "flyte_oidc_login";
 
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct CookieFactory {
     pub secure: bool,
     /// (§14) Over TLS every name carries the `__Host-` prefix: the browser then accepts the
     /// cookie only from this host over https with `Path=/` and no `Domain`, so neither a
     /// sibling subdomain nor a plain-http response can plant one.
     pub host_prefix: bool,
+    pub same_site: SameSite,
+    /// `Domain=` attribute (Flyte's `cookieSetting.domain`); host-only when `None`.
+    pub domain: Option<String>,
 }
 
 /// The `__Host-` name of a cookie (the names are few and fixed).
@@ -31,6 +35,29 @@ pub fn host_name(base: &'static str) -> &'static str {
         LOGIN_CSRF => "__Host-flyte_login_csrf",
         OIDC_LOGIN => "__Host-flyte_oidc_login",
         other => other,
+    }
+}
+
+impl Default for CookieFactory {
+    fn default() -> Self {
+        Self {
+            secure: true,
+            same_site: SameSite::Lax,
+            domain: None,
+            host_prefix: false,
+        }
+    }
+}
+
+/// Flyte's `sameSitePolicy` names (`DefaultMode` is flyteauth's default, Lax).
+pub fn parse_same_site(policy: &str) -> Result<SameSite, String> {
+    match policy {
+        "" | "DefaultMode" | "LaxMode" => Ok(SameSite::Lax),
+        "StrictMode" => Ok(SameSite::Strict),
+        "NoneMode" => Ok(SameSite::None),
+        other => Err(format!(
+            "unknown policy {other:?}: use DefaultMode, LaxMode, StrictMode or NoneMode"
+        )),
     }
 }
 
@@ -45,12 +72,21 @@ impl CookieFactory {
     }
 
     fn build(&self, name: &'static str, value: String, http_only: bool) -> Cookie<'static> {
-        Cookie::build((self.name(name), value))
+        // The IdP sends the browser back cross-site: a Strict login-state cookie would not
+        // come back with it, so that one cookie stays Lax.
+        let same_site = match (name, self.same_site) {
+            (OIDC_LOGIN, SameSite::Strict) => SameSite::Lax,
+            (_, s) => s,
+        };
+        let mut c = Cookie::build((self.name(name), value))
             .http_only(http_only)
-            .same_site(SameSite::Lax)
+            .same_site(same_site)
             .path("/")
-            .secure(self.secure)
-            .build()
+            .secure(self.secure);
+        if let Some(d) = &self.domain {
+            c = c.domain(d.clone());
+        }
+        c.build()
     }
 
     /// An HttpOnly session-lifetime cookie.
@@ -93,10 +129,7 @@ mod tests {
 
     #[test]
     fn attributes() {
-        let f = CookieFactory {
-            secure: true,
-            host_prefix: false,
-        };
+        let f = CookieFactory::default();
         let v = f.http_only(SESSION, "abc".into());
         let s = v.to_str().unwrap();
         for attr in [
@@ -110,11 +143,33 @@ mod tests {
         }
         let v = CookieFactory {
             secure: false,
-            host_prefix: false,
+            ..Default::default()
         }
         .readable(CSRF, "x".into());
         let s = v.to_str().unwrap();
         assert!(!s.contains("HttpOnly") && !s.contains("Secure"), "{s}");
+        // Flyte's cookieSetting.
+        let f = CookieFactory {
+            same_site: parse_same_site("StrictMode").unwrap(),
+            domain: Some("flyte.example.com".into()),
+            ..Default::default()
+        };
+        let s = f
+            .http_only(SESSION, "abc".into())
+            .to_str()
+            .unwrap()
+            .to_owned();
+        assert!(
+            s.contains("SameSite=Strict") && s.contains("Domain=flyte.example.com"),
+            "{s}"
+        );
+        let s = f
+            .http_only(OIDC_LOGIN, "x".into())
+            .to_str()
+            .unwrap()
+            .to_owned();
+        assert!(s.contains("SameSite=Lax"), "{s}");
+        assert!(parse_same_site("Lax").is_err());
         let mut h = HeaderMap::new();
         h.insert(
             http::header::COOKIE,

@@ -370,6 +370,17 @@ pub async fn open(
     max_connections: u32,
     acquire_timeout: Duration,
 ) -> Result<Arc<dyn Store>, StoreError> {
+    open_with_lifetime(target, max_connections, acquire_timeout, None).await
+}
+
+/// As [`open`]; `max_lifetime` (Flyte's `database.connMaxLifeTime`) closes a PostgreSQL
+/// connection once it is that old.
+pub async fn open_with_lifetime(
+    target: &DatabaseTarget,
+    max_connections: u32,
+    acquire_timeout: Duration,
+    max_lifetime: Option<Duration>,
+) -> Result<Arc<dyn Store>, StoreError> {
     if max_connections == 0 {
         return Err(StoreError::Invalid(
             "max_connections must be at least 1".into(),
@@ -379,9 +390,9 @@ pub async fn open(
         DatabaseTarget::Sqlite { path } => {
             Arc::new(sqlite::SqliteStore::open(path, max_connections, acquire_timeout).await?)
         }
-        DatabaseTarget::Postgres { url } => {
-            Arc::new(postgres::PgStore::open(url, max_connections, acquire_timeout).await?)
-        }
+        DatabaseTarget::Postgres { url } => Arc::new(
+            postgres::PgStore::open(url, max_connections, acquire_timeout, max_lifetime).await?,
+        ),
     })
 }
 

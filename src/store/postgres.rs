@@ -60,9 +60,14 @@ impl PgStore {
         url: &str,
         max_connections: u32,
         acquire_timeout: Duration,
+        max_lifetime: Option<Duration>,
     ) -> Result<Self, StoreError> {
         let options = PgConnectOptions::from_str(url)?;
-        let pool = PgPoolOptions::new()
+        let mut pool = PgPoolOptions::new();
+        if let Some(d) = max_lifetime.filter(|d| !d.is_zero()) {
+            pool = pool.max_lifetime(d);
+        }
+        let pool = pool
             .max_connections(max_connections)
             .acquire_timeout(acquire_timeout)
             // sqlx pings every connection it hands out by default: one more round trip to the
@@ -355,7 +360,9 @@ mod tests {
             let DatabaseTarget::Postgres { url } = &t else {
                 unreachable!()
             };
-            let store = PgStore::open(url, 4, Duration::from_secs(5)).await.unwrap();
+            let store = PgStore::open(url, 4, Duration::from_secs(5), None)
+                .await
+                .unwrap();
             let p = &store.pool;
             let held = tokio::join!(p.acquire(), p.acquire(), p.acquire(), p.acquire());
             assert_eq!(p.size(), 4);
@@ -387,7 +394,7 @@ mod tests {
     async fn refused_connection_is_unavailable() {
         // Port 1 on loopback: nothing listens there.
         let url = "postgres://postgres@127.0.0.1:1/postgres";
-        let err = PgStore::open(url, 1, Duration::from_millis(300)).await;
+        let err = PgStore::open(url, 1, Duration::from_millis(300), None).await;
         assert!(
             matches!(err, Err(StoreError::Unavailable(_))),
             "{:?}",
@@ -398,7 +405,7 @@ mod tests {
     #[tokio::test]
     async fn malformed_url_is_an_error_without_the_password() {
         let url = "postgres://u:hunter2@127.0.0.1:notaport/db";
-        let err = PgStore::open(url, 1, Duration::from_millis(300)).await;
+        let err = PgStore::open(url, 1, Duration::from_millis(300), None).await;
         let msg = err.err().expect("must fail").to_string();
         assert!(
             msg.starts_with("database error: error with configuration"),
