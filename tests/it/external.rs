@@ -227,3 +227,26 @@ async fn external_key_rotation_is_picked_up_without_restart() {
     let u = user_info(&s, &as_.mint(&claims)).await.unwrap();
     assert_eq!(u.subject, "svc");
 }
+
+/// Flyte's `auth.httpProxyURL` is the proxy of External mode's metadata fetch: with a proxy
+/// that is not there, the (reachable) AS's metadata never loads.
+#[tokio::test]
+async fn auth_http_proxy_url_is_used_for_the_metadata_fetch() {
+    let as_ = FakeAs::start().await;
+    let dead = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let dead_url = format!("http://{}", dead.local_addr().unwrap());
+    drop(dead);
+    let extra = format!(
+        "auth:\n  httpProxyURL: {dead_url}\n  appAuth:\n    authServerType: External\n    externalAuthServer:\n      baseUrl: {}\n      retryAttempts: 0\n      retryDelay: 10ms\n",
+        as_.url
+    );
+    let s = TestServer::start_with(&extra).await;
+    let mut c = v1::auth_metadata_service_client::AuthMetadataServiceClient::new(s.channel().await);
+    for _ in 0..20 {
+        let r = c.get_o_auth2_metadata(v1::OAuth2MetadataRequest {}).await;
+        assert!(r.is_err(), "metadata fetched around the configured proxy");
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    // The same AS without the proxy: loads (see `start`).
+    let _ = start(&as_, "30s").await;
+}

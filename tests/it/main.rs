@@ -5,11 +5,13 @@ mod support;
 
 mod authz;
 mod cli;
+mod config_parity;
 mod connect;
 mod device;
 mod docs;
 mod exchange;
 mod external;
+mod flyte_config;
 mod gateway;
 mod grpc_auth;
 mod hostile;
