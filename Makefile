@@ -15,8 +15,14 @@ run: build ## Start the service on config.yaml (SQLite under ./data, secrets gen
 
 test: build test-rust test-e2e ## Everything: Rust unit + integration tests, then the e2e suite
 
-test-rust: ## Rust unit and integration tests (PostgreSQL tests use DATABASE_URL)
-	DATABASE_URL=$${DATABASE_URL:-postgres://postgres@127.0.0.1:5432/postgres} $(CARGO) nextest run --no-fail-fast
+test-rust: ## Rust unit and integration tests (PostgreSQL tests use DATABASE_URL); cargo-nextest when installed, else cargo test
+	@if $(CARGO) nextest --version >/dev/null 2>&1; then \
+		echo "DATABASE_URL=... $(CARGO) nextest run --no-fail-fast"; \
+		DATABASE_URL=$${DATABASE_URL:-postgres://postgres@127.0.0.1:5432/postgres} $(CARGO) nextest run --no-fail-fast; \
+	else \
+		echo "cargo-nextest not installed (cargo install cargo-nextest --locked): using cargo test"; \
+		DATABASE_URL=$${DATABASE_URL:-postgres://postgres@127.0.0.1:5432/postgres} $(CARGO) test --no-fail-fast; \
+	fi
 
 test-e2e: build ## Real peers (flytekit, grpc reflection) against the debug binary
 	FLYTEAUTH_BIN=$(CURDIR)/$(BIN) bash tests/e2e/run.sh
