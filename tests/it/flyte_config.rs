@@ -340,3 +340,31 @@ async fn list_projects_serves_limits_above_1000_with_its_paging_token() {
         page.projects.len() + rest.projects.len()
     );
 }
+
+/// `server.grpc.maxConcurrentStreams` is the HTTP/2 SETTINGS_MAX_CONCURRENT_STREAMS the server
+/// announces (h2's client reads it from the server's SETTINGS frame).
+#[tokio::test]
+async fn grpc_max_concurrent_streams_is_announced() {
+    async fn announced(s: &TestServer) -> usize {
+        let tcp = tokio::net::TcpStream::connect(s.addr).await.unwrap();
+        let (mut client, mut conn) = h2::client::handshake(tcp).await.unwrap();
+        // Drive the connection until the server's SETTINGS arrived (a request round trip).
+        let req = http::Request::get(format!("{}/healthcheck", s.url))
+            .body(())
+            .unwrap();
+        let (resp, _) = client.send_request(req, true).unwrap();
+        let resp = tokio::select! {
+            r = resp => r.unwrap(),
+            _ = &mut conn => panic!("connection closed"),
+        };
+        assert_eq!(resp.status(), 200);
+        conn.max_concurrent_send_streams()
+    }
+    let s = TestServer::start_with(
+        "server:\n  httpPort: 0\n  grpc: { port: 0, maxConcurrentStreams: 7 }\n",
+    )
+    .await;
+    assert_eq!(announced(&s).await, 7);
+    let s = TestServer::start().await;
+    assert_ne!(announced(&s).await, 7, "the default is the transport's");
+}
