@@ -192,7 +192,7 @@ fn check_config_reports_a_missing_or_empty_config_as_serve_does() {
     for p in [&missing, &empty] {
         let (c1, l1, _) = run(&["check-config"], &[p]);
         let (c2, l2, _) = run(&["serve"], &[p]);
-        assert_eq!((c1, &l1), (64, &l2), "{}", p.display());
+        assert_eq!((c1, c2, &l1), (64, 64, &l2), "{}", p.display());
         assert!(l1.contains(&p.display().to_string()), "{l1}");
     }
 }
