@@ -165,6 +165,7 @@ const PATH_KEYS: &[&[&str]] = &[
     &["database", "postgres", "passwordPath"],
     &["database", "passwordPath"],
     &["auth", "userAuth", "openId", "clientSecretFile"],
+    // (and `auth.appAuth.selfAuthServer.trustedIssuers[].jwksFile`, see absolutize_paths)
 ];
 
 /// The config files the given paths stand for: a file as is, a folder as its `*.yaml` and
@@ -276,6 +277,20 @@ fn absolutize_paths(doc: &mut Value, dir: &Path) {
             if !s.is_empty() && Path::new(s.as_str()).is_relative() {
                 let joined: PathBuf = dir.join(s.as_str()).components().collect();
                 *s = joined.to_string_lossy().into_owned();
+            }
+        }
+    }
+    // Paths inside lists: `auth.appAuth.selfAuthServer.trustedIssuers[].jwksFile`.
+    if let Some(Value::Sequence(list)) = get_mut(
+        doc,
+        &["auth", "appAuth", "selfAuthServer", "trustedIssuers"],
+    ) {
+        for item in list {
+            if let Some(Value::String(s)) = get_mut(item, &["jwksFile"]) {
+                if !s.is_empty() && Path::new(s.as_str()).is_relative() {
+                    let joined: PathBuf = dir.join(s.as_str()).components().collect();
+                    *s = joined.to_string_lossy().into_owned();
+                }
             }
         }
     }
@@ -472,7 +487,7 @@ mod tests {
 
     #[test]
     fn relative_paths_follow_their_file() {
-        let mut d = yaml("secrets: { secrets-prefix: s }\ndatabase: { url: 'sqlite://db/x.db' }\nserver: { security: { ssl: { keyFile: /abs/k } } }");
+        let mut d = yaml("secrets: { secrets-prefix: s }\ndatabase: { url: 'sqlite://db/x.db' }\nserver: { security: { ssl: { keyFile: /abs/k } } }\nauth: { appAuth: { selfAuthServer: { trustedIssuers: [{ jwksFile: ./j.json }] } } }");
         absolutize_paths(&mut d, Path::new("/etc/flyte/config.d"));
         assert_eq!(
             d["secrets"]["secrets-prefix"],
@@ -485,6 +500,10 @@ mod tests {
         assert_eq!(
             d["server"]["security"]["ssl"]["keyFile"],
             Value::String("/abs/k".into())
+        );
+        assert_eq!(
+            d["auth"]["appAuth"]["selfAuthServer"]["trustedIssuers"][0]["jwksFile"],
+            Value::String("/etc/flyte/config.d/j.json".into())
         );
     }
 }
