@@ -631,7 +631,7 @@ async fn serve_connection(
 ) {
     let b = builder(limits);
     let svc = hyper::service::service_fn(move |req| dispatch.call(peer, req));
-        // A socket that never sends a byte is closed after `server.timeouts.handshake`.
+    // A socket that never sends a byte is closed after `server.timeouts.handshake`.
     let stream = crate::conn_limits::FirstByteDeadline::new(stream, limits.handshake);
     let result = match tls {
         None => {

@@ -180,6 +180,7 @@ mod tests {
         let tls = CookieFactory {
             secure: true,
             host_prefix: true,
+            ..Default::default()
         };
         let s = tls.http_only(SESSION, "abc".into());
         let s = s.to_str().unwrap();

@@ -307,7 +307,7 @@ fn flyte_chart_fixtures_load_with_flytes_keys_honoured() {
     let core =
         Config::load_all(&[root.join("flyte-core"), dir.path().join("override.yaml")]).unwrap();
     assert_eq!(core.server.max_grpc_message_bytes, 8388608);
-    assert_eq!(core.server.read_header_timeout, Duration::from_secs(30));
+    assert_eq!(core.server.timeouts.request_head, Duration::from_secs(30));
     assert!(core.server.allow_any_origin);
     assert!(core.server.allowed_origins.is_empty());
     assert_eq!(core.database_pool.max_open_connections, 50);
