@@ -1,5 +1,5 @@
 """Flyte 2's SDK against flyteauth over Connect. Runs in the SDK's own venv ($E2E_FLYTE2_PYTHON),
-started as a subprocess by test_connect_flyte2.py (pytest stays in the flytekit venv).
+started as a subprocess by test_connect.py and test_gateway.py (pytest stays in the flytekit venv).
 
     flyte2_probe.py metadata ENDPOINT CA
     flyte2_probe.py login ENDPOINT CA AUTH_TYPE [CLIENT_ID SECRET_FILE]

@@ -1,7 +1,8 @@
 """The gateway (DESIGN.md §11) with real clients in front and upstream stand-ins behind
 (gateway_upstreams.py): flytekit 1.16 and grpcio to a grpcio AdminService (Flyte 1), headless
 Chromium's gRPC-web and console-style REST with the session cookie, and Connect (requests'
-JSON and flyteidl2's generated Connect client) to a connectrpc ProjectService (Flyte 2).
+JSON and flyteidl2's generated Connect client) to a connectrpc ProjectService (Flyte 2), and
+Flyte 2's `flyte` SDK itself (flyte2_probe.py) logging in over TLS and calling that service.
 Every refused call is checked to never reach the upstream.
 """
 
