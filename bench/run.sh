@@ -766,7 +766,6 @@ http {
       proxy_set_header Connection "";
       proxy_pass_request_body off;
       proxy_set_header Content-Length "";
-      proxy_set_header Content-Type "";
       proxy_method GET;
     }
     location / {

@@ -1,8 +1,9 @@
 """Flyte 2's SDK against flyteauth over Connect. Runs in the SDK's own venv ($E2E_FLYTE2_PYTHON),
-started as a subprocess by test_connect_flyte2.py (pytest stays in the flytekit venv).
+started as a subprocess by test_connect.py and test_gateway.py (pytest stays in the flytekit venv).
 
     flyte2_probe.py metadata ENDPOINT CA
     flyte2_probe.py login ENDPOINT CA AUTH_TYPE [CLIENT_ID SECRET_FILE]
+    flyte2_probe.py projects ENDPOINT CA [CLIENT_ID SECRET_FILE]
 
 `metadata`: the SDK's own discovery (`RemoteClientConfigStore`, i.e. the generated
 `flyteidl2.auth.auth_service_connect` client, binary protobuf, gzip-compressed requests), the same
@@ -13,6 +14,12 @@ UNAUTHENTICATED).
 DeviceFlow), then `flyteidl2.auth.IdentityService/UserInfo` through the SDK's auth interceptors.
 For Pkce the browser is replaced by a line `BROWSER <url>` on stdout; for DeviceFlow the printed
 instructions by `VERIFY <url>`: the parent walks the user's side and the SDK goes on by itself.
+
+`projects`: Flyte 2's ProjectService (forwarded by flyteauth's gateway to an upstream) called
+the way the SDK calls it: with CLIENT_ID and SECRET_FILE, through `ClientSet.for_endpoint`
+(ClientSecret login, then `project_domain_service`, i.e. the generated `ProjectServiceClient`
+with the session's auth interceptors and transport), each call also carrying forged identity
+headers of the caller's own; without them, anonymously over the SDK's TLS transport.
 
 The last line on stdout is `RESULT <json>`.
 """
@@ -96,6 +103,56 @@ async def login(endpoint: str, ca: str, auth_type: str, client_id: str | None, s
             "preferred_username": info.preferred_username, "again": again.subject}
 
 
+FORGED = {
+    "x-auth-request-user": "admin",
+    "x-auth-request-email": "admin@evil.example",
+    "x-auth-request-groups": "admins",
+    "x-auth-request-preferred-username": "admin",
+    "x-flyte-identity": "forged",
+}
+
+
+async def projects(endpoint: str, ca: str, client_id: str | None, secret_file: str | None) -> dict:
+    from connectrpc.errors import ConnectError
+    from flyte.remote._client.auth._session import _build_pyqwest_client
+    from flyte.remote._client.controlplane import ClientSet
+    from flyteidl2.project import project_service_pb2
+    from flyteidl2.project.project_service_connect import ProjectServiceClient
+
+    if client_id:
+        with open(secret_file or "", encoding="utf-8") as f:
+            secret = f.read().strip()
+        cs = await ClientSet.for_endpoint(
+            endpoint,
+            insecure=False,
+            ca_cert_file_path=ca,
+            auth_type="ClientSecret",
+            client_id=client_id,
+            client_secret=secret,
+            client_credentials_secret=secret,
+        )
+        client = cs.project_domain_service
+    else:
+        with open(ca, "rb") as f:
+            client = ProjectServiceClient(endpoint, http_client=_build_pyqwest_client(f.read()))
+
+    async def call(fn) -> dict:
+        try:
+            return {"ok": True, **(await fn())}
+        except ConnectError as e:
+            return {"ok": False, "code": e.code.name.lower(), "message": e.message}
+
+    async def list_projects():
+        r = await client.list_projects(project_service_pb2.ListProjectsRequest(), headers=FORGED)
+        return {"projects": [p.name for p in r.projects.projects]}
+
+    async def get_project():
+        r = await client.get_project(project_service_pb2.GetProjectRequest(id="nope"), headers=FORGED)
+        return {"project": r.project.id}
+
+    return {"list": await call(list_projects), "get": await call(get_project)}
+
+
 def main(argv: list[str]) -> int:
     mode, endpoint, ca = argv[1], argv[2], argv[3]
     if mode == "metadata":
@@ -103,6 +160,9 @@ def main(argv: list[str]) -> int:
     elif mode == "login":
         rest = argv[4:] + [None, None, None]
         result = asyncio.run(login(endpoint, ca, rest[0], rest[1], rest[2]))
+    elif mode == "projects":
+        rest = argv[4:] + [None, None]
+        result = asyncio.run(projects(endpoint, ca, rest[0], rest[1]))
     else:
         raise SystemExit(f"unknown mode {mode}")
     emit("RESULT", result)

@@ -1,7 +1,8 @@
 """The gateway (DESIGN.md §11) with real clients in front and upstream stand-ins behind
 (gateway_upstreams.py): flytekit 1.16 and grpcio to a grpcio AdminService (Flyte 1), headless
 Chromium's gRPC-web and console-style REST with the session cookie, and Connect (requests'
-JSON and flyteidl2's generated Connect client) to a connectrpc ProjectService (Flyte 2).
+JSON and flyteidl2's generated Connect client) to a connectrpc ProjectService (Flyte 2), and
+Flyte 2's `flyte` SDK itself (flyte2_probe.py) logging in over TLS and calling that service.
 Every refused call is checked to never reach the upstream.
 """
 
@@ -27,8 +28,9 @@ from flytekit.configuration import PlatformConfig
 from browser import ConsoleServer, run_browser
 from conftest import free_port
 from gateway_upstreams import FLYTE2_SCRIPT, STREAM_GAP_S, Flyte1Upstream, Flyte2Upstream
-from helpers import RPC_TIMEOUT_S, bearer
+from helpers import RPC_TIMEOUT_S, bearer, make_tls_files
 from oauth import ALICE, HTTP_TIMEOUT_S, auth_extra, generated_propeller_secret, jwks, token
+from test_connect import run_probe
 
 pytestmark = pytest.mark.timeout(180)
 
@@ -315,3 +317,52 @@ def test_flyteidl2_connect_client_through_the_gateway(gw, flyte2):
     lines = [json.loads(x) for x in p.stdout.decode().splitlines() if x.startswith("{")]
     assert [x.get("code") for x in lines] == ["unauthenticated", "unauthenticated"], lines
     assert len(flyte2.seen()) == n
+
+
+# --------------------------------------------------------------------------- Flyte 2, the SDK
+
+
+@pytest.fixture(scope="module")
+def gw_tls(tmp_path_factory, flyte2):
+    """The gateway over TLS (test CA): Flyte 2's SDK skips authentication over plaintext. The
+    upstream stays h2c/HTTP (http://)."""
+    tmp = tmp_path_factory.mktemp("gateway_tls")
+    srv = GatewayServer(tmp_dir=tmp, port=free_port(), auth_extra=auth_extra())
+    srv.tls = make_tls_files(tmp)
+    srv.gateway = {"upstreams": [{"name": "flyte2", "url": flyte2.url, "services": ["flyteidl2.project.*"]}]}
+    srv.start()
+    yield srv
+    srv.stop()
+
+
+def test_flyte2_sdk_logs_in_and_reaches_the_upstream_with_the_verified_identity(gw_tls, flyte2):
+    """The `flyte` SDK discovers the metadata over Connect, logs in (ClientSecret as
+    flytepropeller) and calls ProjectService with its own client set, adding forged identity
+    headers: the upstream sees the verified identity only."""
+    n = len(flyte2.seen())
+    secret_file = gw_tls.secrets_dir / "flytepropeller_client_secret"
+    r = run_probe(gw_tls, "projects", "flytepropeller", str(secret_file))
+    assert r["list"] == {"ok": True, "projects": ["seen-by-upstream:flytepropeller"]}, r
+    assert r["get"] == {"ok": False, "code": "not_found", "message": "project nope not found"}, r
+    # The SDK's first try goes out without a token, is refused (and not forwarded), and it logs
+    # in and retries: the upstream saw exactly the two authenticated calls.
+    seen = flyte2.seen()[n:]
+    assert [s["method"] for s in seen] == ["ListProjects", "GetProject"], seen
+    for s in seen:
+        h = s["headers"]
+        # A client's identity has a subject only: the forged email, groups and username are
+        # stripped, not passed on.
+        assert {k: v for k, v in h.items() if k.startswith("x-auth-request-")} == {
+            "x-auth-request-user": "flytepropeller"
+        }, h
+        assert h["flyte-authorization"].startswith("Bearer "), h
+        claims = verify_identity_jwt(gw_tls, h["x-flyte-identity"], "flyte2")
+        assert claims["sub"] == "flytepropeller", claims
+
+
+def test_flyte2_sdk_without_credentials_is_unauthenticated_and_never_forwarded(gw_tls, flyte2):
+    n = len(flyte2.seen())
+    r = run_probe(gw_tls, "projects")
+    assert r["list"] == {"ok": False, "code": "unauthenticated", "message": "missing access token"}, r
+    assert r["get"] == {"ok": False, "code": "unauthenticated", "message": "missing access token"}, r
+    assert flyte2.seen()[n:] == [], "a refused call reached the upstream"
