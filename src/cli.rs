@@ -8,10 +8,11 @@ use std::sync::Arc;
 use base64::Engine;
 use clap::{Parser, Subcommand};
 
+use crate::app::{prepare, SecretsMode, StartOptions};
 use crate::clock::SystemClock;
 use crate::config::Config;
-use crate::server::Listeners;
-use crate::state::{prepare, AppState, SecretsMode, StartOptions};
+use crate::transport::server::Listeners;
+use crate::transport::state::AppState;
 
 /// Exit code for bad configuration, secrets or usage (sysexits EX_USAGE).
 pub const EXIT_CONFIG: i32 = 64;
@@ -261,7 +262,7 @@ fn serve(paths: &[PathBuf]) -> i32 {
         println!("console: {}/console", state.public_urls.first());
         let _ = std::io::stdout().flush();
         let listeners = Listeners { http, grpc };
-        match crate::server::run(state, listeners, shutdown_signal()).await {
+        match crate::transport::server::run(state, listeners, shutdown_signal()).await {
             Ok(()) => 0,
             Err(e) => fail(e, 70),
         }
@@ -316,7 +317,7 @@ fn check_config(paths: &[PathBuf]) -> i32 {
 }
 
 fn secret_init(dir: &Path) -> i32 {
-    let items: [(&str, crate::state::SecretMaker); 5] = [
+    let items: [(&str, crate::app::SecretMaker); 5] = [
         (
             "claim_symmetric_key",
             Box::new(|| Ok(crate::keys::random_b64_secret(32))),

@@ -42,7 +42,7 @@ pub struct FileConfig {
     pub database: DatabaseFile,
     pub admin: AdminFile,
     /// `gateway:` (addition, DESIGN.md §11): absent, nothing is forwarded.
-    pub gateway: Option<crate::gateway::config::GatewayFile>,
+    pub gateway: Option<crate::transport::gateway::config::GatewayFile>,
     /// (addition) `/metrics` on its own listener.
     pub metrics: MetricsFile,
 }
@@ -714,7 +714,7 @@ pub struct Config {
     pub user_auth: UserAuthFile,
     pub app_auth: AppAuthFile,
     /// The validated `gateway:` section (DESIGN.md §11).
-    pub gateway: Option<crate::gateway::config::GatewayConfig>,
+    pub gateway: Option<crate::transport::gateway::config::GatewayConfig>,
     /// What start-up should tell the operator: Flyte sections skipped, Flyte keys accepted but
     /// not acted on, settings that behave differently from FlyteAdmin.
     pub notices: Notices,
@@ -742,7 +742,7 @@ pub struct ServerConfig {
     pub allowed_origins: Vec<String>,
     pub allowed_headers: Vec<String>,
     pub max_request_bytes: usize,
-    pub trusted_proxies: crate::client_addr::TrustedProxies,
+    pub trusted_proxies: crate::transport::client_addr::TrustedProxies,
     pub max_connections: usize,
     pub max_connections_per_address: usize,
     pub timeouts: ServerTimeoutsFile,
@@ -877,10 +877,10 @@ impl Config {
                 .collect(),
             allowed_headers: sec.allowed_headers.clone(),
             max_request_bytes: f.server.max_request_bytes,
-            trusted_proxies: crate::client_addr::TrustedProxies::parse(&f.server.trusted_proxies)
-                .map_err(|(i, e)| {
-                ConfigError::new(format!("server.trustedProxies[{i}]"), e)
-            })?,
+            trusted_proxies: crate::transport::client_addr::TrustedProxies::parse(
+                &f.server.trusted_proxies,
+            )
+            .map_err(|(i, e)| ConfigError::new(format!("server.trustedProxies[{i}]"), e))?,
             max_connections: f.server.max_connections,
             max_connections_per_address: f.server.max_connections_per_address,
             timeouts: {
@@ -1036,7 +1036,7 @@ impl Config {
             }
         }
         let cs = &f.auth.user_auth.cookie_setting;
-        let same_site = crate::http::cookies::parse_same_site(&cs.same_site_policy)
+        let same_site = crate::transport::http::cookies::parse_same_site(&cs.same_site_policy)
             .map_err(|e| ConfigError::new("auth.userAuth.cookieSetting.sameSitePolicy", e))?;
         if same_site == cookie::SameSite::None && sec.insecure_cookie_header {
             notices.warnings.push(

@@ -37,20 +37,14 @@
 //! (token → [`auth::Identity`] in the request extensions, or UNAUTHENTICATED) → the handler in
 //! [`grpc`] → [`projects`] → [`store`].
 
+pub mod app;
 pub mod auth;
 pub mod authz_server;
 pub mod cli;
-pub mod client_addr;
 pub mod clock;
 pub mod config;
 pub mod config_files;
-pub mod conn_limits;
-pub mod connect;
-pub mod drain;
 pub mod external;
-pub mod gateway;
-pub mod grpc;
-pub mod http;
 pub mod keys;
 pub mod login;
 pub mod metadata;
@@ -62,7 +56,7 @@ pub mod public_url;
 pub mod ratelimit;
 pub mod sealed;
 pub mod secret;
-pub mod server;
 pub mod session;
-pub mod state;
+
 pub mod store;
+pub mod transport;

@@ -4,7 +4,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::state::AppState;
+use crate::transport::state::AppState;
 
 /// RFC 8414 metadata, field for field flyteidl's `OAuth2MetadataResponse` (unknown fields of
 /// a proxied document are dropped, as Flyte does).

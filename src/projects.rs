@@ -6,8 +6,8 @@ use std::collections::BTreeMap;
 use tonic::Status;
 
 use crate::pb::flyteidl::admin as pb;
-use crate::state::AppState;
 use crate::store::{parse_filters, ProjectQuery, ProjectRecord, SortKey, StoreError};
+use crate::transport::state::AppState;
 
 const MAX_NAME_LEN: usize = 64;
 const MAX_DESCRIPTION_LEN: usize = 300;

@@ -9,9 +9,9 @@ use serde_json::Value;
 
 use crate::auth::UserInfo;
 use crate::clock::SharedClock;
-use crate::http::cookies;
 use crate::keys::random_token;
 use crate::store::{SessionRecord, Store, StoreError};
+use crate::transport::http::cookies;
 
 /// Hex SHA-256, the form in which opaque credentials are stored.
 pub fn digest_hex(value: &str) -> String {

@@ -24,7 +24,7 @@ use flyteauth::authz_server::authorize::is_pkce_value;
 use flyteauth::authz_server::clients::Client;
 use flyteauth::authz_server::device::normalise_user_code;
 use flyteauth::authz_server::token::read_form;
-use flyteauth::http::{cookies, redirect};
+use flyteauth::transport::http::{cookies, redirect};
 use flyteauth::login::pages::escape;
 use flyteauth::public_url::PublicUrls;
 use flyteauth::sealed::Sealer;

@@ -46,12 +46,12 @@ fn refuse(
     resp: http::Response<Body>,
     limit: usize,
 ) -> BoxFuture<'static, Result<http::Response<Body>, Infallible>> {
-    if !crate::drain::request_needs_drain(&req) {
+    if !crate::transport::drain::request_needs_drain(&req) {
         return Box::pin(futures_util::future::ready(Ok(resp)));
     }
     Box::pin(async move {
         let mut body = req.into_body();
-        crate::drain::drain(&mut body, limit).await;
+        crate::transport::drain::drain(&mut body, limit).await;
         Ok(resp)
     })
 }

@@ -118,10 +118,9 @@ impl Authenticator {
             || headers.contains_key(http::header::AUTHORIZATION);
         if !has_token
             && self.sessions.is_some()
-            && self
-                .sessions
-                .as_ref()
-                .is_some_and(|s| crate::http::cookies::get(headers, s.cookie_name()).is_some())
+            && self.sessions.as_ref().is_some_and(|s| {
+                crate::transport::http::cookies::get(headers, s.cookie_name()).is_some()
+            })
         {
             CredentialKind::Session
         } else {

@@ -15,11 +15,11 @@ use url::Url;
 use super::bound_digest;
 use super::clients::Client;
 use super::issue::issuer;
-use crate::grpc::RequestOrigin;
 use crate::keys::random_token;
 use crate::login::pages;
-use crate::state::AppState;
 use crate::store::AuthCodeRecord;
+use crate::transport::grpc::RequestOrigin;
+use crate::transport::state::AppState;
 
 /// The parameters of an authorization request, each present at most once (RFC 6749 §3.1).
 fn parse_params(raw: &str) -> Result<HashMap<String, String>, String> {

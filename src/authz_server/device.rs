@@ -18,11 +18,11 @@ use super::clients::Client;
 use super::error::{no_store, OAuthError};
 use super::issue::{issue, Family, Grant, TokenResponse};
 use super::token::{authenticate_client, read_form};
-use crate::grpc::RequestOrigin;
 use crate::keys::{random_bytes, random_token};
 use crate::login::pages::{self, escape};
-use crate::state::AppState;
 use crate::store::{DeviceApproval, DeviceCodeRecord, DevicePoll, Spend, StoreError};
+use crate::transport::grpc::RequestOrigin;
+use crate::transport::state::AppState;
 
 pub const GRANT_TYPE: &str = "urn:ietf:params:oauth:grant-type:device_code";
 /// Minimum polling interval (always sent: flytekit needs it).
@@ -331,7 +331,7 @@ pub async fn device_page(
 pub async fn device_submit(
     State(state): State<Arc<AppState>>,
     headers: HeaderMap,
-    peer: Option<axum::Extension<crate::client_addr::ClientAddr>>,
+    peer: Option<axum::Extension<crate::transport::client_addr::ClientAddr>>,
     form: Result<axum::Form<HashMap<String, String>>, axum::extract::rejection::FormRejection>,
 ) -> Response {
     let form = match form {

@@ -19,7 +19,7 @@ use super::error::OAuthError;
 use super::issue::{issuer, TokenResponse};
 use super::trusted_issuers::Rejection;
 use crate::keys::random_token;
-use crate::state::AppState;
+use crate::transport::state::AppState;
 
 /// RFC 8693 §2.1.
 pub const TOKEN_EXCHANGE: &str = "urn:ietf:params:oauth:grant-type:token-exchange";

@@ -7,8 +7,8 @@ use serde_json::Value;
 use super::bound_digest;
 use super::error::OAuthError;
 use crate::keys::random_token;
-use crate::state::AppState;
 use crate::store::{Issuance, IssueOutcome, RefreshTokenRecord, Spend};
+use crate::transport::state::AppState;
 
 /// Who the tokens are for.
 pub struct Grant<'a> {

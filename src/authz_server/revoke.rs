@@ -16,8 +16,8 @@ use serde_json::{json, Value};
 use super::bound_digest;
 use super::error::{no_store, OAuthError};
 use super::token::{authenticate_client, read_form};
-use crate::state::AppState;
 use crate::store::StoreError;
+use crate::transport::state::AppState;
 
 fn ok_empty() -> Response {
     let mut r = StatusCode::OK.into_response();

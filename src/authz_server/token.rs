@@ -19,9 +19,9 @@ use super::clients::Client;
 use super::error::{no_store, OAuthError};
 use super::issue::{issue, spent_twice, Family, Grant};
 use super::recent::Recent;
-use crate::grpc::RequestOrigin;
-use crate::state::AppState;
 use crate::store::{AuthCodeRecord, Found, RefreshTokenRecord, Spend, StoreError};
+use crate::transport::grpc::RequestOrigin;
+use crate::transport::state::AppState;
 
 type Form = HashMap<String, String>;
 
@@ -187,7 +187,7 @@ pub async fn authenticate_client<'a>(
     // meanwhile. Per address (§14): wrong secrets from elsewhere never stop the client itself.
     // The attempt is counted before the check, so a concurrent burst cannot exceed the limit.
     let now = state.clock.now();
-    let addr = crate::client_addr::current()
+    let addr = crate::transport::client_addr::current()
         .map(|a| a.to_string())
         .unwrap_or_default();
     let key = format!("client:{}@{addr}", client.id);

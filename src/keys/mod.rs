@@ -298,6 +298,7 @@ impl SigningKey {
         out
     }
 
+    #[allow(clippy::disallowed_methods)] // keys/ is where the system RNG is drawn
     fn sign(&self, msg: &[u8]) -> Vec<u8> {
         let rng = SystemRandom::new();
         match &self.private {
@@ -353,6 +354,7 @@ pub fn generate_rsa_pem() -> Result<String, KeyError> {
 }
 
 /// A new private key for `alg` as PKCS#8 PEM (RSA keys use PKCS#1, see [`generate_rsa_pem`]).
+#[allow(clippy::disallowed_methods)] // keys/ is where the system RNG is drawn
 pub fn generate_pem(alg: SigningAlg) -> Result<String, KeyError> {
     let rng = SystemRandom::new();
     let der = match alg {
@@ -379,6 +381,7 @@ pub fn random_b64_secret(n: usize) -> String {
 }
 
 /// Cryptographically random bytes.
+#[allow(clippy::disallowed_methods)] // keys/ is where the system RNG is drawn
 pub fn random_bytes(n: usize) -> Vec<u8> {
     let mut buf = vec![0u8; n];
     aws_lc_rs::rand::fill(&mut buf).expect("the system RNG does not fail");

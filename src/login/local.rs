@@ -12,12 +12,12 @@ use http::{header, HeaderMap, StatusCode};
 use serde_json::json;
 
 use super::pages;
-use crate::client_addr::ClientAddr;
 use crate::config::LocalUserFile;
-use crate::http::{cookies, redirect};
 use crate::keys::random_token;
 use crate::secret::{Secret, SecretStore};
-use crate::state::AppState;
+use crate::transport::client_addr::ClientAddr;
+use crate::transport::http::{cookies, redirect};
+use crate::transport::state::AppState;
 
 /// How a user's password is checked.
 enum PasswordCheck {
@@ -241,7 +241,7 @@ fn show_form(
 pub async fn login_page(
     State(state): State<Arc<AppState>>,
     headers: HeaderMap,
-    origin: Option<axum::Extension<crate::grpc::RequestOrigin>>,
+    origin: Option<axum::Extension<crate::transport::grpc::RequestOrigin>>,
     Query(q): Query<HashMap<String, String>>,
 ) -> Response {
     let dest = match target(&state, q.get("redirect_url").map(String::as_str)) {
@@ -283,7 +283,7 @@ fn store_unavailable(e: crate::store::StoreError) -> Response {
 pub async fn login_submit(
     State(state): State<Arc<AppState>>,
     headers: HeaderMap,
-    origin: Option<axum::Extension<crate::grpc::RequestOrigin>>,
+    origin: Option<axum::Extension<crate::transport::grpc::RequestOrigin>>,
     peer: Option<axum::Extension<ClientAddr>>,
     form: Result<Form<HashMap<String, String>>, axum::extract::rejection::FormRejection>,
 ) -> Response {
@@ -301,8 +301,11 @@ pub async fn login_submit(
     let csrf_ok =
         cookies::get(&headers, state.cookies.name(cookies::LOGIN_CSRF)).is_some_and(|c| {
             !c.is_empty() && Secret::new(c.as_bytes()).ct_eq(field("csrf_token").as_bytes())
-        }) && crate::http::fetch_site::site(&state, &headers, origin.as_ref().map(|o| &o.0))
-            != crate::http::fetch_site::Site::Cross;
+        }) && crate::transport::http::fetch_site::site(
+            &state,
+            &headers,
+            origin.as_ref().map(|o| &o.0),
+        ) != crate::transport::http::fetch_site::Site::Cross;
     if !csrf_ok {
         return html(
             StatusCode::FORBIDDEN,
@@ -404,7 +407,7 @@ pub async fn login_submit(
 pub async fn logout(
     State(state): State<Arc<AppState>>,
     headers: HeaderMap,
-    origin: Option<axum::Extension<crate::grpc::RequestOrigin>>,
+    origin: Option<axum::Extension<crate::transport::grpc::RequestOrigin>>,
     Query(q): Query<HashMap<String, String>>,
     body: Result<axum::body::Bytes, axum::extract::rejection::BytesRejection>,
 ) -> Response {
@@ -435,8 +438,9 @@ pub async fn logout(
         }
         Err(_) => axum::body::Bytes::new(),
     };
-    let site = crate::http::fetch_site::site(&state, &headers, origin.as_ref().map(|o| &o.0));
-    if site == crate::http::fetch_site::Site::Cross {
+    let site =
+        crate::transport::http::fetch_site::site(&state, &headers, origin.as_ref().map(|o| &o.0));
+    if site == crate::transport::http::fetch_site::Site::Cross {
         let session = match state.sessions.from_headers(&headers).await {
             Ok(s) => s,
             Err(e) => return store_unavailable(e),

@@ -9,10 +9,10 @@ use http::{header, HeaderMap, StatusCode};
 use subtle::ConstantTimeEq;
 
 use super::PendingLogin;
-use crate::grpc::RequestOrigin;
-use crate::http::cookies;
 use crate::login::pages;
-use crate::state::AppState;
+use crate::transport::grpc::RequestOrigin;
+use crate::transport::http::cookies;
+use crate::transport::state::AppState;
 
 const SEAL_PURPOSE: &str = "oidc-login";
 

@@ -3,12 +3,13 @@
 use std::net::SocketAddr;
 use std::sync::Arc;
 
+use flyteauth::app::StartOptions;
 use flyteauth::clock::SystemClock;
 use flyteauth::config::Config;
 use flyteauth::keys::{SigningAlg, SigningKey};
 use flyteauth::pb::flyteidl::service as v1;
-use flyteauth::server::Listeners;
-use flyteauth::state::{AppState, StartOptions};
+use flyteauth::transport::server::Listeners;
+use flyteauth::transport::state::AppState;
 use serde_json::{json, Value};
 use tokio::net::TcpListener;
 use tokio::sync::oneshot;
@@ -91,7 +92,7 @@ impl TestServer {
         .await
         .expect("server starts");
         let (tx, rx) = oneshot::channel();
-        let task = tokio::spawn(flyteauth::server::run(
+        let task = tokio::spawn(flyteauth::transport::server::run(
             state.clone(),
             Listeners {
                 http: listener,

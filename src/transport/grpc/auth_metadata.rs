@@ -8,7 +8,7 @@ use super::RequestOrigin;
 use crate::metadata::{current_metadata, public_client_config, OAuth2Metadata, PublicClientConfig};
 use crate::pb::flyteidl::service as v1;
 use crate::pb::flyteidl2::auth as v2;
-use crate::state::AppState;
+use crate::transport::state::AppState;
 
 #[derive(Clone)]
 pub struct AuthMetadataApi {

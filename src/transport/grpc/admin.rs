@@ -7,7 +7,7 @@ use tonic::{Request, Response, Status};
 use crate::pb::flyteidl::admin as pb;
 use crate::pb::flyteidl::service::admin_service_server::AdminService;
 use crate::projects;
-use crate::state::AppState;
+use crate::transport::state::AppState;
 
 #[derive(Clone)]
 pub struct AdminApi {
@@ -23,7 +23,7 @@ impl AdminApi {
     fn authorize<T: prost::Message>(&self, method: &str, req: &Request<T>) -> Result<(), Status> {
         crate::auth::roles::check_message(
             self.state.authorizer.as_deref(),
-            crate::grpc::identity(req).as_deref(),
+            crate::transport::grpc::identity(req).as_deref(),
             &format!("flyteidl.service.AdminService/{method}"),
             req.get_ref(),
         )
@@ -65,7 +65,7 @@ impl AdminService for AdminApi {
         req: Request<pb::ProjectListRequest>,
     ) -> Result<Response<pb::Projects>, Status> {
         self.authorize("ListProjects", &req)?;
-        let id = crate::grpc::identity(&req);
+        let id = crate::transport::grpc::identity(&req);
         let mut page = projects::list(&self.state, req.into_inner()).await?;
         crate::auth::roles::retain_viewable(
             self.state.authorizer.as_deref(),

@@ -178,7 +178,7 @@ mod tests {
 
     #[test]
     fn strips_every_identity_looking_header() {
-        let names = crate::gateway::config::GatewayFile::default()
+        let names = crate::transport::gateway::config::GatewayFile::default()
             .validate(std::path::Path::new("."))
             .unwrap()
             .identity_headers;

@@ -12,7 +12,7 @@ use tonic::service::{LayerExt, Routes};
 use crate::auth::layer::AuthLayer;
 use crate::pb::flyteidl::service as v1;
 use crate::pb::flyteidl2::auth as v2;
-use crate::state::AppState;
+use crate::transport::state::AppState;
 
 pub use admin::AdminApi;
 pub use auth_metadata::AuthMetadataApi;

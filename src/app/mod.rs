@@ -13,7 +13,6 @@ use crate::authz_server::clients::{Clients, PROPELLER_SECRET_NAME};
 use crate::authz_server::AuthorizationServer;
 use crate::clock::SharedClock;
 use crate::config::{AuthServerType, Config, ConfigError};
-use crate::http::cookies::CookieFactory;
 use crate::keys::{self, KeyError, KeySet, SigningAlg, SigningKey};
 use crate::login::local::LocalUsers;
 use crate::public_url::PublicUrls;
@@ -21,6 +20,8 @@ use crate::ratelimit::FailureLimiter;
 use crate::secret::{write_new_secret, SecretError, SecretStore};
 use crate::session::Sessions;
 use crate::store::{self, Store, StoreError};
+use crate::transport::http::cookies::CookieFactory;
+use crate::transport::state::AppState;
 
 /// Why the service could not start. Each variant names the config key involved.
 #[derive(Debug, thiserror::Error)]
@@ -74,38 +75,6 @@ pub struct StartOptions {
     pub http_addr: SocketAddr,
 }
 
-/// Everything the handlers share.
-pub struct AppState {
-    pub config: Config,
-    pub clock: SharedClock,
-    pub secrets: SecretStore,
-    pub store: Arc<dyn Store>,
-    pub keys: Arc<KeySet>,
-    pub authenticator: Arc<Authenticator>,
-    pub public_urls: PublicUrls,
-    /// The `iss` of tokens the built-in AS issues (configured issuer, else first public URL).
-    pub issuer: String,
-    /// Secrets created by this start (names only), for the start-up banner.
-    pub generated_secrets: Vec<String>,
-    pub tls: bool,
-    pub sessions: Arc<Sessions>,
-    pub local_users: LocalUsers,
-    /// Failed logins per user and per client address.
-    pub login_limiter: FailureLimiter,
-    pub cookies: CookieFactory,
-    pub authz: AuthorizationServer,
-    /// The external IdP, when `auth.userAuth.openId` is configured.
-    pub oidc: Option<Arc<crate::oidc::OidcProvider>>,
-    pub sealer: crate::sealed::Sealer,
-    /// The external authorization server (`authServerType: External`).
-    pub external: Option<Arc<crate::external::ExternalAuthServer>>,
-    pub metrics: Arc<crate::metrics::Metrics>,
-    /// The gateway's upstreams (`gateway:`, DESIGN.md §11), when configured.
-    pub gateway: Option<Arc<crate::gateway::Gateway>>,
-    /// `auth.authorization.bindings` (DESIGN.md §12); `None` without bindings.
-    pub authorizer: Option<Arc<crate::auth::roles::Authorizer>>,
-}
-
 /// What start-up does with secrets that are missing: `serve` generates them into the secrets
 /// directory; `check-config` only checks that it could, and stands in values in memory so
 /// every later check runs as `serve` would.
@@ -139,7 +108,7 @@ pub fn prepare(
     env: Vec<(String, String)>,
     mode: SecretsMode,
 ) -> Result<Prepared, StartupError> {
-    crate::server::check_tls(&config.server).map_err(StartupError::Tls)?;
+    crate::transport::server::check_tls(&config.server).map_err(StartupError::Tls)?;
     let mut secrets = SecretStore::new(
         config.secrets_dir.clone(),
         config.secrets_env_prefix.clone(),
@@ -352,8 +321,10 @@ impl AppState {
             host_prefix: config.server.tls.is_some()
                 && !config.server.insecure_cookie_header
                 && cookie_setting.domain.is_empty(),
-            same_site: crate::http::cookies::parse_same_site(&cookie_setting.same_site_policy)
-                .map_err(|e| ConfigError::new("auth.userAuth.cookieSetting.sameSitePolicy", e))?,
+            same_site: crate::transport::http::cookies::parse_same_site(
+                &cookie_setting.same_site_policy,
+            )
+            .map_err(|e| ConfigError::new("auth.userAuth.cookieSetting.sameSitePolicy", e))?,
             domain: (!cookie_setting.domain.is_empty()).then(|| cookie_setting.domain.clone()),
         };
         let authorizer = crate::auth::roles::Authorizer::from_config(
@@ -363,9 +334,9 @@ impl AppState {
         .map(Arc::new);
         let gateway = match &config.gateway {
             None => None,
-            Some(g) => Some(Arc::new(crate::gateway::Gateway::new(
+            Some(g) => Some(Arc::new(crate::transport::gateway::Gateway::new(
                 g,
-                crate::gateway::GatewayDeps {
+                crate::transport::gateway::GatewayDeps {
                     auth: authenticator.clone(),
                     keys: keys.clone(),
                     clock: opts.clock.clone(),

@@ -218,7 +218,7 @@ fn error_response(protocol: Protocol, e: CallError) -> Response<axum::body::Body
         (Protocol::Connect, e) => {
             let http_status = match status.code() {
                 Code::Cancelled => StatusCode::from_u16(499).expect("valid"),
-                c => crate::http::error::http_status(c),
+                c => crate::transport::http::error::http_status(c),
             };
             let body = serde_json::json!({"code": connect_code(status.code()), "message": status.message()});
             let mut resp = Response::new(axum::body::Body::from(body.to_string()));
@@ -232,14 +232,14 @@ fn error_response(protocol: Protocol, e: CallError) -> Response<axum::body::Body
             }
             resp
         }
-        (Protocol::Http, CallError::Auth(a)) => {
-            axum::response::IntoResponse::into_response(crate::http::error::ApiError::Auth(a))
-        }
-        (Protocol::Http, CallError::TooLarge) => {
-            axum::response::IntoResponse::into_response(crate::http::error::ApiError::TooLarge)
-        }
+        (Protocol::Http, CallError::Auth(a)) => axum::response::IntoResponse::into_response(
+            crate::transport::http::error::ApiError::Auth(a),
+        ),
+        (Protocol::Http, CallError::TooLarge) => axum::response::IntoResponse::into_response(
+            crate::transport::http::error::ApiError::TooLarge,
+        ),
         (Protocol::Http, _) => axum::response::IntoResponse::into_response(
-            crate::http::error::ApiError::Status(status),
+            crate::transport::http::error::ApiError::Status(status),
         ),
     }
 }
@@ -294,8 +294,8 @@ fn strip_own_cookies(h: &mut HeaderMap) {
             let name = c.split('=').next().unwrap_or("");
             let name = name.strip_prefix("__Host-").unwrap_or(name);
             !c.is_empty()
-                && name != crate::http::cookies::SESSION
-                && name != crate::http::cookies::CSRF
+                && name != crate::transport::http::cookies::SESSION
+                && name != crate::transport::http::cookies::CSRF
         })
         .map(String::from)
         .collect();
@@ -525,7 +525,7 @@ impl Gateway {
             let jwt = self.minter.jwt(name, id, &groups);
             identity::set(h, &self.headers, id, &groups, jwt);
         }
-        if let Some(peer) = parts.extensions.get::<crate::server::PeerAddr>() {
+        if let Some(peer) = parts.extensions.get::<crate::transport::server::PeerAddr>() {
             if let Ok(v) = HeaderValue::from_str(&peer.0.ip().to_string()) {
                 h.append("x-forwarded-for", v);
             }
@@ -533,7 +533,10 @@ impl Gateway {
         if let Some(host) = original_host.and_then(|o| HeaderValue::from_str(&o).ok()) {
             h.insert("x-forwarded-host", host);
         }
-        if let Some(o) = parts.extensions.get::<crate::grpc::RequestOrigin>() {
+        if let Some(o) = parts
+            .extensions
+            .get::<crate::transport::grpc::RequestOrigin>()
+        {
             h.insert("x-forwarded-proto", HeaderValue::from_static(o.scheme));
         }
         h.remove(header::CONTENT_LENGTH);

@@ -14,7 +14,7 @@
 //! implementation of every service and a second place where authentication is decided.
 //!
 //! Per request, in order: the body is read (up to `server.maxRequestBytes`; over it, drained
-//! a bounded amount, see [`crate::drain`]) so that every answer, refusals included, reaches a
+//! a bounded amount, see [`crate::transport::drain`]) so that every answer, refusals included, reaches a
 //! client that is still sending; then procedure, protocol version, codec, compression
 //! (`identity`, `gzip`) and `connect-timeout-ms` are checked; the message is decompressed
 //! (again bounded), converted, framed and handed to the gRPC routes under the deadline.
@@ -38,7 +38,7 @@ use tower::{Service, ServiceExt};
 pub use codec::{Codec, Procedures};
 pub use error::ConnectError;
 
-use crate::drain::{read_limited, BodyError};
+use crate::transport::drain::{read_limited, BodyError};
 
 /// Header of the protocol version (`1`); optional for unary calls, checked when sent.
 const PROTOCOL_VERSION: &str = "connect-protocol-version";

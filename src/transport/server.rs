@@ -2,7 +2,7 @@
 //! auto (HTTP/1.1 + HTTP/2) connection, over TLS when configured; each request goes to gRPC
 //! (h2c/h2, and gRPC-web through tonic-web) when it is a `POST` whose content-type is
 //! `application/grpc*` (a GET never is: nginx's `auth_request` subrequest to `/me` copies the
-//! gRPC call's content type), to Connect ([`crate::connect`]) when it is a Connect call, else
+//! gRPC call's content type), to Connect ([`crate::transport::connect`]) when it is a Connect call, else
 //! to the HTTP router. The optional `server.grpc.port` serves gRPC only. Shutdown stops
 //! accepting, lets in-flight calls finish (bounded), and closes the store.
 
@@ -24,8 +24,8 @@ use tower::util::BoxCloneSyncService;
 use tower::{ServiceBuilder, ServiceExt};
 use tower_http::cors::{AllowOrigin, CorsLayer};
 
-use crate::grpc::RequestOrigin;
-use crate::state::AppState;
+use crate::transport::grpc::RequestOrigin;
+use crate::transport::state::AppState;
 
 type HttpService = BoxCloneSyncService<Request<Body>, Response<Body>, Infallible>;
 
@@ -53,7 +53,7 @@ struct Dispatch {
     scheme: &'static str,
     metrics: Arc<crate::metrics::Metrics>,
     /// `server.trustedProxies` (the client's address) and `server.timeouts.body`.
-    trusted_proxies: crate::client_addr::TrustedProxies,
+    trusted_proxies: crate::transport::client_addr::TrustedProxies,
     body_timeout: Duration,
 }
 
@@ -68,7 +68,7 @@ impl Dispatch {
                 .headers()
                 .get(header::CONTENT_TYPE)
                 .is_some_and(|v| v.as_bytes().starts_with(b"application/grpc"));
-        let is_connect = !is_grpc && !self.grpc_only && crate::connect::is_connect(&req);
+        let is_connect = !is_grpc && !self.grpc_only && crate::transport::connect::is_connect(&req);
         let authority = req
             .uri()
             .authority()
@@ -86,11 +86,11 @@ impl Dispatch {
         });
         ext.insert(PeerAddr(peer));
         if req.version() <= http::Version::HTTP_11 {
-            req.extensions_mut().insert(crate::drain::Http1);
+            req.extensions_mut().insert(crate::transport::drain::Http1);
         }
         let client = self.trusted_proxies.client(peer.ip(), req.headers());
         req.extensions_mut()
-            .insert(crate::client_addr::ClientAddr(client));
+            .insert(crate::transport::client_addr::ClientAddr(client));
         let grpc = is_grpc || self.grpc_only;
         // gRPC over HTTP/2 may stream for long; every other body has a deadline (§14).
         let streaming = req.headers().get(header::CONTENT_TYPE).is_some_and(|v| {
@@ -128,10 +128,15 @@ impl Dispatch {
         let req = if streaming {
             req.map(Body::new)
         } else {
-            req.map(|b| Body::new(crate::conn_limits::DeadlineBody::new(b, body_timeout)))
+            req.map(|b| {
+                Body::new(crate::transport::conn_limits::DeadlineBody::new(
+                    b,
+                    body_timeout,
+                ))
+            })
         };
         let call = tracing::Instrument::instrument(
-            crate::client_addr::scope(client, svc.oneshot(req)),
+            crate::transport::client_addr::scope(client, svc.oneshot(req)),
             span,
         );
         async move {
@@ -287,15 +292,15 @@ impl http_body::Body for OversizeStatusBody {
 /// in front of the forwarder), Connect, and HTTP paths; CORS as for own services.
 #[derive(Clone)]
 struct GatewayServices {
-    gateway: Arc<crate::gateway::Gateway>,
+    gateway: Arc<crate::transport::gateway::Gateway>,
     rpc: HttpService,
     connect: HttpService,
     http: HttpService,
 }
 
 impl GatewayServices {
-    fn new(gateway: Arc<crate::gateway::Gateway>, cors: Option<CorsLayer>) -> Self {
-        use crate::gateway::Protocol;
+    fn new(gateway: Arc<crate::transport::gateway::Gateway>, cors: Option<CorsLayer>) -> Self {
+        use crate::transport::gateway::Protocol;
         let g = gateway.clone();
         let rpc = ServiceBuilder::new()
             .option_layer(cors.clone())
@@ -329,11 +334,12 @@ impl GatewayServices {
 
     /// The forwarding service for a request the gateway routes, if any.
     fn pick<B>(&self, req: &mut Request<B>, grpc_only: bool) -> Option<HttpService> {
-        use crate::gateway::{Protocol, Route};
+        use crate::transport::gateway::{Protocol, Route};
         match self.gateway.route(req.uri().path())? {
             Route::Rpc(_) => match Protocol::of_rpc(req.headers()) {
                 Protocol::GrpcWeb => {
-                    req.extensions_mut().insert(crate::gateway::GrpcWebMark);
+                    req.extensions_mut()
+                        .insert(crate::transport::gateway::GrpcWebMark);
                     Some(self.rpc.clone())
                 }
                 Protocol::Grpc => Some(self.rpc.clone()),
@@ -349,10 +355,13 @@ impl GatewayServices {
 /// The (gRPC, HTTP, Connect) services.
 fn build_services(state: &Arc<AppState>) -> (HttpService, HttpService, HttpService) {
     let cors = cors_layer(state);
-    let routes = crate::grpc::routes(state);
+    let routes = crate::transport::grpc::routes(state);
     // Connect calls become gRPC calls on the same routes (one auth layer for all protocols).
     let connect = ServiceBuilder::new().option_layer(cors.clone()).service(
-        crate::connect::ConnectService::new(routes.clone(), state.config.server.max_request_bytes),
+        crate::transport::connect::ConnectService::new(
+            routes.clone(),
+            state.config.server.max_request_bytes,
+        ),
     );
     let grpc = ServiceBuilder::new()
         .option_layer(cors.clone())
@@ -364,7 +373,7 @@ fn build_services(state: &Arc<AppState>) -> (HttpService, HttpService, HttpServi
         });
     let http = ServiceBuilder::new()
         .option_layer(cors)
-        .service(crate::http::router(state.clone()))
+        .service(crate::transport::http::router(state.clone()))
         .map_request(|r: Request<Body>| r)
         .map_response(|r: Response<Body>| r);
     (
@@ -429,7 +438,7 @@ pub async fn run(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
     let tls = tls_acceptor(&state)?;
-    let background = crate::state::spawn_background(&state);
+    let background = crate::app::spawn_background(&state);
     // One bounded first attempt before serving, so a reachable IdP / AS is known from the first
     // request on; an unreachable one is retried in the background (it never blocks start-up).
     let first_attempt = async {
@@ -478,7 +487,7 @@ pub async fn run(
     };
     let server_cfg = &state.config.server;
     let limits = Arc::new(ConnSettings {
-        caps: crate::conn_limits::ConnLimits::new(
+        caps: crate::transport::conn_limits::ConnLimits::new(
             server_cfg.max_connections,
             server_cfg.max_connections_per_address,
             server_cfg.trusted_proxies.clone(),
@@ -522,7 +531,7 @@ pub async fn run(
                 .await
                 .map_err(|e| anyhow::anyhow!("metrics.port: cannot listen on {port}: {e}"))?,
         };
-        let app = crate::http::metrics_router(state.clone());
+        let app = crate::transport::http::metrics_router(state.clone());
         let mut stop = stop_rx.clone();
         tasks.spawn(async move {
             let _ = axum::serve(listener, app)
@@ -558,7 +567,7 @@ pub async fn run(
 
 /// The connection caps and deadlines of the listeners (§14).
 struct ConnSettings {
-    caps: Arc<crate::conn_limits::ConnLimits>,
+    caps: Arc<crate::transport::conn_limits::ConnLimits>,
     handshake: Duration,
     request_head: Duration,
     /// `server.grpc.maxConcurrentStreams` (HTTP/2), when set.
@@ -632,7 +641,7 @@ async fn serve_connection(
     let b = builder(limits);
     let svc = hyper::service::service_fn(move |req| dispatch.call(peer, req));
     // A socket that never sends a byte is closed after `server.timeouts.handshake`.
-    let stream = crate::conn_limits::FirstByteDeadline::new(stream, limits.handshake);
+    let stream = crate::transport::conn_limits::FirstByteDeadline::new(stream, limits.handshake);
     let result = match tls {
         None => {
             let conn = b.serve_connection_with_upgrades(TokioIo::new(stream), svc);
@@ -652,7 +661,8 @@ async fn serve_connection(
                 }
             };
             // After the handshake, the first request's bytes have the same deadline.
-            let stream = crate::conn_limits::FirstByteDeadline::new(stream, limits.handshake);
+            let stream =
+                crate::transport::conn_limits::FirstByteDeadline::new(stream, limits.handshake);
             let conn = b.serve_connection_with_upgrades(TokioIo::new(stream), svc);
             watcher.watch(conn).await
         }

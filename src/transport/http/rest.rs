@@ -17,7 +17,7 @@ use super::error::{bad_request, json_rejection, ApiError};
 use crate::auth::Identity;
 use crate::pb::flyteidl::admin as pb;
 use crate::projects;
-use crate::state::AppState;
+use crate::transport::state::AppState;
 
 /// The authenticated caller of a REST route (bearer token in `Authorization` or
 /// `auth.httpAuthorizationHeader`). `None` only under `disableForHttp`.

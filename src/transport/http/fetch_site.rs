@@ -5,8 +5,8 @@
 
 use http::HeaderMap;
 
-use crate::grpc::RequestOrigin;
-use crate::state::AppState;
+use crate::transport::grpc::RequestOrigin;
+use crate::transport::state::AppState;
 
 /// What the request's headers say about where it came from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -4,8 +4,8 @@
 use axum::response::{IntoResponse, Response};
 use http::header;
 
-const INDEX_HTML: &str = include_str!("../../console/dist/index.html");
-const APP_JS: &str = include_str!("../../console/dist/app.js");
+const INDEX_HTML: &str = include_str!("../../../console/dist/index.html");
+const APP_JS: &str = include_str!("../../../console/dist/app.js");
 
 const SECURITY_HEADERS: [(header::HeaderName, &str); 4] = [
     (

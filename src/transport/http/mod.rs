@@ -17,11 +17,11 @@ use axum::{Json, Router};
 use http::header;
 
 use crate::authz_server::{authorize, device, revoke, token};
-use crate::grpc::RequestOrigin;
 use crate::login::local;
 use crate::metadata::{current_metadata, public_client_config};
 use crate::oidc::handlers as oidc_handlers;
-use crate::state::AppState;
+use crate::transport::grpc::RequestOrigin;
+use crate::transport::state::AppState;
 
 /// The router of the `metrics.port` listener: `/metrics` and `/healthcheck`.
 pub fn metrics_router(state: Arc<AppState>) -> Router {

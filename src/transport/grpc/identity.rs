@@ -8,7 +8,7 @@ use tonic::{Request, Response, Status};
 use crate::auth::Identity;
 use crate::pb::flyteidl::service as v1;
 use crate::pb::flyteidl2::auth as v2;
-use crate::state::AppState;
+use crate::transport::state::AppState;
 
 #[derive(Clone)]
 pub struct IdentityApi {

@@ -16,7 +16,7 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio::time::{Instant, Sleep};
 
-use crate::client_addr::TrustedProxies;
+use crate::transport::client_addr::TrustedProxies;
 
 /// Counts open connections, in total and per address.
 pub struct ConnLimits {
