@@ -3,12 +3,14 @@
 //!
 //! - [`config`]: the file shapes, the actions and built-in roles, validation (config errors
 //!   name the key; `check-config` runs the same code).
-//! - [`table`]: the reviewed table, method → action + where project/domain/org are read
+//! - [`rules`]: the reviewed policy, method patterns → action, scope overrides.
+//! - [`table`]: the table, method → action + where project/domain/org are read
 //!   from, built from the vendored proto descriptors (`flyteauth authz-table` prints it).
 //! - [`engine`]: [`Authorizer::decide`], the one decision for own and forwarded calls.
 
 pub mod config;
 pub mod engine;
+pub mod rules;
 pub mod table;
 
 pub use config::{Action, Actions, BindingFile};
