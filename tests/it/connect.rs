@@ -13,7 +13,7 @@ use serde_json::{json, Value};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tower::ServiceExt;
 
-use crate::support::TestServer;
+use crate::support::{localhost_tls, sign_in_alice, TestServer};
 
 const DOMAINS: &str = "/flyteidl.service.AdminService/GetDomains";
 const USER_INFO_V2: &str = "/flyteidl2.auth.IdentityService/UserInfo";
@@ -580,21 +580,9 @@ async fn connect_over_http2() {
 
 #[tokio::test]
 async fn connect_over_tls_http1_and_http2() {
-    let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
     let dir = std::sync::Arc::new(tempfile::tempdir().unwrap());
-    let ca_key = rcgen::KeyPair::generate().unwrap();
-    let mut ca_params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
-    ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
-    let ca = ca_params.self_signed(&ca_key).unwrap();
-    let leaf_key = rcgen::KeyPair::generate().unwrap();
-    let leaf = rcgen::CertificateParams::new(vec!["localhost".to_string()])
-        .unwrap()
-        .signed_by(&leaf_key, &ca, &ca_key)
-        .unwrap();
-    let cert_path = dir.path().join("tls.crt");
-    let key_path = dir.path().join("tls.key");
-    std::fs::write(&cert_path, leaf.pem()).unwrap();
-    std::fs::write(&key_path, leaf_key.serialize_pem()).unwrap();
+    let tls = localhost_tls(dir.path());
+    let (cert_path, key_path) = (&tls.cert_path, &tls.key_path);
     let extra = format!(
         "server:\n  httpPort: 0\n  grpc: {{ port: 0 }}\n  security:\n    secure: true\n    ssl: {{ certificateFile: {}, keyFile: {} }}\n",
         cert_path.display(),
@@ -609,7 +597,7 @@ async fn connect_over_tls_http1_and_http2() {
 
     // HTTP/1.1 over TLS (reqwest offers only http/1.1 in ALPN here).
     let http = reqwest::Client::builder()
-        .add_root_certificate(reqwest::Certificate::from_pem(ca.pem().as_bytes()).unwrap())
+        .add_root_certificate(reqwest::Certificate::from_pem(tls.ca_pem.as_bytes()).unwrap())
         .build()
         .unwrap();
     let r = http
@@ -638,7 +626,7 @@ async fn connect_over_tls_http1_and_http2() {
 
     // HTTP/2 over TLS.
     let tls = tonic::transport::ClientTlsConfig::new()
-        .ca_certificate(tonic::transport::Certificate::from_pem(ca.pem()))
+        .ca_certificate(tonic::transport::Certificate::from_pem(&tls.ca_pem))
         .domain_name("localhost");
     let ch = tonic::transport::Channel::from_shared(origin.clone())
         .unwrap()
@@ -789,39 +777,7 @@ async fn cookie_calls_need_csrf_and_an_allowed_origin() {
         .cookie_store(true)
         .build()
         .unwrap();
-    let page = b
-        .get(format!("{}/login", s.url))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    let marker = "name=\"csrf_token\" value=\"";
-    let start = page.find(marker).unwrap() + marker.len();
-    let form_csrf = page[start..start + page[start..].find('"').unwrap()].to_owned();
-    let password = std::fs::read_to_string(s.dir.path().join("secrets/alice_pw")).unwrap();
-    let r = b
-        .post(format!("{}/login", s.url))
-        .form(&[
-            ("username", "alice"),
-            ("password", password.trim()),
-            ("csrf_token", &form_csrf),
-        ])
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 303);
-    let csrf = r
-        .headers()
-        .get_all("set-cookie")
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .find_map(|c| {
-            c.strip_prefix("flyte_csrf=")
-                .map(|rest| rest.split(';').next().unwrap().to_owned())
-        })
-        .unwrap();
+    let csrf = sign_in_alice(&s, &b).await;
     let own = format!("http://127.0.0.1:{}", s.addr.port());
     let call = |csrf: Option<&str>, origin: Option<&str>| {
         let mut req = b

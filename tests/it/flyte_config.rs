@@ -6,59 +6,11 @@ use std::collections::BTreeMap;
 
 use flyteauth::pb::flyteidl::admin as pb;
 use flyteauth::store::ProjectRecord;
-use reqwest::redirect::Policy;
 use tonic::Code;
 
-use crate::support::{with_token, TestServer};
+use crate::support::{browser, sign_in_alice, with_token, TestServer};
 
 const ALICE: &str = "  userAuth:\n    localUsers:\n      - { username: alice, passwordSecretName: alice_pw, name: Alice }\n";
-
-fn browser() -> reqwest::Client {
-    reqwest::Client::builder()
-        .redirect(Policy::none())
-        .cookie_store(true)
-        .build()
-        .unwrap()
-}
-
-fn cookie_value(r: &reqwest::Response, name: &str) -> Option<String> {
-    r.headers()
-        .get_all("set-cookie")
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .find_map(|c| {
-            c.strip_prefix(&format!("{name}="))
-                .map(|rest| rest.split(';').next().unwrap().to_owned())
-        })
-}
-
-/// Signs alice in through the form; returns the CSRF token of the session.
-async fn sign_in(s: &TestServer, b: &reqwest::Client) -> String {
-    let page = b
-        .get(format!("{}/login", s.url))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    let marker = "name=\"csrf_token\" value=\"";
-    let start = page.find(marker).unwrap() + marker.len();
-    let form_csrf = page[start..start + page[start..].find('"').unwrap()].to_owned();
-    let password = std::fs::read_to_string(s.dir.path().join("secrets/alice_pw")).unwrap();
-    let r = b
-        .post(format!("{}/login", s.url))
-        .form(&[
-            ("username", "alice"),
-            ("password", password.trim()),
-            ("csrf_token", &form_csrf),
-        ])
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 303);
-    cookie_value(&r, "flyte_csrf").unwrap()
-}
 
 #[tokio::test]
 async fn star_origin_gets_cors_without_credentials_and_cookies_only_from_listed_origins() {
@@ -122,7 +74,7 @@ async fn star_origin_gets_cors_without_credentials_and_cookies_only_from_listed_
 
     // The session cookie: refused from the unlisted origin, honoured from the listed one.
     let b = browser();
-    let csrf = sign_in(&s, &b).await;
+    let csrf = sign_in_alice(&s, &b).await;
     let register = |origin: &'static str, id: &'static str| {
         b.post(format!("{}/api/v1/projects", s.url))
             .json(&serde_json::json!({"project": {"id": id, "name": id}}))

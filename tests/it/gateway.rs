@@ -7,10 +7,9 @@ use std::time::Duration;
 
 use flyteauth::pb::flyteidl::admin as pb;
 use flyteauth::pb::flyteidl::service as v1;
-use reqwest::redirect::Policy;
 use tonic::{Request, Response, Status};
 
-use crate::support::{with_token, TestServer};
+use crate::support::{browser, localhost_tls, sign_in_alice, with_token, TestServer};
 
 /// What reached the upstream: (path, headers).
 pub(crate) type Seen = Arc<Mutex<Vec<(String, http::HeaderMap)>>>;
@@ -458,50 +457,6 @@ async fn raw_grpc(s: &TestServer, path: &str, headers: &[(&str, &str)]) -> (Stri
     (get("grpc-status"), get("grpc-message"))
 }
 
-fn browser() -> reqwest::Client {
-    reqwest::Client::builder()
-        .redirect(Policy::none())
-        .cookie_store(true)
-        .build()
-        .unwrap()
-}
-
-/// Logs alice in through the form; returns the CSRF token.
-async fn login(s: &TestServer, b: &reqwest::Client) -> String {
-    let page = b
-        .get(format!("{}/login", s.url))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    let marker = "name=\"csrf_token\" value=\"";
-    let start = page.find(marker).unwrap() + marker.len();
-    let form_csrf = page[start..start + page[start..].find('"').unwrap()].to_owned();
-    let password = std::fs::read_to_string(s.dir.path().join("secrets/alice_pw")).unwrap();
-    let r = b
-        .post(format!("{}/login", s.url))
-        .form(&[
-            ("username", "alice"),
-            ("password", password.trim()),
-            ("csrf_token", &form_csrf),
-        ])
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 303);
-    r.headers()
-        .get_all("set-cookie")
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .find_map(|c| {
-            c.strip_prefix("flyte_csrf=")
-                .map(|rest| rest.split(';').next().unwrap().to_owned())
-        })
-        .unwrap()
-}
-
 #[tokio::test]
 async fn console_rest_calls_with_the_cookie_need_no_csrf_header_only_when_not_cors_simple() {
     let (url, seen, _up) = upstream().await;
@@ -512,7 +467,7 @@ async fn console_rest_calls_with_the_cookie_need_no_csrf_header_only_when_not_co
     ))
     .await;
     let b = browser();
-    let csrf = login(&s, &b).await;
+    let csrf = sign_in_alice(&s, &b).await;
     let post =
         |ct: Option<&str>, origin: Option<&str>, referer: Option<&str>, csrf: Option<&str>| {
             let mut r = b
@@ -653,26 +608,10 @@ async fn a_client_that_goes_away_cancels_the_upstream_call() {
 
 #[tokio::test]
 async fn a_tls_upstream_is_reached_with_its_own_ca_and_refused_without_it() {
-    let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
     // The upstream: a flyteauth on TLS with auth off (it serves GetDomains itself).
     let dir = Arc::new(tempfile::tempdir().unwrap());
-    let ca_key = rcgen::KeyPair::generate().unwrap();
-    let mut ca_params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
-    ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
-    let ca = ca_params.self_signed(&ca_key).unwrap();
-    let leaf_key = rcgen::KeyPair::generate().unwrap();
-    let leaf = rcgen::CertificateParams::new(vec!["localhost".to_string()])
-        .unwrap()
-        .signed_by(&leaf_key, &ca, &ca_key)
-        .unwrap();
-    let (cert, key, ca_file) = (
-        dir.path().join("tls.crt"),
-        dir.path().join("tls.key"),
-        dir.path().join("ca.pem"),
-    );
-    std::fs::write(&cert, leaf.pem()).unwrap();
-    std::fs::write(&key, leaf_key.serialize_pem()).unwrap();
-    std::fs::write(&ca_file, ca.pem()).unwrap();
+    let tls = localhost_tls(dir.path());
+    let (cert, key, ca_file) = (&tls.cert_path, &tls.key_path, &tls.ca_path);
     let up = TestServer::start_in(
         dir.clone(),
         &format!(

@@ -12,7 +12,7 @@ use crate::authz::{
     browser, challenge, code_for, location, login_and_authorize, query, redeem_form, token, ALICE,
     VERIFIER,
 };
-use crate::support::TestServer;
+use crate::support::{localhost_tls, TestServer};
 
 /// A cookie-keeping client whose connections come from `addr` (any 127/8 address works on
 /// Linux loopback).
@@ -916,21 +916,9 @@ async fn read_response(c: &mut TcpStream) -> String {
 
 #[tokio::test]
 async fn cookies_carry_the_host_prefix_over_tls() {
-    let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
     let dir = std::sync::Arc::new(tempfile::tempdir().unwrap());
-    let ca_key = rcgen::KeyPair::generate().unwrap();
-    let mut ca_params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
-    ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
-    let ca = ca_params.self_signed(&ca_key).unwrap();
-    let key = rcgen::KeyPair::generate().unwrap();
-    let cert = rcgen::CertificateParams::new(vec!["localhost".to_string()])
-        .unwrap()
-        .signed_by(&key, &ca, &ca_key)
-        .unwrap();
-    let cert_path = dir.path().join("tls.crt");
-    let key_path = dir.path().join("tls.key");
-    std::fs::write(&cert_path, cert.pem()).unwrap();
-    std::fs::write(&key_path, key.serialize_pem()).unwrap();
+    let tls = localhost_tls(dir.path());
+    let (cert_path, key_path) = (&tls.cert_path, &tls.key_path);
     let extra = format!(
         "server:\n  httpPort: 0\n  security:\n    secure: true\n    ssl: {{ certificateFile: {}, keyFile: {} }}\n{ALICE}",
         cert_path.display(),
@@ -939,7 +927,7 @@ async fn cookies_carry_the_host_prefix_over_tls() {
     let s = TestServer::start_in(dir, &extra).await;
     let b = reqwest::Client::builder()
         .redirect(Policy::none())
-        .add_root_certificate(reqwest::Certificate::from_pem(ca.pem().as_bytes()).unwrap())
+        .add_root_certificate(reqwest::Certificate::from_pem(tls.ca_pem.as_bytes()).unwrap())
         .resolve("localhost", s.addr)
         .build()
         .unwrap();

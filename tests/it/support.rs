@@ -185,3 +185,85 @@ pub fn with_token<T>(msg: T, key: &'static str, token: &str) -> tonic::Request<T
         .insert(key, format!("Bearer {token}").parse().unwrap());
     req
 }
+
+/// A test CA and a `localhost` certificate it signed, written into a test's directory as
+/// `tls.crt`, `tls.key` and `ca.pem` (the rustls crypto provider installed).
+pub struct LocalhostTls {
+    pub ca_pem: String,
+    pub cert_path: std::path::PathBuf,
+    pub key_path: std::path::PathBuf,
+    pub ca_path: std::path::PathBuf,
+}
+
+pub fn localhost_tls(dir: &std::path::Path) -> LocalhostTls {
+    let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
+    let ca_key = rcgen::KeyPair::generate().unwrap();
+    let mut ca_params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+    let ca = ca_params.self_signed(&ca_key).unwrap();
+    let leaf_key = rcgen::KeyPair::generate().unwrap();
+    let leaf = rcgen::CertificateParams::new(vec!["localhost".to_string()])
+        .unwrap()
+        .signed_by(&leaf_key, &ca, &ca_key)
+        .unwrap();
+    let tls = LocalhostTls {
+        ca_pem: ca.pem(),
+        cert_path: dir.join("tls.crt"),
+        key_path: dir.join("tls.key"),
+        ca_path: dir.join("ca.pem"),
+    };
+    std::fs::write(&tls.cert_path, leaf.pem()).unwrap();
+    std::fs::write(&tls.key_path, leaf_key.serialize_pem()).unwrap();
+    std::fs::write(&tls.ca_path, &tls.ca_pem).unwrap();
+    tls
+}
+
+/// A browser-like client: a cookie jar, redirects not followed.
+pub fn browser() -> reqwest::Client {
+    reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .cookie_store(true)
+        .build()
+        .unwrap()
+}
+
+/// The value a response sets for cookie `name`.
+pub fn cookie_value(r: &reqwest::Response, name: &str) -> Option<String> {
+    r.headers()
+        .get_all("set-cookie")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .find_map(|c| {
+            c.strip_prefix(&format!("{name}="))
+                .map(|rest| rest.split(';').next().unwrap().to_owned())
+        })
+}
+
+/// Signs the local user alice in through the login form (her password from the test's
+/// secrets); returns the session's CSRF token.
+pub async fn sign_in_alice(s: &TestServer, b: &reqwest::Client) -> String {
+    let page = b
+        .get(format!("{}/login", s.url))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let marker = "name=\"csrf_token\" value=\"";
+    let start = page.find(marker).unwrap() + marker.len();
+    let form_csrf = page[start..start + page[start..].find('"').unwrap()].to_owned();
+    let password = std::fs::read_to_string(s.dir.path().join("secrets/alice_pw")).unwrap();
+    let r = b
+        .post(format!("{}/login", s.url))
+        .form(&[
+            ("username", "alice"),
+            ("password", password.trim()),
+            ("csrf_token", &form_csrf),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 303);
+    cookie_value(&r, "flyte_csrf").unwrap()
+}

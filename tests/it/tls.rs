@@ -4,25 +4,13 @@
 use flyteauth::pb::flyteidl::service as v1;
 use tonic::transport::{Certificate, Channel, ClientTlsConfig};
 
-use crate::support::TestServer;
+use crate::support::{localhost_tls, TestServer};
 
 #[tokio::test]
 async fn grpc_and_https_over_tls_on_one_port() {
-    let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
     let dir = std::sync::Arc::new(tempfile::tempdir().unwrap());
-    let ca_key = rcgen::KeyPair::generate().unwrap();
-    let mut ca_params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
-    ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
-    let ca = ca_params.self_signed(&ca_key).unwrap();
-    let leaf_key = rcgen::KeyPair::generate().unwrap();
-    let leaf = rcgen::CertificateParams::new(vec!["localhost".to_string()])
-        .unwrap()
-        .signed_by(&leaf_key, &ca, &ca_key)
-        .unwrap();
-    let cert_path = dir.path().join("tls.crt");
-    let key_path = dir.path().join("tls.key");
-    std::fs::write(&cert_path, leaf.pem()).unwrap();
-    std::fs::write(&key_path, leaf_key.serialize_pem()).unwrap();
+    let tls = localhost_tls(dir.path());
+    let (cert_path, key_path) = (&tls.cert_path, &tls.key_path);
     let extra = format!(
         "server:\n  httpPort: 0\n  grpc: {{ port: 0 }}\n  security:\n    secure: true\n    ssl: {{ certificateFile: {}, keyFile: {} }}\n",
         cert_path.display(),
@@ -31,12 +19,12 @@ async fn grpc_and_https_over_tls_on_one_port() {
     let s = TestServer::start_in(dir, &extra).await;
     let port = s.addr.port();
 
-    let tls = ClientTlsConfig::new()
-        .ca_certificate(Certificate::from_pem(ca.pem()))
+    let client_tls = ClientTlsConfig::new()
+        .ca_certificate(Certificate::from_pem(&tls.ca_pem))
         .domain_name("localhost");
     let ch = Channel::from_shared(format!("https://localhost:{port}"))
         .unwrap()
-        .tls_config(tls)
+        .tls_config(client_tls)
         .unwrap()
         .connect()
         .await
@@ -67,7 +55,7 @@ async fn grpc_and_https_over_tls_on_one_port() {
 
     // HTTPS for the HTTP routes on the same port.
     let http = reqwest::Client::builder()
-        .add_root_certificate(reqwest::Certificate::from_pem(ca.pem().as_bytes()).unwrap())
+        .add_root_certificate(reqwest::Certificate::from_pem(tls.ca_pem.as_bytes()).unwrap())
         .build()
         .unwrap();
     let r = http
