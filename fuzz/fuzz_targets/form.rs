@@ -1,6 +1,6 @@
 //! `form`: arbitrary bytes as an `application/x-www-form-urlencoded` body.
 //!
-//! The whole body goes through `authz_server::token::read_form` (the `/oauth2/token`,
+//! The whole body goes through `transport::http::oauth::form::read_form` (the `/oauth2/token`,
 //! `/oauth2/revoke`, `/oauth2/introspect` reader). Then every decoded value, whatever its
 //! name, goes through each public parser that takes request text:
 //!
@@ -23,7 +23,7 @@ use std::sync::LazyLock;
 use flyteauth::authz_server::authorize::is_pkce_value;
 use flyteauth::authz_server::clients::Client;
 use flyteauth::authz_server::device::normalise_user_code;
-use flyteauth::authz_server::token::read_form;
+use flyteauth::transport::http::oauth::form::read_form;
 use flyteauth::transport::http::{cookies, redirect};
 use flyteauth::login::pages::escape;
 use flyteauth::public_url::PublicUrls;

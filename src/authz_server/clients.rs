@@ -119,7 +119,7 @@ impl Clients {
                             grant_types: strings(&[
                                 "refresh_token",
                                 "authorization_code",
-                                super::device::GRANT_TYPE,
+                                super::grant_types::DEVICE_CODE,
                             ]),
                             response_types: strings(&["code"]),
                             scopes: strings(&["all", "offline", "access_token"]),

@@ -1,30 +1,17 @@
-//! The device authorization grant (RFC 8628) for headless machines: the device endpoint
-//! (§3.1–3.2), the user-code page at `/oauth2/device` (a signed-in user enters the code and
-//! confirms; plain HTML forms, no JavaScript), and the polling grant (§3.4–3.5) used by
-//! `token.rs`.
+//! The device authorization grant (RFC 8628) for headless machines: the device authorization
+//! (§3.1–3.2), the user's decision (entered on the page at `/oauth2/device`, served by the
+//! transport), and the polling grant (§3.4–3.5) at the token endpoint.
 
-use std::collections::HashMap;
-use std::sync::Arc;
+use serde::Serialize;
 
-use axum::extract::{Query, State};
-use axum::response::{Html, IntoResponse, Response};
-use axum::Json;
-use http::{header, HeaderMap, StatusCode};
-use serde_json::json;
-use subtle::ConstantTimeEq;
-
-use super::bound_digest;
 use super::clients::Client;
-use super::error::{no_store, OAuthError};
-use super::issue::{issue, Family, Grant, TokenResponse};
-use super::token::{authenticate_client, read_form};
+use super::error::OAuthError;
+use super::issue::{Family, Grant, TokenResponse};
+use super::{bound_digest, AuthorizationServer, Form};
 use crate::keys::{random_bytes, random_token};
-use crate::login::pages::{self, escape};
 use crate::store::{DeviceApproval, DeviceCodeRecord, DevicePoll, Spend, StoreError};
-use crate::transport::grpc::RequestOrigin;
-use crate::transport::state::AppState;
 
-pub const GRANT_TYPE: &str = "urn:ietf:params:oauth:grant-type:device_code";
+pub use super::grant_types::DEVICE_CODE as GRANT_TYPE;
 /// Minimum polling interval (always sent: flytekit needs it).
 const INTERVAL: i64 = 5;
 /// §6.1: 20 consonants, no vowels (no words), no look-alikes: 8 characters ≈ 34.6 bits.
@@ -46,7 +33,8 @@ pub fn normalise_user_code(s: &str) -> String {
         .collect()
 }
 
-fn display(code: &str) -> String {
+/// A user code as shown (`BCDF-GHJK`).
+pub fn display(code: &str) -> String {
     if code.len() == 8 && code.is_char_boundary(4) {
         format!("{}-{}", &code[..4], &code[4..])
     } else {
@@ -54,82 +42,112 @@ fn display(code: &str) -> String {
     }
 }
 
-fn public_url(state: &AppState, origin: Option<&RequestOrigin>) -> String {
-    state
-        .public_urls
-        .resolve(
-            origin.and_then(|o| o.authority.as_deref()),
-            origin.map(|o| o.scheme).unwrap_or("http"),
-        )
-        .to_owned()
+/// §3.2 device authorization response. `Debug` leaves out the device code.
+#[derive(Serialize)]
+/// Fields in the order the JSON answer has always had (alphabetical).
+pub struct DeviceAuthorization {
+    pub device_code: String,
+    pub expires_in: i64,
+    pub interval: i64,
+    pub user_code: String,
+    pub verification_uri: String,
+    pub verification_uri_complete: String,
 }
 
-/// `POST /oauth2/device_authorization` (§3.1).
-pub async fn device_authorization(
-    State(state): State<Arc<AppState>>,
-    headers: HeaderMap,
-    origin: Option<axum::Extension<RequestOrigin>>,
-    body: Result<axum::body::Bytes, axum::extract::rejection::BytesRejection>,
-) -> Response {
-    let public = public_url(&state, origin.as_ref().map(|o| &o.0));
-    match start(&state, &headers, &public, body).await {
-        Ok(v) => {
-            let mut r = Json(v).into_response();
-            no_store(&mut r);
-            r
-        }
-        Err(e) => e.into_response(),
+impl std::fmt::Debug for DeviceAuthorization {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DeviceAuthorization")
+            .field("device_code", &"[redacted]")
+            .field("user_code", &self.user_code)
+            .field("expires_in", &self.expires_in)
+            .finish()
     }
 }
 
-async fn start(
-    state: &AppState,
-    headers: &HeaderMap,
-    public: &str,
-    body: Result<axum::body::Bytes, axum::extract::rejection::BytesRejection>,
-) -> Result<serde_json::Value, OAuthError> {
-    let form = read_form(headers, body)?;
-    let client = authenticate_client(state, headers, &form).await?;
-    if !client.allows_grant(GRANT_TYPE) {
-        return Err(OAuthError::unauthorized_client(
-            "this client may not use the device flow",
-        ));
-    }
-    let scopes = requested_scopes(client, form.get("scope").map(String::as_str))?;
-    let device_code = random_token();
-    let now = state.clock.now();
-    // `auth.appAuth.selfAuthServer.deviceCodeLifespan` (default 10m).
-    let expires_in = state
-        .config
-        .app_auth
-        .self_auth_server
-        .device_code_lifespan
-        .as_secs() as i64;
-    let mut user_code = new_user_code();
-    for attempt in 0.. {
-        let record = DeviceCodeRecord {
-            device_code_hash: bound_digest(&client.id, &device_code),
-            user_code: user_code.clone(),
-            client_id: client.id.clone(),
-            scopes: scopes.clone(),
-            interval_secs: INTERVAL,
-            expires_at: now + expires_in,
-        };
-        match state.store.insert_device_code(&record).await {
-            Ok(()) => break,
-            Err(StoreError::AlreadyExists) if attempt < 3 => user_code = new_user_code(),
-            Err(e) => return Err(e.into()),
+/// Who decides on a pending device code.
+pub struct DeviceDecision<'a> {
+    pub subject: &'a str,
+    /// The user's profile (JSON).
+    pub profile: &'a serde_json::Value,
+    pub approve: bool,
+}
+
+impl AuthorizationServer {
+    /// §3.1: a device code for the authenticated `client`; `scope` as requested.
+    pub async fn device_authorization(
+        &self,
+        public: &str,
+        client: &Client,
+        scope: Option<&str>,
+    ) -> Result<DeviceAuthorization, OAuthError> {
+        if !client.allows_grant(GRANT_TYPE) {
+            return Err(OAuthError::unauthorized_client(
+                "this client may not use the device flow",
+            ));
         }
+        let scopes = requested_scopes(client, scope)?;
+        let device_code = random_token();
+        let now = self.clock.now();
+        // `auth.appAuth.selfAuthServer.deviceCodeLifespan` (default 10m).
+        let expires_in = self.settings.device_code_lifespan;
+        let mut user_code = new_user_code();
+        for attempt in 0.. {
+            let record = DeviceCodeRecord {
+                device_code_hash: bound_digest(&client.id, &device_code),
+                user_code: user_code.clone(),
+                client_id: client.id.clone(),
+                scopes: scopes.clone(),
+                interval_secs: INTERVAL,
+                expires_at: now + expires_in,
+            };
+            match self.store.insert_device_code(&record).await {
+                Ok(()) => break,
+                Err(StoreError::AlreadyExists) if attempt < 3 => user_code = new_user_code(),
+                Err(e) => return Err(e.into()),
+            }
+        }
+        let verification_uri = format!("{public}/oauth2/device");
+        Ok(DeviceAuthorization {
+            device_code,
+            user_code: display(&user_code),
+            verification_uri_complete: format!(
+                "{verification_uri}?user_code={}",
+                display(&user_code)
+            ),
+            verification_uri,
+            expires_in,
+            interval: INTERVAL,
+        })
     }
-    let verification_uri = format!("{public}/oauth2/device");
-    Ok(json!({
-        "device_code": device_code,
-        "user_code": display(&user_code),
-        "verification_uri": verification_uri,
-        "verification_uri_complete": format!("{verification_uri}?user_code={}", display(&user_code)),
-        "expires_in": expires_in,
-        "interval": INTERVAL,
-    }))
+
+    /// The pending request of the (normalised) user code `code`.
+    pub async fn pending_device_code(&self, code: &str) -> Result<DeviceCodeRecord, StoreError> {
+        self.store
+            .find_device_by_user_code(code, self.clock.now())
+            .await
+    }
+
+    /// Records the user's decision on the pending (normalised) user code `code`.
+    pub async fn decide_device_code(
+        &self,
+        code: &str,
+        client_id: &str,
+        decision: DeviceDecision<'_>,
+    ) -> Result<(), StoreError> {
+        let now = self.clock.now();
+        let approval = decision.approve.then(|| DeviceApproval {
+            subject: decision.subject.to_owned(),
+            user_info: decision.profile.to_string(),
+            family_id: random_token(),
+            auth_time: now,
+        });
+        let approved = approval.is_some();
+        self.store
+            .decide_device_code(code, approval.as_ref(), now)
+            .await?;
+        tracing::info!(target: "flyteauth::audit", event = "device_decision", subject = %decision.subject, client_id = %client_id, approved);
+        Ok(())
+    }
 }
 
 fn requested_scopes(client: &Client, scope: Option<&str>) -> Result<Vec<String>, OAuthError> {
@@ -161,313 +179,93 @@ fn requested_scopes(client: &Client, scope: Option<&str>) -> Result<Vec<String>,
     Ok(out)
 }
 
-/// The device grant at the token endpoint (§3.4, §3.5).
-pub async fn poll(
-    state: &AppState,
-    public: &str,
-    client: &Client,
-    form: &HashMap<String, String>,
-) -> Result<TokenResponse, OAuthError> {
-    if !client.allows_grant(GRANT_TYPE) {
-        return Err(OAuthError::unauthorized_client(
-            "this client may not use the device flow",
-        ));
-    }
-    let device_code = form
-        .get("device_code")
-        .filter(|d| !d.is_empty())
-        .ok_or_else(|| OAuthError::invalid_request("device_code is missing"))?;
-    let now = state.clock.now();
-    let (record, approval) = match state
-        .store
-        .poll_device_code(&bound_digest(&client.id, device_code), now)
-        .await
-    {
-        Ok(DevicePoll::Approved(r, a)) => (r, a),
-        Ok(DevicePoll::Pending) => {
-            return Err(OAuthError::device(
-                "authorization_pending",
-                "the user has not answered yet",
-            ))
+impl AuthorizationServer {
+    /// The device grant at the token endpoint (§3.4, §3.5).
+    pub async fn device_poll(
+        &self,
+        public: &str,
+        client: &Client,
+        form: &Form,
+    ) -> Result<TokenResponse, OAuthError> {
+        let state = self;
+        if !client.allows_grant(GRANT_TYPE) {
+            return Err(OAuthError::unauthorized_client(
+                "this client may not use the device flow",
+            ));
         }
-        Ok(DevicePoll::SlowDown) => {
-            return Err(OAuthError::device(
-                "slow_down",
-                "polling too fast; add 5 seconds to the interval",
-            ))
-        }
-        Ok(DevicePoll::Denied) => {
-            return Err(OAuthError::device(
-                "access_denied",
-                "the user denied the request",
-            ))
-        }
-        Ok(DevicePoll::Expired) => {
-            return Err(OAuthError::device(
-                "expired_token",
-                "the device code expired; start again",
-            ))
-        }
-        Ok(DevicePoll::AlreadyUsed) => {
-            return Err(OAuthError::invalid_grant(
-                "the device code was already used",
-            ))
-        }
-        Err(StoreError::NotFound) => return Err(OAuthError::invalid_grant("unknown device code")),
-        Err(e) => return Err(e.into()),
-    };
-    if record.client_id != client.id {
-        return Err(OAuthError::invalid_grant(
-            "the device code was issued to another client",
-        ));
-    }
-    let profile: serde_json::Value = serde_json::from_str(&approval.user_info).unwrap_or_default();
-    let with_refresh =
-        record.scopes.iter().any(|s| s == "offline") && client.allows_grant("refresh_token");
-    issue(
-        state,
-        public,
-        Grant {
-            subject: &approval.subject,
-            client_id: &client.id,
-            scopes: &record.scopes,
-            profile: Some(&profile),
-            auth_time: approval.auth_time,
-            family: Some(Family {
-                id: &approval.family_id,
-                spend: Spend::Nothing,
-                user_info: &approval.user_info,
-                refresh_scopes: with_refresh.then_some(record.scopes.as_slice()),
-            }),
-            grant_type: "device_code",
-        },
-    )
-    .await
-}
-
-fn html(status: StatusCode, body: String) -> Response {
-    (status, [(header::CACHE_CONTROL, "no-store")], Html(body)).into_response()
-}
-
-fn enter_code_page(csrf: &str, prefill: &str, error: Option<&str>) -> String {
-    let error = error
-        .map(|e| format!(r#"<p class="error" role="alert">{}</p>"#, escape(e)))
-        .unwrap_or_default();
-    pages::raw_page(
-        "Connect a device",
-        &format!(
-            r#"{error}<p>Enter the code shown on your device.</p>
-<form method="post" action="/oauth2/device">
-<input type="hidden" name="csrf_token" value="{csrf}">
-<label for="user_code">Code</label><input id="user_code" name="user_code" value="{code}" autocomplete="off" autocapitalize="characters" required autofocus>
-<button type="submit">Continue</button>
-</form>"#,
-            csrf = escape(csrf),
-            code = escape(prefill),
-        ),
-    )
-}
-
-fn confirm_page(csrf: &str, code: &str, client: &str, scopes: &[String], who: &str) -> String {
-    pages::raw_page(
-        "Allow this device?",
-        &format!(
-            r#"<p>Signed in as <strong>{who}</strong>.</p>
-<p>The device showing code <strong>{display}</strong> (application <strong>{client}</strong>) asks for access with scopes <code>{scopes}</code>.</p>
-<form method="post" action="/oauth2/device">
-<input type="hidden" name="csrf_token" value="{csrf}">
-<input type="hidden" name="user_code" value="{code}">
-<button type="submit" name="action" value="approve">Allow</button>
-<button type="submit" name="action" value="deny">Deny</button>
-</form>"#,
-            who = escape(who),
-            display = escape(&display(code)),
-            client = escape(client),
-            scopes = escape(&scopes.join(" ")),
-            csrf = escape(csrf),
-            code = escape(code),
-        ),
-    )
-}
-
-/// `GET /oauth2/device[?user_code=…]`: the code-entry page (requires a session).
-pub async fn device_page(
-    State(state): State<Arc<AppState>>,
-    headers: HeaderMap,
-    Query(q): Query<HashMap<String, String>>,
-) -> Response {
-    let prefill = q.get("user_code").cloned().unwrap_or_default();
-    let session = match state.sessions.from_headers(&headers).await {
-        Ok(s) => s,
-        Err(_) => {
-            return html(
-                StatusCode::SERVICE_UNAVAILABLE,
-                pages::error_page("Temporarily unavailable", "Try again shortly."),
-            )
-        }
-    };
-    let Some(session) = session else {
-        let back = format!(
-            "/oauth2/device?{}",
-            url::form_urlencoded::Serializer::new(String::new())
-                .append_pair("user_code", &prefill)
-                .finish()
-        );
-        let login = format!(
-            "/login?{}",
-            url::form_urlencoded::Serializer::new(String::new())
-                .append_pair("redirect_url", &back)
-                .finish()
-        );
-        return (StatusCode::SEE_OTHER, [(header::LOCATION, login)]).into_response();
-    };
-    html(
-        StatusCode::OK,
-        enter_code_page(&session.csrf_token, &prefill, None),
-    )
-}
-
-/// `POST /oauth2/device`: code entered → confirmation; confirmation → decision.
-pub async fn device_submit(
-    State(state): State<Arc<AppState>>,
-    headers: HeaderMap,
-    peer: Option<axum::Extension<crate::transport::client_addr::ClientAddr>>,
-    form: Result<axum::Form<HashMap<String, String>>, axum::extract::rejection::FormRejection>,
-) -> Response {
-    let form = match form {
-        Ok(axum::Form(f)) => f,
-        Err(e) => {
-            let (status, page) = pages::unreadable_form(&e);
-            return html(status, page);
-        }
-    };
-    let session = match state.sessions.from_headers(&headers).await {
-        Ok(Some(s)) => s,
-        Ok(None) => {
-            return html(
-                StatusCode::UNAUTHORIZED,
-                pages::info_page(
-                    "Sign in first",
-                    "Your session ended.",
-                    Some(("/oauth2/device", "Start again")),
-                ),
-            )
-        }
-        Err(_) => {
-            return html(
-                StatusCode::SERVICE_UNAVAILABLE,
-                pages::error_page("Temporarily unavailable", "Try again shortly."),
-            )
-        }
-    };
-    let field = |k: &str| form.get(k).map(String::as_str).unwrap_or("");
-    if !bool::from(
-        field("csrf_token")
-            .as_bytes()
-            .ct_eq(session.csrf_token.as_bytes()),
-    ) {
-        return html(
-            StatusCode::FORBIDDEN,
-            pages::error_page("Form expired", "Reload the page and try again."),
-        );
-    }
-    let now = state.clock.now();
-    // Guessing user codes: failures are limited per user and per address.
-    let keys: Vec<String> = std::iter::once(format!("device-user:{}", session.subject))
-        .chain(peer.map(|axum::Extension(p)| format!("device-ip:{}", p.0)))
-        .collect();
-    // Counted before the code is looked up (§14: a burst cannot exceed the limit); a code
-    // found gives its slots back.
-    if let Err(retry) = state.login_limiter.attempt(&keys, now).await {
-        let mut r = html(
-            StatusCode::TOO_MANY_REQUESTS,
-            pages::error_page(
-                "Too many attempts",
-                "Too many wrong codes. Try again later.",
-            ),
-        );
-        r.headers_mut().insert(
-            header::RETRY_AFTER,
-            retry.to_string().parse().expect("number"),
-        );
-        return r;
-    }
-    let code = normalise_user_code(field("user_code"));
-    let record = match state.store.find_device_by_user_code(&code, now).await {
-        Ok(r) => r,
-        Err(StoreError::NotFound) => {
-            return html(
-                StatusCode::BAD_REQUEST,
-                enter_code_page(
-                    &session.csrf_token,
-                    field("user_code"),
-                    Some("That code is unknown or has expired."),
-                ),
-            );
-        }
-        Err(_) => {
-            for k in &keys {
-                state.login_limiter.give_back(k).await;
+        let device_code = form
+            .get("device_code")
+            .filter(|d| !d.is_empty())
+            .ok_or_else(|| OAuthError::invalid_request("device_code is missing"))?;
+        let now = state.clock.now();
+        let (record, approval) = match state
+            .store
+            .poll_device_code(&bound_digest(&client.id, device_code), now)
+            .await
+        {
+            Ok(DevicePoll::Approved(r, a)) => (r, a),
+            Ok(DevicePoll::Pending) => {
+                return Err(OAuthError::device(
+                    "authorization_pending",
+                    "the user has not answered yet",
+                ))
             }
-            return html(
-                StatusCode::SERVICE_UNAVAILABLE,
-                pages::error_page("Temporarily unavailable", "Try again shortly."),
-            );
+            Ok(DevicePoll::SlowDown) => {
+                return Err(OAuthError::device(
+                    "slow_down",
+                    "polling too fast; add 5 seconds to the interval",
+                ))
+            }
+            Ok(DevicePoll::Denied) => {
+                return Err(OAuthError::device(
+                    "access_denied",
+                    "the user denied the request",
+                ))
+            }
+            Ok(DevicePoll::Expired) => {
+                return Err(OAuthError::device(
+                    "expired_token",
+                    "the device code expired; start again",
+                ))
+            }
+            Ok(DevicePoll::AlreadyUsed) => {
+                return Err(OAuthError::invalid_grant(
+                    "the device code was already used",
+                ))
+            }
+            Err(StoreError::NotFound) => {
+                return Err(OAuthError::invalid_grant("unknown device code"))
+            }
+            Err(e) => return Err(e.into()),
+        };
+        if record.client_id != client.id {
+            return Err(OAuthError::invalid_grant(
+                "the device code was issued to another client",
+            ));
         }
-    };
-    for k in &keys {
-        state.login_limiter.give_back(k).await;
-    }
-    let who = session.user_info().name;
-    let who = if who.is_empty() {
-        session.subject.clone()
-    } else {
-        who
-    };
-    let approval = match field("action") {
-        "" => {
-            return html(
-                StatusCode::OK,
-                confirm_page(
-                    &session.csrf_token,
-                    &code,
-                    &record.client_id,
-                    &record.scopes,
-                    &who,
-                ),
+        let profile: serde_json::Value =
+            serde_json::from_str(&approval.user_info).unwrap_or_default();
+        let with_refresh =
+            record.scopes.iter().any(|s| s == "offline") && client.allows_grant("refresh_token");
+        state
+            .issue(
+                public,
+                Grant {
+                    subject: &approval.subject,
+                    client_id: &client.id,
+                    scopes: &record.scopes,
+                    profile: Some(&profile),
+                    auth_time: approval.auth_time,
+                    family: Some(Family {
+                        id: &approval.family_id,
+                        spend: Spend::Nothing,
+                        user_info: &approval.user_info,
+                        refresh_scopes: with_refresh.then_some(record.scopes.as_slice()),
+                    }),
+                    grant_type: "device_code",
+                },
             )
-        }
-        "approve" => Some(DeviceApproval {
-            subject: session.subject.clone(),
-            user_info: session.profile.to_string(),
-            family_id: random_token(),
-            auth_time: now,
-        }),
-        _ => None,
-    };
-    let approved = approval.is_some();
-    match state
-        .store
-        .decide_device_code(&code, approval.as_ref(), now)
-        .await
-    {
-        Ok(()) => {
-            tracing::info!(target: "flyteauth::audit", event = "device_decision", subject = %session.subject, client_id = %record.client_id, approved);
-            let (title, msg) = if approved {
-                ("Device connected", "You can return to your device.")
-            } else {
-                ("Request denied", "The device was not given access.")
-            };
-            html(StatusCode::OK, pages::info_page(title, msg, None))
-        }
-        Err(StoreError::NotFound) => html(
-            StatusCode::BAD_REQUEST,
-            pages::error_page("Code expired", "That code is no longer pending."),
-        ),
-        Err(_) => html(
-            StatusCode::SERVICE_UNAVAILABLE,
-            pages::error_page("Temporarily unavailable", "Try again shortly."),
-        ),
+            .await
     }
 }
 

@@ -1,9 +1,7 @@
-//! RFC 6749 §5.2 error responses: one value carries the wire code, the description and the
-//! HTTP status; every response is `Cache-Control: no-store`.
+//! RFC 6749 §5.2 errors: one value carries the wire code, the description and the HTTP
+//! status (the transport writes it, `Cache-Control: no-store`).
 
-use axum::response::{IntoResponse, Response};
-use axum::Json;
-use http::{header, HeaderValue, StatusCode};
+use http::StatusCode;
 
 #[derive(Debug, Clone)]
 pub struct OAuthError {
@@ -97,31 +95,5 @@ impl From<crate::store::StoreError> for OAuthError {
                 Self::server_error("internal error")
             }
         }
-    }
-}
-
-/// Headers every token-endpoint response carries (RFC 6749 §5.1).
-pub fn no_store(resp: &mut Response) {
-    let h = resp.headers_mut();
-    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-    h.insert(header::PRAGMA, HeaderValue::from_static("no-cache"));
-}
-
-impl IntoResponse for OAuthError {
-    fn into_response(self) -> Response {
-        let body = serde_json::json!({"error": self.error, "error_description": self.description});
-        let mut resp = (self.status, Json(body)).into_response();
-        no_store(&mut resp);
-        if let Some(secs) = self.retry_after {
-            resp.headers_mut()
-                .insert(header::RETRY_AFTER, HeaderValue::from(secs.max(1) as u64));
-        }
-        if self.basic_challenge {
-            resp.headers_mut().insert(
-                header::WWW_AUTHENTICATE,
-                HeaderValue::from_static("Basic realm=\"flyteauth\""),
-            );
-        }
-        resp
     }
 }

@@ -4,11 +4,10 @@ use futures_util::future::Either;
 use serde::Serialize;
 use serde_json::Value;
 
-use super::bound_digest;
 use super::error::OAuthError;
+use super::{bound_digest, AuthorizationServer};
 use crate::keys::random_token;
 use crate::store::{Issuance, IssueOutcome, RefreshTokenRecord, Spend};
-use crate::transport::state::AppState;
 
 /// Who the tokens are for.
 pub struct Grant<'a> {
@@ -85,193 +84,179 @@ impl std::fmt::Debug for TokenResponse {
     }
 }
 
-/// The `iss` of tokens and of the authorization response for a request through `public`.
-pub fn issuer(state: &AppState, public: &str) -> String {
-    state
-        .config
-        .auth
-        .issuer
-        .clone()
-        .unwrap_or_else(|| public.to_owned())
-}
+impl AuthorizationServer {
+    /// The `iss` of tokens and of the authorization response for a request through `public`.
+    pub fn issuer(&self, public: &str) -> String {
+        self.settings
+            .configured_issuer
+            .clone()
+            .unwrap_or_else(|| public.to_owned())
+    }
 
-/// Signs an access token; for a user grant, spends the family's code or refresh token and
-/// stores the new refresh token in one transaction, side by side with the signature.
-pub async fn issue(
-    state: &AppState,
-    public: &str,
-    grant: Grant<'_>,
-) -> Result<TokenResponse, OAuthError> {
-    let now = state.clock.now();
-    let lifetime = state
-        .config
-        .app_auth
-        .self_auth_server
-        .access_token_lifespan
-        .as_secs() as i64;
-    let exp = now + lifetime;
-    let jti = random_token();
-    let claims = AccessClaims {
-        iss: &issuer(state, public),
-        aud: [public],
-        sub: grant.subject,
-        client_id: grant.client_id,
-        scp: grant.scopes,
-        iat: now,
-        nbf: now,
-        exp,
-        jti: &jti,
-        auth_time: grant.auth_time,
-        user_info: grant.profile,
-        groups: grant.profile.and_then(|p| p.get("groups")),
-    };
-    let (access_token, refresh_token) = match &grant.family {
-        None => (state.keys.current.sign_jwt("at+jwt", &claims), None),
-        Some(family) => {
-            let payload = serde_json::to_vec(&claims).expect("JWT claims serialize");
-            let refresh_token = family.refresh_scopes.map(|_| random_token());
-            let refresh_life = state
-                .config
-                .app_auth
-                .self_auth_server
-                .refresh_token_lifespan
-                .as_secs() as i64;
-            let issuance = Issuance {
-                family_id: family.id.to_owned(),
-                jti,
-                // Kept on the revocation list until the token is dead even with the leeway.
-                jti_expires_at: exp.saturating_add(state.config.auth.clock_skew_secs),
-                refresh: refresh_token.as_deref().zip(family.refresh_scopes).map(
-                    |(token, scopes)| RefreshTokenRecord {
-                        token_hash: bound_digest(grant.client_id, token),
-                        family_id: family.id.to_owned(),
-                        client_id: grant.client_id.to_owned(),
-                        subject: grant.subject.to_owned(),
-                        user_info: family.user_info.to_owned(),
-                        scopes: scopes.to_vec(),
-                        auth_time: grant.auth_time,
-                        expires_at: now + refresh_life,
-                    },
-                ),
-            };
-            // The transaction waits on the database (or, on SQLite, runs in this task) and
-            // the signature is CPU work: they run side by side. An RSA signature starts at
-            // once on a blocking thread, so that no worker stalls for its ~0.2 ms; a quick
-            // one (ES256, EdDSA) runs here once the store operation is under way, where
-            // handing it to a thread would cost about as much as signing. A token signed for
-            // a grant that then loses is dropped unseen.
-            let keys = state.keys.clone();
-            let quick = keys.current.alg().signs_quickly();
-            let sign = move || keys.current.sign_jwt_payload("at+jwt", &payload);
-            let signing = if quick {
-                Either::Left(async move { Ok(sign()) })
-            } else {
-                Either::Right(tokio::task::spawn_blocking(sign))
-            };
-            let (stored, signed) = tokio::join!(
-                biased;
-                state.store.spend_and_issue(&family.spend, now, &issuance),
-                signing
-            );
-            match stored? {
-                IssueOutcome::Issued => {}
-                // A concurrent request rotated the refresh token first (§14 grace period).
-                IssueOutcome::AlreadyUsed
-                    if rotated_within_grace(state, &family.spend, now).await =>
-                {
-                    match state
-                        .store
-                        .spend_and_issue(&Spend::Nothing, now, &issuance)
-                        .await?
+    /// Signs an access token; for a user grant, spends the family's code or refresh token and
+    /// stores the new refresh token in one transaction, side by side with the signature.
+    pub async fn issue(&self, public: &str, grant: Grant<'_>) -> Result<TokenResponse, OAuthError> {
+        let state = self;
+        let now = state.clock.now();
+        let lifetime = state.settings.access_token_lifespan;
+        let exp = now + lifetime;
+        let jti = random_token();
+        let claims = AccessClaims {
+            iss: &state.issuer(public),
+            aud: [public],
+            sub: grant.subject,
+            client_id: grant.client_id,
+            scp: grant.scopes,
+            iat: now,
+            nbf: now,
+            exp,
+            jti: &jti,
+            auth_time: grant.auth_time,
+            user_info: grant.profile,
+            groups: grant.profile.and_then(|p| p.get("groups")),
+        };
+        let (access_token, refresh_token) = match &grant.family {
+            None => (state.keys.current.sign_jwt("at+jwt", &claims), None),
+            Some(family) => {
+                let payload = serde_json::to_vec(&claims).expect("JWT claims serialize");
+                let refresh_token = family.refresh_scopes.map(|_| random_token());
+                let refresh_life = state.settings.refresh_token_lifespan;
+                let issuance = Issuance {
+                    family_id: family.id.to_owned(),
+                    jti,
+                    // Kept on the revocation list until the token is dead even with the leeway.
+                    jti_expires_at: exp.saturating_add(state.settings.clock_skew_secs),
+                    refresh: refresh_token.as_deref().zip(family.refresh_scopes).map(
+                        |(token, scopes)| RefreshTokenRecord {
+                            token_hash: bound_digest(grant.client_id, token),
+                            family_id: family.id.to_owned(),
+                            client_id: grant.client_id.to_owned(),
+                            subject: grant.subject.to_owned(),
+                            user_info: family.user_info.to_owned(),
+                            scopes: scopes.to_vec(),
+                            auth_time: grant.auth_time,
+                            expires_at: now + refresh_life,
+                        },
+                    ),
+                };
+                // The transaction waits on the database (or, on SQLite, runs in this task) and
+                // the signature is CPU work: they run side by side. An RSA signature starts at
+                // once on a blocking thread, so that no worker stalls for its ~0.2 ms; a quick
+                // one (ES256, EdDSA) runs here once the store operation is under way, where
+                // handing it to a thread would cost about as much as signing. A token signed for
+                // a grant that then loses is dropped unseen.
+                let keys = state.keys.clone();
+                let quick = keys.current.alg().signs_quickly();
+                let sign = move || keys.current.sign_jwt_payload("at+jwt", &payload);
+                let signing = if quick {
+                    Either::Left(async move { Ok(sign()) })
+                } else {
+                    Either::Right(tokio::task::spawn_blocking(sign))
+                };
+                let (stored, signed) = tokio::join!(
+                    biased;
+                    state.store.spend_and_issue(&family.spend, now, &issuance),
+                    signing
+                );
+                match stored? {
+                    IssueOutcome::Issued => {}
+                    // A concurrent request rotated the refresh token first (§14 grace period).
+                    IssueOutcome::AlreadyUsed
+                        if state.rotated_within_grace(&family.spend, now).await =>
                     {
-                        IssueOutcome::Issued => {}
-                        _ => return Err(OAuthError::invalid_grant("the grant was revoked")),
+                        match state
+                            .store
+                            .spend_and_issue(&Spend::Nothing, now, &issuance)
+                            .await?
+                        {
+                            IssueOutcome::Issued => {}
+                            _ => return Err(OAuthError::invalid_grant("the grant was revoked")),
+                        }
+                    }
+                    IssueOutcome::AlreadyUsed => {
+                        return Err(state.spent_twice(family, &grant).await)
+                    }
+                    IssueOutcome::FamilyRevoked => {
+                        return Err(OAuthError::invalid_grant("the grant was revoked"))
                     }
                 }
-                IssueOutcome::AlreadyUsed => return Err(spent_twice(state, family, &grant).await),
-                IssueOutcome::FamilyRevoked => {
-                    return Err(OAuthError::invalid_grant("the grant was revoked"))
+                if let Some(record) = issuance.refresh {
+                    let recent = &state.recent.refresh_tokens;
+                    recent.put(record.token_hash.clone(), record);
                 }
+                let access_token = signed
+                    .map_err(|_| OAuthError::server_error("signing the access token failed"))?;
+                (access_token, refresh_token)
             }
-            if let Some(record) = issuance.refresh {
-                let recent = &state.authz.recent.refresh_tokens;
-                recent.put(record.token_hash.clone(), record);
-            }
-            let access_token =
-                signed.map_err(|_| OAuthError::server_error("signing the access token failed"))?;
-            (access_token, refresh_token)
+        };
+        state.metrics.inc(
+            "flyteauth_tokens_issued_total",
+            &[("grant", grant.grant_type), ("client", grant.client_id)],
+        );
+        tracing::info!(
+            target: "flyteauth::audit",
+            event = "token_issued",
+            grant = grant.grant_type,
+            subject = grant.subject,
+            client_id = grant.client_id,
+            refresh = refresh_token.is_some(),
+        );
+        Ok(TokenResponse {
+            access_token,
+            token_type: "Bearer",
+            expires_in: lifetime,
+            scope: grant.scopes.join(" "),
+            refresh_token,
+            issued_token_type: None,
+        })
+    }
+
+    /// Whether a refresh token first used at `used_at` may still be redeemed again at `now`
+    /// (`auth.appAuth.selfAuthServer.refreshTokenGracePeriod`; zero: never).
+    pub fn used_within_grace(&self, used_at: Option<i64>, now: i64) -> bool {
+        let grace = self.settings.refresh_token_grace_period;
+        grace > 0 && used_at.is_some_and(|u| now >= u && now - u <= grace)
+    }
+
+    /// After a grant lost the race to spend its refresh token: whether the winner rotated it
+    /// within the grace period (read from the store, so replicas agree) and the family lives.
+    async fn rotated_within_grace(&self, spend: &Spend, now: i64) -> bool {
+        let state = self;
+        let Spend::RefreshToken(hash) = spend else {
+            return false;
+        };
+        match state.store.find_refresh_token(hash).await {
+            Ok(found) => !found.family_revoked && state.used_within_grace(found.used_at, now),
+            Err(_) => false,
         }
-    };
-    state.metrics.inc(
-        "flyteauth_tokens_issued_total",
-        &[("grant", grant.grant_type), ("client", grant.client_id)],
-    );
-    tracing::info!(
-        target: "flyteauth::audit",
-        event = "token_issued",
-        grant = grant.grant_type,
-        subject = grant.subject,
-        client_id = grant.client_id,
-        refresh = refresh_token.is_some(),
-    );
-    Ok(TokenResponse {
-        access_token,
-        token_type: "Bearer",
-        expires_in: lifetime,
-        scope: grant.scopes.join(" "),
-        refresh_token,
-        issued_token_type: None,
-    })
-}
-
-/// Whether a refresh token first used at `used_at` may still be redeemed again at `now`
-/// (`auth.appAuth.selfAuthServer.refreshTokenGracePeriod`; zero: never).
-pub fn used_within_grace(state: &AppState, used_at: Option<i64>, now: i64) -> bool {
-    let grace = state
-        .config
-        .app_auth
-        .self_auth_server
-        .refresh_token_grace_period
-        .as_secs() as i64;
-    grace > 0 && used_at.is_some_and(|u| now >= u && now - u <= grace)
-}
-
-/// After a grant lost the race to spend its refresh token: whether the winner rotated it
-/// within the grace period (read from the store, so replicas agree) and the family lives.
-async fn rotated_within_grace(state: &AppState, spend: &Spend, now: i64) -> bool {
-    let Spend::RefreshToken(hash) = spend else {
-        return false;
-    };
-    match state.store.find_refresh_token(hash).await {
-        Ok(found) => !found.family_revoked && used_within_grace(state, found.used_at, now),
-        Err(_) => false,
     }
-}
 
-/// Revokes a family: its refresh tokens, and its access tokens on every replica.
-pub async fn revoke_family(state: &AppState, family_id: &str) -> Result<(), OAuthError> {
-    let now = state.clock.now();
-    for t in state.store.revoke_family(family_id, now).await? {
-        state.authenticator.verifier.revoke(&t.jti, t.expires_at);
+    /// Revokes a family: its refresh tokens, and its access tokens on every replica.
+    pub async fn revoke_family(&self, family_id: &str) -> Result<(), OAuthError> {
+        let state = self;
+        let now = state.clock.now();
+        for t in state.store.revoke_family(family_id, now).await? {
+            state.authenticator.verifier.revoke(&t.jti, t.expires_at);
+        }
+        Ok(())
     }
-    Ok(())
-}
 
-/// A code or refresh token presented twice (RFC 6749 §4.1.2, RFC 9700 §4.14.2): the family is
-/// revoked, and the error says so.
-pub async fn spent_twice(state: &AppState, family: &Family<'_>, grant: &Grant<'_>) -> OAuthError {
-    if let Err(e) = revoke_family(state, family.id).await {
-        return e;
+    /// A code or refresh token presented twice (RFC 6749 §4.1.2, RFC 9700 §4.14.2): the family is
+    /// revoked, and the error says so.
+    pub async fn spent_twice(&self, family: &Family<'_>, grant: &Grant<'_>) -> OAuthError {
+        if let Err(e) = self.revoke_family(family.id).await {
+            return e;
+        }
+        let (event, message) = match family.spend {
+            Spend::RefreshToken(_) => (
+                "refresh_reuse",
+                "refresh token reuse detected; the session is revoked",
+            ),
+            _ => ("code_replayed", "authorization code already used"),
+        };
+        tracing::warn!(target: "flyteauth::audit", event, client_id = grant.client_id, subject = grant.subject);
+        OAuthError::invalid_grant(message)
     }
-    let (event, message) = match family.spend {
-        Spend::RefreshToken(_) => (
-            "refresh_reuse",
-            "refresh token reuse detected; the session is revoked",
-        ),
-        _ => ("code_replayed", "authorization code already used"),
-    };
-    tracing::warn!(target: "flyteauth::audit", event, client_id = grant.client_id, subject = grant.subject);
-    OAuthError::invalid_grant(message)
 }
 
 #[cfg(test)]

@@ -5,9 +5,10 @@ use std::sync::Arc;
 use tonic::{Request, Response, Status};
 
 use super::RequestOrigin;
-use crate::metadata::{current_metadata, public_client_config, OAuth2Metadata, PublicClientConfig};
+use crate::metadata::{OAuth2Metadata, PublicClientConfig};
 use crate::pb::flyteidl::service as v1;
 use crate::pb::flyteidl2::auth as v2;
+use crate::transport::http::oauth::metadata::{current_metadata, public_client_config};
 use crate::transport::state::AppState;
 
 #[derive(Clone)]

@@ -5,6 +5,7 @@ pub mod console;
 pub mod cookies;
 pub mod error;
 pub mod fetch_site;
+pub mod oauth;
 pub mod redirect;
 pub mod rest;
 
@@ -16,12 +17,11 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use http::header;
 
-use crate::authz_server::{authorize, device, revoke, token};
 use crate::login::local;
-use crate::metadata::{current_metadata, public_client_config};
 use crate::oidc::handlers as oidc_handlers;
-use crate::transport::grpc::RequestOrigin;
 use crate::transport::state::AppState;
+use oauth::metadata::{flyte_client, jwks, oauth_metadata};
+use oauth::{authorize, device, revoke, token};
 
 /// The router of the `metrics.port` listener: `/metrics` and `/healthcheck`.
 pub fn metrics_router(state: Arc<AppState>) -> Router {
@@ -185,36 +185,6 @@ async fn not_found() -> Response {
     (
         http::StatusCode::NOT_FOUND,
         Json(serde_json::json!({"code": 5, "message": "not found", "details": []})),
-    )
-        .into_response()
-}
-
-async fn oauth_metadata(
-    State(state): State<Arc<AppState>>,
-    origin: Option<axum::Extension<RequestOrigin>>,
-) -> Response {
-    let (authority, scheme) = match &origin {
-        Some(axum::Extension(o)) => (o.authority.as_deref(), o.scheme),
-        None => (None, "http"),
-    };
-    let public = state.public_urls.resolve(authority, scheme);
-    match current_metadata(&state, public) {
-        Some(m) => Json(m).into_response(),
-        None => error::ApiError::Status(tonic::Status::unavailable(
-            "the external authorization server's metadata is not available yet",
-        ))
-        .into_response(),
-    }
-}
-
-async fn flyte_client(State(state): State<Arc<AppState>>) -> Response {
-    Json(public_client_config(&state)).into_response()
-}
-
-async fn jwks(State(state): State<Arc<AppState>>) -> Response {
-    (
-        [(header::CACHE_CONTROL, "public, max-age=300")],
-        Json(state.keys.jwks()),
     )
         .into_response()
 }
