@@ -290,7 +290,15 @@ impl AppState {
                 session_cfg.idle_timeout.as_secs() as i64,
                 session_cfg.absolute_timeout.as_secs() as i64,
             )
-            .with_host_prefix(config.server.tls.is_some() && !config.server.insecure_cookie_header),
+            .with_cookie_name(
+                if config.server.tls.is_some() && !config.server.insecure_cookie_header {
+                    crate::transport::http::cookies::host_name(
+                        crate::transport::http::cookies::SESSION,
+                    )
+                } else {
+                    crate::transport::http::cookies::SESSION
+                },
+            ),
         );
         // Cookie-authenticated calls may come from the listed console origins or from this
         // deployment's own public URLs.

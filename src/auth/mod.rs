@@ -118,9 +118,10 @@ impl Authenticator {
             || headers.contains_key(http::header::AUTHORIZATION);
         if !has_token
             && self.sessions.is_some()
-            && self.sessions.as_ref().is_some_and(|s| {
-                crate::transport::http::cookies::get(headers, s.cookie_name()).is_some()
-            })
+            && self
+                .sessions
+                .as_ref()
+                .is_some_and(|s| crate::session::request_cookie(headers, s.cookie_name()).is_some())
         {
             CredentialKind::Session
         } else {
@@ -171,7 +172,10 @@ impl Authenticator {
             .map_err(|_| AuthError::Unavailable)?
             .ok_or(AuthError::SessionInvalid)?;
         if let Some(csrf) = csrf {
-            if !bool::from(csrf.as_bytes().ct_eq(session.csrf_token.as_bytes())) {
+            if !bool::from(
+                csrf.as_bytes()
+                    .ct_eq(session.csrf_token.expose().as_bytes()),
+            ) {
                 return Err(AuthError::Csrf);
             }
         }

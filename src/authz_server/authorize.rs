@@ -16,9 +16,9 @@ use super::bound_digest;
 use super::clients::Client;
 use super::issue::issuer;
 use crate::keys::random_token;
-use crate::login::pages;
 use crate::store::AuthCodeRecord;
 use crate::transport::grpc::RequestOrigin;
+use crate::transport::http::pages;
 use crate::transport::state::AppState;
 
 /// The parameters of an authorization request, each present at most once (RFC 6749 §3.1).

@@ -19,9 +19,9 @@ use super::error::{no_store, OAuthError};
 use super::issue::{issue, Family, Grant, TokenResponse};
 use super::token::{authenticate_client, read_form};
 use crate::keys::{random_bytes, random_token};
-use crate::login::pages::{self, escape};
 use crate::store::{DeviceApproval, DeviceCodeRecord, DevicePoll, Spend, StoreError};
 use crate::transport::grpc::RequestOrigin;
+use crate::transport::http::pages::{self, escape};
 use crate::transport::state::AppState;
 
 pub const GRANT_TYPE: &str = "urn:ietf:params:oauth:grant-type:device_code";
@@ -323,7 +323,7 @@ pub async fn device_page(
     };
     html(
         StatusCode::OK,
-        enter_code_page(&session.csrf_token, &prefill, None),
+        enter_code_page(session.csrf_token.expose(), &prefill, None),
     )
 }
 
@@ -364,7 +364,7 @@ pub async fn device_submit(
     if !bool::from(
         field("csrf_token")
             .as_bytes()
-            .ct_eq(session.csrf_token.as_bytes()),
+            .ct_eq(session.csrf_token.expose().as_bytes()),
     ) {
         return html(
             StatusCode::FORBIDDEN,
@@ -399,7 +399,7 @@ pub async fn device_submit(
             return html(
                 StatusCode::BAD_REQUEST,
                 enter_code_page(
-                    &session.csrf_token,
+                    session.csrf_token.expose(),
                     field("user_code"),
                     Some("That code is unknown or has expired."),
                 ),
@@ -429,7 +429,7 @@ pub async fn device_submit(
             return html(
                 StatusCode::OK,
                 confirm_page(
-                    &session.csrf_token,
+                    session.csrf_token.expose(),
                     &code,
                     &record.client_id,
                     &record.scopes,

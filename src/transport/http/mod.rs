@@ -5,6 +5,9 @@ pub mod console;
 pub mod cookies;
 pub mod error;
 pub mod fetch_site;
+pub mod login;
+pub mod oidc;
+pub mod pages;
 pub mod redirect;
 pub mod rest;
 
@@ -17,9 +20,7 @@ use axum::{Json, Router};
 use http::header;
 
 use crate::authz_server::{authorize, device, revoke, token};
-use crate::login::local;
 use crate::metadata::{current_metadata, public_client_config};
-use crate::oidc::handlers as oidc_handlers;
 use crate::transport::grpc::RequestOrigin;
 use crate::transport::state::AppState;
 
@@ -49,7 +50,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         )
         .route(
             "/.well-known/openid-configuration",
-            get(oidc_handlers::openid_configuration),
+            get(oidc::openid_configuration),
         )
         .route("/config/v1/flyte_client", get(flyte_client))
         .route("/me", get(rest::me))
@@ -62,12 +63,9 @@ pub fn router(state: Arc<AppState>) -> Router {
             get(rest::get_project).put(rest::update_project),
         )
         .route("/api/v1/domains", get(rest::get_domains))
-        .route("/login", get(local::login_page).post(local::login_submit))
-        .route("/logout", get(local::logout).post(local::logout))
-        .route(
-            "/callback",
-            get(oidc_handlers::callback).post(oidc_handlers::callback),
-        );
+        .route("/login", get(login::login_page).post(login::login_submit))
+        .route("/logout", get(login::logout).post(login::logout))
+        .route("/callback", get(oidc::callback).post(oidc::callback));
     // The built-in authorization server's endpoints exist only in Self mode.
     if state.external.is_none() {
         router = router
