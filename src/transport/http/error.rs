@@ -8,12 +8,16 @@ use serde_json::json;
 use tonic::Code;
 
 use crate::auth::AuthError;
+use crate::projects::ProjectError;
+use crate::store::StoreError;
 
 /// An error answered by a REST route.
 #[derive(Debug)]
 pub enum ApiError {
     Status(tonic::Status),
     Auth(AuthError),
+    /// The projects service refused (mapped straight to HTTP, see [`project_answer`]).
+    Project(ProjectError),
     /// A body over `server.maxRequestBytes`: 413.
     TooLarge,
 }
@@ -21,6 +25,41 @@ pub enum ApiError {
 impl From<tonic::Status> for ApiError {
     fn from(s: tonic::Status) -> Self {
         Self::Status(s)
+    }
+}
+
+impl From<ProjectError> for ApiError {
+    fn from(e: ProjectError) -> Self {
+        Self::Project(e)
+    }
+}
+
+impl From<StoreError> for ApiError {
+    fn from(e: StoreError) -> Self {
+        Self::Project(ProjectError::Store(e))
+    }
+}
+
+/// The one HTTP mapping of a projects error: its grpc-gateway code and message.
+fn project_answer(e: ProjectError) -> (Code, String) {
+    match e {
+        ProjectError::InvalidArgument(m) => (Code::InvalidArgument, m),
+        ProjectError::NotFound(m) => (Code::NotFound, m),
+        ProjectError::AlreadyExists(m) => (Code::AlreadyExists, m),
+        ProjectError::Store(e) => {
+            crate::transport::store_errors::log(&e);
+            let (_, code, message) = crate::transport::store_errors::http(&e);
+            (code, message)
+        }
+    }
+}
+
+/// The code of an authentication refusal: UNAVAILABLE when the session store failed, else
+/// UNAUTHENTICATED (as the gRPC layer answers).
+fn auth_code(e: &AuthError) -> Code {
+    match e {
+        AuthError::Unavailable => Code::Unavailable,
+        _ => Code::Unauthenticated,
     }
 }
 
@@ -59,14 +98,18 @@ impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         match self {
             ApiError::Status(s) => status_body(s.code(), s.message()),
+            ApiError::Project(e) => {
+                let (code, message) = project_answer(e);
+                status_body(code, &message)
+            }
             ApiError::TooLarge => {
                 let body = json!({"code": Code::ResourceExhausted as i32, "message": "request body too large", "details": []});
                 (StatusCode::PAYLOAD_TOO_LARGE, Json(body)).into_response()
             }
             ApiError::Auth(e) => {
-                let status: tonic::Status = e.clone().into();
-                let mut resp = status_body(status.code(), status.message());
-                if status.code() == Code::Unauthenticated {
+                let code = auth_code(&e);
+                let mut resp = status_body(code, &e.to_string());
+                if code == Code::Unauthenticated {
                     let challenge = format!(
                         "Bearer error=\"invalid_token\", error_description=\"{}\"",
                         e.to_string().replace('"', "'")
