@@ -16,6 +16,10 @@ use crate::store::StoreError;
 pub enum ApiError {
     Status(tonic::Status),
     Auth(AuthError),
+    /// PERMISSION_DENIED by the method rules or the role bindings: 403.
+    Forbidden(String),
+    /// A request the route could not read: 400.
+    BadRequest(String),
     /// The projects service refused (mapped straight to HTTP, see [`project_answer`]).
     Project(ProjectError),
     /// A body over `server.maxRequestBytes`: 413.
@@ -98,6 +102,8 @@ impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         match self {
             ApiError::Status(s) => status_body(s.code(), s.message()),
+            ApiError::Forbidden(m) => status_body(Code::PermissionDenied, &m),
+            ApiError::BadRequest(m) => status_body(Code::InvalidArgument, &m),
             ApiError::Project(e) => {
                 let (code, message) = project_answer(e);
                 status_body(code, &message)
@@ -126,7 +132,7 @@ impl IntoResponse for ApiError {
 
 /// A 400 for a body or query the route could not read.
 pub fn bad_request(message: impl std::fmt::Display) -> ApiError {
-    ApiError::Status(tonic::Status::invalid_argument(message.to_string()))
+    ApiError::BadRequest(message.to_string())
 }
 
 /// A JSON body the route could not read: 413 when over the size limit, else 400.

@@ -45,9 +45,7 @@ impl FromRequestParts<Arc<AppState>> for Caller {
                 {
                     if let Err(denied) = auth.rules.check(method, &id) {
                         tracing::info!(target: "flyteauth::audit", route = parts.uri.path(), subject = %id.subject, outcome = "forbidden", rule = denied.index);
-                        return Err(ApiError::Status(tonic::Status::permission_denied(
-                            denied.to_string(),
-                        )));
+                        return Err(ApiError::Forbidden(denied.to_string()));
                     }
                 }
                 Ok(Caller(Some(id)))
@@ -73,13 +71,15 @@ fn authorize<M: prost::Message>(
     method: &str,
     msg: &M,
 ) -> Result<(), ApiError> {
-    crate::auth::roles::check_message(
+    match crate::auth::roles::decide_message(
         state.authorizer.as_deref(),
         caller.0.as_deref(),
         &format!("flyteidl.service.AdminService/{method}"),
         msg,
-    )
-    .map_err(ApiError::Status)
+    ) {
+        crate::auth::roles::Decision::Allow => Ok(()),
+        crate::auth::roles::Decision::Deny(d) => Err(ApiError::Forbidden(d.to_string())),
+    }
 }
 
 #[derive(Debug, Default, Serialize, Deserialize)]
