@@ -33,7 +33,7 @@
 //! | [`cli`] | the `flyteauth` command line |
 //!
 //! The path of a protected gRPC call: [`server`] accepts the connection and routes by
-//! content-type → tonic-web (for gRPC-web) → the service's [`auth::layer::AuthLayer`]
+//! content-type → tonic-web (for gRPC-web) → the service's [`transport::grpc::auth_layer::AuthLayer`]
 //! (token → [`auth::Identity`] in the request extensions, or UNAUTHENTICATED) → the handler in
 //! [`grpc`] → [`projects`] → [`store`].
 

@@ -7,11 +7,25 @@ use std::sync::Arc;
 use http::HeaderMap;
 use serde_json::Value;
 
-use crate::auth::UserInfo;
 use crate::clock::SharedClock;
 use crate::keys::random_token;
+use crate::secret::Secret;
 use crate::store::{SessionRecord, Store, StoreError};
-use crate::transport::http::cookies;
+
+/// The session cookie's name over plain http (over TLS it is `__Host-flyte_session`).
+pub const COOKIE: &str = "flyte_session";
+
+/// The value of cookie `name` in a request's `Cookie` headers, if any.
+pub fn request_cookie<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
+    headers
+        .get_all(http::header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .filter_map(|kv| kv.trim().split_once('='))
+        .find(|(k, _)| *k == name)
+        .map(|(_, v)| v)
+}
 
 /// Hex SHA-256, the form in which opaque credentials are stored.
 pub fn digest_hex(value: &str) -> String {
@@ -26,31 +40,15 @@ pub fn digest_hex(value: &str) -> String {
     hex
 }
 
-/// A live session. `Debug` leaves out the CSRF token.
-#[derive(Clone)]
+/// A live session. The CSRF token is a credential: `Debug` prints it as `[redacted]`.
+/// (`user_info()` is in `auth`, which reads the profile.)
+#[derive(Clone, Debug)]
 pub struct Session {
     pub id_hash: String,
     pub subject: String,
     /// The profile JSON as stored (UserInfo fields plus e.g. `groups`).
     pub profile: Value,
-    pub csrf_token: String,
-}
-
-impl std::fmt::Debug for Session {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Session")
-            .field("id_hash", &self.id_hash)
-            .field("subject", &self.subject)
-            .field("profile", &self.profile)
-            .field("csrf_token", &"[redacted]")
-            .finish()
-    }
-}
-
-impl Session {
-    pub fn user_info(&self) -> UserInfo {
-        serde_json::from_value(self.profile.clone()).unwrap_or_default()
-    }
+    pub csrf_token: Secret<String>,
 }
 
 pub struct Sessions {
@@ -76,15 +74,14 @@ impl Sessions {
             clock,
             idle_secs,
             absolute_secs,
-            cookie_name: cookies::SESSION,
+            cookie_name: COOKIE,
         }
     }
 
-    /// (§14) Over TLS the session cookie is read under its `__Host-` name only.
-    pub fn with_host_prefix(mut self, on: bool) -> Self {
-        if on {
-            self.cookie_name = cookies::host_name(cookies::SESSION);
-        }
+    /// The name the session cookie is read under (§14: over TLS only its `__Host-` name;
+    /// the transport's cookie factory knows it).
+    pub fn with_cookie_name(mut self, name: &'static str) -> Self {
+        self.cookie_name = name;
         self
     }
 
@@ -102,7 +99,7 @@ impl Sessions {
         &self,
         subject: &str,
         profile: &Value,
-    ) -> Result<(String, Session), StoreError> {
+    ) -> Result<(Secret<String>, Session), StoreError> {
         let now = self.clock.now();
         let id = random_token();
         let record = SessionRecord {
@@ -117,21 +114,26 @@ impl Sessions {
         };
         self.store.create_session(&record).await?;
         Ok((
-            id,
+            Secret::new(id),
             Session {
                 id_hash: record.id_hash,
                 subject: record.subject,
                 profile: profile.clone(),
-                csrf_token: record.csrf_token,
+                csrf_token: Secret::new(record.csrf_token),
             },
         ))
     }
 
     /// The session the request's cookie names, if it is still valid.
     pub async fn from_headers(&self, headers: &HeaderMap) -> Result<Option<Session>, StoreError> {
-        let Some(id) = cookies::get(headers, self.cookie_name) else {
-            return Ok(None);
-        };
+        match request_cookie(headers, self.cookie_name) {
+            Some(id) => self.lookup(id).await,
+            None => Ok(None),
+        }
+    }
+
+    /// The session whose cookie value is `id`, if it is still valid (touched when due).
+    pub async fn lookup(&self, id: &str) -> Result<Option<Session>, StoreError> {
         if id.len() > 128 {
             return Ok(None);
         }
@@ -159,22 +161,38 @@ impl Sessions {
             id_hash,
             subject: record.subject,
             profile: serde_json::from_str(&record.user_info).unwrap_or(Value::Null),
-            csrf_token: record.csrf_token,
+            csrf_token: Secret::new(record.csrf_token),
         }))
     }
 
     /// Ends the session the request's cookie names (logout).
     pub async fn end(&self, headers: &HeaderMap) -> Result<(), StoreError> {
-        if let Some(id) = cookies::get(headers, self.cookie_name) {
-            self.store.delete_session(&digest_hex(id)).await?;
+        match request_cookie(headers, self.cookie_name) {
+            Some(id) => self.end_id(id).await,
+            None => Ok(()),
         }
-        Ok(())
+    }
+
+    /// Ends the session whose cookie value is `id`.
+    pub async fn end_id(&self, id: &str) -> Result<(), StoreError> {
+        self.store.delete_session(&digest_hex(id)).await
     }
 }
 
 #[cfg(test)]
 mod tests {
-    use super::digest_hex;
+    use super::{digest_hex, Secret, Session};
+
+    #[test]
+    fn session_debug_hides_the_csrf_token() {
+        let s = Session {
+            id_hash: "h".into(),
+            subject: "u".into(),
+            profile: serde_json::Value::Null,
+            csrf_token: Secret::new("csrf-value-5".into()),
+        };
+        assert!(!format!("{s:?}").contains("csrf-value-5"));
+    }
 
     /// Stored credentials are looked up by this form: it must never change, or every stored
     /// session, code and refresh token is lost (FIPS 180-2's "abc" vector, lowercase hex).

@@ -13,7 +13,7 @@
 //! - `http::cookies::get` on a `Cookie` header holding the value
 //! - `sealed::Sealer::open` with a fixed key, the field name as purpose; plus a seal/open
 //!   round trip
-//! - `authz_server::authorize::is_pkce_value`, `login::pages::escape`
+//! - `authz_server::authorize::is_pkce_value`, `transport::http::pages::escape`
 //! - `authz_server::clients::Client::redirect_uri_matches` / `allows_scope` of a fixed
 //!   client (Flyte's default `flytectl` shape)
 #![no_main]
@@ -25,7 +25,7 @@ use flyteauth::authz_server::clients::Client;
 use flyteauth::authz_server::device::normalise_user_code;
 use flyteauth::transport::http::oauth::form::read_form;
 use flyteauth::transport::http::{cookies, redirect};
-use flyteauth::login::pages::escape;
+use flyteauth::transport::http::pages::escape;
 use flyteauth::public_url::PublicUrls;
 use flyteauth::sealed::Sealer;
 use flyteauth::store::filters::{parse_filters, FilterOp, FilterValue};

@@ -47,3 +47,10 @@ impl Identity {
         self.scopes.iter().any(|s| s == scope)
     }
 }
+
+impl crate::session::Session {
+    /// The session's profile as [`UserInfo`] (defaults where it does not parse).
+    pub fn user_info(&self) -> UserInfo {
+        serde_json::from_value(self.profile.clone()).unwrap_or_default()
+    }
+}

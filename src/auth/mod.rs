@@ -1,14 +1,16 @@
 //! The resource-server side: checking the credentials of incoming calls.
 //!
 //! - [`verifier`]: JWT access tokens → [`Identity`] (signature, claims, scope rule, cache).
-//! - [`layer`]: the tower layer around every protected gRPC service.
-//! - [`Authenticator`]: reads the token out of headers/metadata for both gRPC and REST.
+//! - [`Authenticator`]: the one authentication decision for gRPC, gRPC-web, Connect, REST
+//!   and the gateway ([`Authenticator::authenticate_now`] / [`Authenticator::authenticate_call`]):
+//!   credential extraction → verification → an [`Identity`] or a refusal reason
+//!   ([`AuthError`]). Each transport only renders the refusal its own way (the gRPC layer is
+//!   `transport/grpc/auth_layer.rs`).
 
 mod cache;
 mod error;
 mod identity;
 pub mod keysource;
-pub mod layer;
 mod revocation;
 pub mod roles;
 pub mod rules;
@@ -118,9 +120,10 @@ impl Authenticator {
             || headers.contains_key(http::header::AUTHORIZATION);
         if !has_token
             && self.sessions.is_some()
-            && self.sessions.as_ref().is_some_and(|s| {
-                crate::transport::http::cookies::get(headers, s.cookie_name()).is_some()
-            })
+            && self
+                .sessions
+                .as_ref()
+                .is_some_and(|s| crate::session::request_cookie(headers, s.cookie_name()).is_some())
         {
             CredentialKind::Session
         } else {
@@ -171,7 +174,10 @@ impl Authenticator {
             .map_err(|_| AuthError::Unavailable)?
             .ok_or(AuthError::SessionInvalid)?;
         if let Some(csrf) = csrf {
-            if !bool::from(csrf.as_bytes().ct_eq(session.csrf_token.as_bytes())) {
+            if !bool::from(
+                csrf.as_bytes()
+                    .ct_eq(session.csrf_token.expose().as_bytes()),
+            ) {
                 return Err(AuthError::Csrf);
             }
         }
@@ -240,6 +246,26 @@ impl Authenticator {
         };
         self.record(&result);
         result
+    }
+
+    /// The same decision as [`authenticate_call`](Self::authenticate_call) when it needs no
+    /// I/O (a bearer token whose key is known, or no remote JWKS to refetch): counted and
+    /// returned. `None` when it needs I/O (a session cookie, or an unknown key of a remote
+    /// JWKS): then call [`authenticate_call`](Self::authenticate_call).
+    pub fn authenticate_now(
+        &self,
+        headers: &http::HeaderMap,
+        custom_header: &str,
+    ) -> Option<Result<Arc<Identity>, AuthError>> {
+        if self.credential_kind(headers, custom_header) != CredentialKind::Bearer {
+            return None;
+        }
+        let result = self.authenticate_with(headers, custom_header);
+        if matches!(result, Err(AuthError::UnknownKey)) && self.verifier.remote_jwks().is_some() {
+            return None;
+        }
+        self.record(&result);
+        Some(result)
     }
 
     /// [`authenticate`](Self::authenticate), refetching a remote JWKS on an unknown key.

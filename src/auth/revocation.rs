@@ -1,6 +1,6 @@
 //! Revoked access tokens by `jti`. Checked on every call (a map lookup, no store round trip);
 //! filled immediately on the replica that revokes and, on the others, by polling the store
-//! (see `state::spawn_background`), so a revocation takes effect everywhere within one poll
+//! (see `transport::background::spawn_background`), so a revocation takes effect everywhere within one poll
 //! interval.
 
 use std::sync::atomic::{AtomicUsize, Ordering};

@@ -280,7 +280,7 @@ mod tests {
             id_hash: "h".into(),
             subject: "alice".into(),
             profile: serde_json::json!({}),
-            csrf_token: "csrf-secret".into(),
+            csrf_token: crate::secret::Secret::new("csrf-secret".into()),
         };
         let record = SessionRecord {
             id_hash: "h".into(),

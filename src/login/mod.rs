@@ -1,5 +1,5 @@
-//! Proving who the user is: the local-users login form (embedded identity source), logout,
-//! and the small HTML pages they render. (The OIDC relying party lives in `oidc/`.)
+//! Proving who the user is: the local users (embedded identity source) and their sign-in
+//! decision. (The OIDC relying party lives in `oidc/`; the HTML pages and handlers in
+//! `transport/http/`.)
 
 pub mod local;
-pub mod pages;

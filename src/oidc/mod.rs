@@ -23,8 +23,6 @@ use serde_json::{json, Value};
 use crate::config::OpenIdFile;
 use crate::secret::Secret;
 
-pub mod handlers;
-
 /// What discovery found.
 pub struct Discovered {
     pub metadata: CoreProviderMetadata,
@@ -40,22 +38,42 @@ pub struct OidcProvider {
     discovered: RwLock<Option<Arc<Discovered>>>,
 }
 
-/// The state of one login round trip, sealed into a cookie.
+/// The state of one login round trip, sealed into a cookie. The `state`, `nonce` and PKCE
+/// verifier are credentials: `Debug` prints them as `[redacted]`.
 #[derive(Debug, Serialize, Deserialize)]
 pub struct PendingLogin {
-    pub state: String,
-    pub nonce: String,
-    pub verifier: String,
+    #[serde(with = "secret_text")]
+    pub state: Secret<String>,
+    #[serde(with = "secret_text")]
+    pub nonce: Secret<String>,
+    #[serde(with = "secret_text")]
+    pub verifier: Secret<String>,
     pub redirect_uri: String,
     pub next: String,
     pub expires_at: i64,
 }
 
 /// What a successful callback yields.
+#[derive(Debug)]
 pub struct LoggedIn {
     pub subject: String,
     pub profile: Value,
-    pub refresh_token: Option<String>,
+    pub refresh_token: Option<Secret<String>>,
+}
+
+/// Serde for a [`Secret<String>`] (the sealed cookie carries the plain text).
+mod secret_text {
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    use crate::secret::Secret;
+
+    pub fn serialize<S: Serializer>(v: &Secret<String>, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(v.expose())
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Secret<String>, D::Error> {
+        String::deserialize(d).map(Secret::new)
+    }
 }
 
 /// Why a login failed (shown to the user as a short page; never contains secrets).
@@ -220,9 +238,9 @@ impl OidcProvider {
         Ok((
             url.to_string(),
             PendingLogin {
-                state: state.secret().clone(),
-                nonce: nonce.secret().clone(),
-                verifier: verifier.secret().clone(),
+                state: Secret::new(state.secret().clone()),
+                nonce: Secret::new(nonce.secret().clone()),
+                verifier: Secret::new(verifier.secret().clone()),
                 redirect_uri: redirect_uri.to_owned(),
                 next: next.to_owned(),
                 expires_at: now + 600,
@@ -237,7 +255,7 @@ impl OidcProvider {
         let token = client
             .exchange_code(AuthorizationCode::new(code.to_owned()))
             .map_err(|e| OidcError::Config(e.to_string()))?
-            .set_pkce_verifier(PkceCodeVerifier::new(pending.verifier.clone()))
+            .set_pkce_verifier(PkceCodeVerifier::new(pending.verifier.expose().clone()))
             .request_async(&self.http)
             .await
             .map_err(|e| OidcError::Exchange(exchange_error(&e)))?;
@@ -249,7 +267,7 @@ impl OidcProvider {
             verifier.require_issuer_match(false)
         };
         let claims = id_token
-            .claims(&verifier, &Nonce::new(pending.nonce.clone()))
+            .claims(&verifier, &Nonce::new(pending.nonce.expose().clone()))
             .map_err(|e| OidcError::IdToken(e.to_string()))?;
         if !self.cfg.issuer_url.is_empty() {
             let iss = claims.issuer().as_str().trim_end_matches('/');
@@ -304,7 +322,9 @@ impl OidcProvider {
         Ok(LoggedIn {
             subject,
             profile,
-            refresh_token: token.refresh_token().map(|r| r.secret().clone()),
+            refresh_token: token
+                .refresh_token()
+                .map(|r| Secret::new(r.secret().clone())),
         })
     }
 }
@@ -335,4 +355,38 @@ fn raw_claim(jwt: &str, name: &str) -> Option<Value> {
         .ok()?;
     let v: Value = serde_json::from_slice(&bytes).ok()?;
     v.get(name).cloned()
+}
+
+#[cfg(test)]
+mod secret_tests {
+    use super::*;
+
+    #[test]
+    fn pending_login_debug_hides_its_credentials() {
+        let p = PendingLogin {
+            state: Secret::new("state-value-1".into()),
+            nonce: Secret::new("nonce-value-2".into()),
+            verifier: Secret::new("verifier-value-3".into()),
+            redirect_uri: "https://x/callback".into(),
+            next: "/console".into(),
+            expires_at: 1,
+        };
+        let shown = format!("{p:?}");
+        for v in ["state-value-1", "nonce-value-2", "verifier-value-3"] {
+            assert!(!shown.contains(v), "{shown}");
+        }
+        // The sealed form still round-trips.
+        let back: PendingLogin = serde_json::from_slice(&serde_json::to_vec(&p).unwrap()).unwrap();
+        assert_eq!(back.verifier.expose(), "verifier-value-3");
+    }
+
+    #[test]
+    fn logged_in_debug_hides_the_refresh_token() {
+        let l = LoggedIn {
+            subject: "u".into(),
+            profile: Value::Null,
+            refresh_token: Some(Secret::new("refresh-value-4".into())),
+        };
+        assert!(!format!("{l:?}").contains("refresh-value-4"));
+    }
 }

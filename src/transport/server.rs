@@ -22,7 +22,7 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio_rustls::TlsAcceptor;
 use tower::util::BoxCloneSyncService;
 use tower::{ServiceBuilder, ServiceExt};
-use tower_http::cors::{AllowOrigin, CorsLayer};
+use tower_http::cors::CorsLayer;
 
 use crate::transport::grpc::RequestOrigin;
 use crate::transport::state::AppState;
@@ -169,71 +169,6 @@ fn next_request_id() -> String {
     format!("{}-{:x}", *PREFIX, NEXT.fetch_add(1, Ordering::Relaxed))
 }
 
-fn cors_layer(state: &AppState) -> Option<CorsLayer> {
-    let s = &state.config.server;
-    if !s.allow_cors || (s.allowed_origins.is_empty() && !s.allow_any_origin) {
-        return None;
-    }
-    let origins: Vec<http::HeaderValue> = s
-        .allowed_origins
-        .iter()
-        .filter_map(|o| o.trim_end_matches('/').parse().ok())
-        .collect();
-    // `allowedOrigins: ["*"]`: every origin gets CORS (Flyte's default), but credentials only
-    // the origins the cookie is honoured from (listed ones and the public URLs).
-    let (allow_origin, allow_credentials) = if s.allow_any_origin {
-        let credentialed: Vec<String> = state.authenticator.allowed_origins.clone();
-        (
-            AllowOrigin::mirror_request(),
-            tower_http::cors::AllowCredentials::predicate(move |origin, _| {
-                origin
-                    .to_str()
-                    .is_ok_and(|o| credentialed.iter().any(|c| c == o.trim_end_matches('/')))
-            }),
-        )
-    } else {
-        (
-            AllowOrigin::list(origins),
-            tower_http::cors::AllowCredentials::yes(),
-        )
-    };
-    let mut headers: Vec<http::HeaderName> = s
-        .allowed_headers
-        .iter()
-        .filter_map(|h| h.to_ascii_lowercase().parse().ok())
-        .collect();
-    for h in [
-        "x-grpc-web",
-        "x-user-agent",
-        "grpc-timeout",
-        "x-csrf-token",
-        "content-type",
-        "connect-protocol-version",
-        "connect-timeout-ms",
-    ] {
-        headers.push(http::HeaderName::from_static(h));
-    }
-    Some(
-        CorsLayer::new()
-            .allow_origin(allow_origin)
-            .allow_credentials(allow_credentials)
-            .allow_methods([
-                http::Method::GET,
-                http::Method::POST,
-                http::Method::PUT,
-                http::Method::DELETE,
-                http::Method::OPTIONS,
-            ])
-            .allow_headers(headers)
-            .expose_headers([
-                http::HeaderName::from_static("grpc-status"),
-                http::HeaderName::from_static("grpc-message"),
-                http::HeaderName::from_static("grpc-status-details-bin"),
-            ])
-            .max_age(Duration::from_secs(600)),
-    )
-}
-
 /// tonic reports a request message over `max_decoding_message_size` as OUT_OF_RANGE; the gRPC
 /// status-code guide (and grpc-go/grpc-java) use RESOURCE_EXHAUSTED for it. The status may be
 /// in the headers (trailers-only response) or in the trailers.
@@ -354,7 +289,7 @@ impl GatewayServices {
 
 /// The (gRPC, HTTP, Connect) services.
 fn build_services(state: &Arc<AppState>) -> (HttpService, HttpService, HttpService) {
-    let cors = cors_layer(state);
+    let cors = crate::transport::cors::cors_layer(state);
     let routes = crate::transport::grpc::routes(state);
     // Connect calls become gRPC calls on the same routes (one auth layer for all protocols).
     let connect = ServiceBuilder::new().option_layer(cors.clone()).service(
@@ -383,52 +318,9 @@ fn build_services(state: &Arc<AppState>) -> (HttpService, HttpService, HttpServi
     )
 }
 
-fn tls_acceptor(state: &AppState) -> anyhow::Result<Option<TlsAcceptor>> {
-    tls_acceptor_for(&state.config.server)
-}
-
-/// Reads and checks the TLS certificate and key (no port needed): part of the start-up
-/// validation `serve` and `check-config` share.
-pub fn check_tls(server: &crate::config::ServerConfig) -> Result<(), String> {
-    tls_acceptor_for(server)
-        .map(|_| ())
-        .map_err(|e| e.to_string())
-}
-
-fn tls_acceptor_for(server: &crate::config::ServerConfig) -> anyhow::Result<Option<TlsAcceptor>> {
-    use rustls::pki_types::pem::PemObject;
-    use rustls::pki_types::{CertificateDer, PrivateKeyDer};
-    let Some(tls) = &server.tls else {
-        return Ok(None);
-    };
-    let certs = CertificateDer::pem_file_iter(&tls.certificate_file)
-        .and_then(|it| it.collect::<Result<Vec<_>, _>>())
-        .map_err(|e| {
-            anyhow::anyhow!(
-                "server.security.ssl.certificateFile: cannot read {}: {e}",
-                tls.certificate_file.display()
-            )
-        })?;
-    let key = PrivateKeyDer::from_pem_file(&tls.key_file).map_err(|e| {
-        anyhow::anyhow!(
-            "server.security.ssl.keyFile: cannot read {}: {e}",
-            tls.key_file.display()
-        )
-    })?;
-    let mut config = rustls::ServerConfig::builder_with_provider(Arc::new(
-        rustls::crypto::aws_lc_rs::default_provider(),
-    ))
-    .with_safe_default_protocol_versions()?
-    .with_no_client_auth()
-    .with_single_cert(certs, key)
-    .map_err(|e| anyhow::anyhow!("server.security.ssl: {e}"))?;
-    config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
-    Ok(Some(TlsAcceptor::from(Arc::new(config))))
-}
-
 /// Checks what `run` would refuse (TLS files), so `serve` can fail before binding.
 pub fn preflight(state: &AppState) -> anyhow::Result<()> {
-    tls_acceptor(state).map(|_| ())
+    crate::transport::tls::tls_acceptor(state).map(|_| ())
 }
 
 /// Serves until `shutdown` resolves, then drains.
@@ -437,8 +329,8 @@ pub async fn run(
     listeners: Listeners,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
-    let tls = tls_acceptor(&state)?;
-    let background = crate::app::spawn_background(&state);
+    let tls = crate::transport::tls::tls_acceptor(&state)?;
+    let background = crate::transport::background::spawn_background(&state);
     // One bounded first attempt before serving, so a reachable IdP / AS is known from the first
     // request on; an unreachable one is retried in the background (it never blocks start-up).
     let first_attempt = async {
@@ -469,7 +361,7 @@ pub async fn run(
     let gateway = state
         .gateway
         .clone()
-        .map(|g| GatewayServices::new(g, cors_layer(&state)));
+        .map(|g| GatewayServices::new(g, crate::transport::cors::cors_layer(&state)));
     if let Some(g) = &gateway {
         let names: Vec<&str> = g.gateway.upstream_names().collect();
         tracing::info!(upstreams = ?names, "gateway: forwarding to upstreams");

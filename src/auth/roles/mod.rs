@@ -26,11 +26,21 @@ pub fn check_message<M: prost::Message>(
     method: &str,
     message: &M,
 ) -> Result<(), tonic::Status> {
+    decide_message(authorizer, identity, method, message).into_result()
+}
+
+/// The decision [`check_message`] renders as a gRPC status, for transports that render a
+/// refusal their own way (REST: 403 JSON). `Allow` without bindings or without a caller.
+pub fn decide_message<M: prost::Message>(
+    authorizer: Option<&Authorizer>,
+    identity: Option<&crate::auth::Identity>,
+    method: &str,
+    message: &M,
+) -> Decision {
     let (Some(a), Some(id)) = (authorizer, identity) else {
-        return Ok(());
+        return Decision::Allow;
     };
     a.decide(id, method, RequestBody::Proto(&message.encode_to_vec()))
-        .into_result()
 }
 
 /// `ListProjects` (own service): keeps the projects the caller may view (in some domain).

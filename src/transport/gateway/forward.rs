@@ -3,24 +3,18 @@
 //! caller's protocol (gRPC status, Connect error JSON, grpc-gateway JSON) — never UNKNOWN or
 //! INTERNAL for an upstream that is down or slow.
 
-use std::pin::Pin;
 use std::sync::Arc;
-use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
-use bytes::{Buf, Bytes};
-use http::{header, HeaderMap, HeaderName, HeaderValue, Request, Response, StatusCode};
-use http_body::Frame;
+use bytes::Bytes;
+use http::{header, HeaderMap, HeaderName, HeaderValue, Request, Response};
 use http_body_util::{BodyExt, Full, Limited};
-use hyper::body::Incoming;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
-use tonic::Code;
 
 use super::config::Upstream;
 use super::{authorize, identity, CallInfo, Gateway, Route};
-use crate::auth::AuthError;
 use crate::config::ConfigError;
 
 type Connector = hyper_rustls::HttpsConnector<HttpConnector>;
@@ -152,109 +146,8 @@ impl UpstreamClient {
     }
 }
 
-/// Why a forwarded call ended at the gateway.
-#[derive(Debug)]
-enum CallError {
-    Auth(AuthError),
-    Forbidden(String),
-    TooLarge,
-    Malformed(&'static str),
-    /// The client went away while sending.
-    Cancelled,
-    Unavailable(String),
-    Deadline(String),
-    NoRoute,
-}
-
-impl CallError {
-    fn status(&self) -> tonic::Status {
-        match self {
-            Self::Auth(e) => e.clone().into(),
-            Self::Forbidden(m) => tonic::Status::permission_denied(m.clone()),
-            Self::TooLarge => tonic::Status::resource_exhausted(
-                "request message larger than server.maxRequestBytes",
-            ),
-            Self::Malformed(m) => tonic::Status::invalid_argument(*m),
-            Self::Cancelled => tonic::Status::cancelled("the client went away"),
-            Self::Unavailable(u) => {
-                tonic::Status::unavailable(format!("upstream {u} is unavailable"))
-            }
-            Self::Deadline(u) => tonic::Status::deadline_exceeded(format!(
-                "deadline exceeded waiting for upstream {u}"
-            )),
-            Self::NoRoute => tonic::Status::unimplemented("no upstream serves this call"),
-        }
-    }
-}
-
-/// The Connect protocol's name of a code.
-fn connect_code(code: Code) -> &'static str {
-    match code {
-        Code::Ok => "ok",
-        Code::Cancelled => "canceled",
-        Code::Unknown => "unknown",
-        Code::InvalidArgument => "invalid_argument",
-        Code::DeadlineExceeded => "deadline_exceeded",
-        Code::NotFound => "not_found",
-        Code::AlreadyExists => "already_exists",
-        Code::PermissionDenied => "permission_denied",
-        Code::ResourceExhausted => "resource_exhausted",
-        Code::FailedPrecondition => "failed_precondition",
-        Code::Aborted => "aborted",
-        Code::OutOfRange => "out_of_range",
-        Code::Unimplemented => "unimplemented",
-        Code::Internal => "internal",
-        Code::Unavailable => "unavailable",
-        Code::DataLoss => "data_loss",
-        Code::Unauthenticated => "unauthenticated",
-    }
-}
-
-/// An error in the caller's protocol.
-fn error_response(protocol: Protocol, e: CallError) -> Response<axum::body::Body> {
-    let status = e.status();
-    match (protocol, e) {
-        (Protocol::Grpc | Protocol::GrpcWeb, _) => status.into_http::<axum::body::Body>(),
-        (Protocol::Connect, e) => {
-            let http_status = match status.code() {
-                Code::Cancelled => StatusCode::from_u16(499).expect("valid"),
-                c => crate::transport::http::error::http_status(c),
-            };
-            let body = serde_json::json!({"code": connect_code(status.code()), "message": status.message()});
-            let mut resp = Response::new(axum::body::Body::from(body.to_string()));
-            *resp.status_mut() = http_status;
-            resp.headers_mut().insert(
-                header::CONTENT_TYPE,
-                HeaderValue::from_static("application/json"),
-            );
-            if let CallError::Auth(a) = e {
-                www_authenticate(resp.headers_mut(), &a);
-            }
-            resp
-        }
-        (Protocol::Http, CallError::Auth(a)) => axum::response::IntoResponse::into_response(
-            crate::transport::http::error::ApiError::Auth(a),
-        ),
-        (Protocol::Http, CallError::TooLarge) => axum::response::IntoResponse::into_response(
-            crate::transport::http::error::ApiError::TooLarge,
-        ),
-        (Protocol::Http, _) => axum::response::IntoResponse::into_response(
-            crate::transport::http::error::ApiError::Status(status),
-        ),
-    }
-}
-
-fn www_authenticate(h: &mut HeaderMap, e: &AuthError) {
-    if tonic::Status::from(e.clone()).code() == Code::Unauthenticated {
-        let v = format!(
-            "Bearer error=\"invalid_token\", error_description=\"{}\"",
-            e.to_string().replace('"', "'")
-        );
-        if let Ok(v) = HeaderValue::from_str(&v) {
-            h.insert(header::WWW_AUTHENTICATE, v);
-        }
-    }
-}
+mod errors;
+use errors::{error_response, CallError};
 
 /// Hop-by-hop headers (RFC 9110 §7.6.1) and ones the gateway sets itself.
 const HOP_BY_HOP: [HeaderName; 7] = [
@@ -629,170 +522,8 @@ impl Gateway {
 #[derive(Debug, Clone, Copy)]
 pub struct GrpcWebMark;
 
-/// A bounded label for a gRPC status code.
-fn code_label(v: &str) -> &'static str {
-    const CODES: [&str; 17] = [
-        "0", "1", "2", "3", "4", "5", "6", "7", "8", "9", "10", "11", "12", "13", "14", "15", "16",
-    ];
-    CODES.iter().find(|c| **c == v).copied().unwrap_or("other")
-}
-
-/// A bounded label for an HTTP status (its class).
-fn status_label(s: StatusCode) -> &'static str {
-    match s.as_u16() {
-        200..=299 => "2xx",
-        300..=399 => "3xx",
-        400..=499 => "4xx",
-        _ => "5xx",
-    }
-}
-
-/// The upstream's gRPC response body, streamed through: frames pass as they come; a reset
-/// stream ends with UNAVAILABLE and a passed deadline with DEADLINE_EXCEEDED (as trailers),
-/// and the final status is counted.
-struct GrpcBody {
-    inner: Incoming,
-    deadline: Option<Pin<Box<tokio::time::Sleep>>>,
-    upstream: String,
-    /// Set while the status is still to be counted.
-    gateway: Option<Arc<Gateway>>,
-    protocol: Protocol,
-    done: bool,
-}
-
-impl GrpcBody {
-    fn finish(
-        &mut self,
-        code: &'static str,
-        message: Option<&str>,
-    ) -> Poll<Option<Result<Frame<Bytes>, std::convert::Infallible>>> {
-        self.done = true;
-        if let Some(g) = self.gateway.take() {
-            g.count(&self.upstream, self.protocol, code);
-        }
-        match message {
-            None => Poll::Ready(None),
-            Some(m) => {
-                let mut t = HeaderMap::new();
-                t.insert("grpc-status", HeaderValue::from_static(code));
-                if let Ok(v) = HeaderValue::from_str(m) {
-                    t.insert("grpc-message", v);
-                }
-                Poll::Ready(Some(Ok(Frame::trailers(t))))
-            }
-        }
-    }
-}
-
-impl http_body::Body for GrpcBody {
-    type Data = Bytes;
-    type Error = std::convert::Infallible;
-
-    fn poll_frame(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
-        let this = &mut *self;
-        if this.done {
-            return Poll::Ready(None);
-        }
-        if let Some(d) = this.deadline.as_mut() {
-            if d.as_mut().poll(cx).is_ready() {
-                let m = format!("deadline exceeded waiting for upstream {}", this.upstream);
-                return this.finish("4", Some(&m));
-            }
-        }
-        match Pin::new(&mut this.inner).poll_frame(cx) {
-            Poll::Pending => Poll::Pending,
-            Poll::Ready(None) => this.finish("0", None),
-            Poll::Ready(Some(Ok(frame))) => {
-                if let Some(t) = frame.trailers_ref() {
-                    let code = t
-                        .get("grpc-status")
-                        .and_then(|v| v.to_str().ok())
-                        .map(code_label)
-                        .unwrap_or("other");
-                    if let Some(g) = this.gateway.take() {
-                        g.count(&this.upstream, this.protocol, code);
-                    }
-                }
-                Poll::Ready(Some(Ok(
-                    frame.map_data(|mut d| d.copy_to_bytes(d.remaining()))
-                )))
-            }
-            Poll::Ready(Some(Err(e))) => {
-                tracing::warn!(upstream = %this.upstream, error = %e, "upstream stream failed");
-                let m = format!("upstream {} is unavailable (stream reset)", this.upstream);
-                this.finish("14", Some(&m))
-            }
-        }
-    }
-
-    fn is_end_stream(&self) -> bool {
-        self.done || self.inner.is_end_stream()
-    }
-}
-
-use std::future::Future as _;
+mod body;
+use body::{code_label, status_label, GrpcBody};
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn grpc_timeouts() {
-        let mut h = HeaderMap::new();
-        h.insert("grpc-timeout", "250m".parse().unwrap());
-        assert_eq!(
-            deadline(&h, Protocol::Grpc),
-            Some(Duration::from_millis(250))
-        );
-        h.insert("grpc-timeout", "3S".parse().unwrap());
-        assert_eq!(
-            deadline(&h, Protocol::GrpcWeb),
-            Some(Duration::from_secs(3))
-        );
-        h.insert("grpc-timeout", "3x".parse().unwrap());
-        assert_eq!(deadline(&h, Protocol::Grpc), None);
-        h.insert("connect-timeout-ms", "1500".parse().unwrap());
-        assert_eq!(
-            deadline(&h, Protocol::Connect),
-            Some(Duration::from_millis(1500))
-        );
-    }
-
-    #[test]
-    fn message_limit_and_framing() {
-        let msg = |n: usize| {
-            let mut b = vec![0u8];
-            b.extend((n as u32).to_be_bytes());
-            b.extend(std::iter::repeat_n(7u8, n));
-            Bytes::from(b)
-        };
-        assert_eq!(grpc_messages(&msg(10), 10).unwrap().unwrap().len(), 10);
-        assert!(matches!(
-            grpc_messages(&msg(11), 10),
-            Err(CallError::TooLarge)
-        ));
-        assert!(matches!(
-            grpc_messages(&Bytes::from_static(&[0, 0, 0]), 10),
-            Err(CallError::Malformed(_))
-        ));
-        assert_eq!(grpc_messages(&Bytes::new(), 10).unwrap(), None);
-    }
-
-    #[test]
-    fn own_cookies_are_not_forwarded() {
-        let mut h = HeaderMap::new();
-        h.insert(
-            header::COOKIE,
-            "flyte_session=s; a=1; __Host-flyte_csrf=c; b=2"
-                .parse()
-                .unwrap(),
-        );
-        h.insert("x-csrf-token", "c".parse().unwrap());
-        strip_own_cookies(&mut h);
-        assert_eq!(h.get(header::COOKIE).unwrap(), "a=1; b=2");
-        assert!(h.get("x-csrf-token").is_none());
-    }
-}
+mod tests;

@@ -6,7 +6,7 @@ use tonic::{Request, Response, Status};
 
 use crate::pb::flyteidl::admin as pb;
 use crate::pb::flyteidl::service::admin_service_server::AdminService;
-use crate::projects;
+use crate::projects::{ProjectError, Projects};
 use crate::transport::state::AppState;
 
 #[derive(Clone)]
@@ -17,6 +17,10 @@ pub struct AdminApi {
 impl AdminApi {
     pub fn new(state: Arc<AppState>) -> Self {
         Self { state }
+    }
+
+    fn projects(&self) -> Projects<'_> {
+        Projects::new(&*self.state.store, &self.state.config.domains)
     }
 
     /// The caller's bindings (DESIGN.md §12) on this request; `Ok` without bindings.
@@ -37,7 +41,10 @@ impl AdminService for AdminApi {
         req: Request<pb::ProjectRegisterRequest>,
     ) -> Result<Response<pb::ProjectRegisterResponse>, Status> {
         self.authorize("RegisterProject", &req)?;
-        projects::register(&self.state, req.into_inner()).await?;
+        self.projects()
+            .register(req.into_inner())
+            .await
+            .map_err(status)?;
         Ok(Response::new(pb::ProjectRegisterResponse {}))
     }
 
@@ -46,7 +53,10 @@ impl AdminService for AdminApi {
         req: Request<pb::Project>,
     ) -> Result<Response<pb::ProjectUpdateResponse>, Status> {
         self.authorize("UpdateProject", &req)?;
-        projects::update(&self.state, req.into_inner()).await?;
+        self.projects()
+            .update(req.into_inner())
+            .await
+            .map_err(status)?;
         Ok(Response::new(pb::ProjectUpdateResponse {}))
     }
 
@@ -55,9 +65,12 @@ impl AdminService for AdminApi {
         req: Request<pb::ProjectGetRequest>,
     ) -> Result<Response<pb::Project>, Status> {
         self.authorize("GetProject", &req)?;
-        Ok(Response::new(
-            projects::get(&self.state, req.into_inner()).await?,
-        ))
+        let project = self
+            .projects()
+            .get(req.into_inner())
+            .await
+            .map_err(status)?;
+        Ok(Response::new(project))
     }
 
     async fn list_projects(
@@ -66,7 +79,11 @@ impl AdminService for AdminApi {
     ) -> Result<Response<pb::Projects>, Status> {
         self.authorize("ListProjects", &req)?;
         let id = crate::transport::grpc::identity(&req);
-        let mut page = projects::list(&self.state, req.into_inner()).await?;
+        let mut page = self
+            .projects()
+            .list(req.into_inner())
+            .await
+            .map_err(status)?;
         crate::auth::roles::retain_viewable(
             self.state.authorizer.as_deref(),
             id.as_deref(),
@@ -80,6 +97,19 @@ impl AdminService for AdminApi {
         req: Request<pb::GetDomainRequest>,
     ) -> Result<Response<pb::GetDomainsResponse>, Status> {
         self.authorize("GetDomains", &req)?;
-        Ok(Response::new(projects::get_domains(&self.state)))
+        Ok(Response::new(self.projects().get_domains()))
+    }
+}
+
+/// The one gRPC mapping of a projects error (store failures as every store error).
+fn status(e: ProjectError) -> Status {
+    match e {
+        ProjectError::InvalidArgument(m) => Status::invalid_argument(m),
+        ProjectError::NotFound(m) => Status::not_found(m),
+        ProjectError::AlreadyExists(m) => Status::already_exists(m),
+        ProjectError::Store(e) => {
+            crate::transport::store_errors::log(&e);
+            e.into()
+        }
     }
 }

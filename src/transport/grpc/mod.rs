@@ -2,6 +2,7 @@
 //! protected ones; metadata, health and reflection anonymous).
 
 mod admin;
+pub mod auth_layer;
 mod auth_metadata;
 mod identity;
 
@@ -9,10 +10,10 @@ use std::sync::Arc;
 
 use tonic::service::{LayerExt, Routes};
 
-use crate::auth::layer::AuthLayer;
 use crate::pb::flyteidl::service as v1;
 use crate::pb::flyteidl2::auth as v2;
 use crate::transport::state::AppState;
+use auth_layer::AuthLayer;
 
 pub use admin::AdminApi;
 pub use auth_metadata::AuthMetadataApi;

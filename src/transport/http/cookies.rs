@@ -7,7 +7,7 @@ use cookie::{Cookie, SameSite};
 use http::{HeaderMap, HeaderValue};
 
 /// The server-side session id.
-pub const SESSION: &str = "flyte_session";
+pub const SESSION: &str = crate::session::COOKIE;
 /// The readable double-submit CSRF token of the session (sent back as `x-csrf-token`).
 pub const CSRF: &str = "flyte_csrf";
 /// The login form's CSRF token.
@@ -113,14 +113,7 @@ fn header(c: Cookie<'static>) -> HeaderValue {
 
 /// The value of cookie `name` in the request, if any.
 pub fn get<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
-    headers
-        .get_all(http::header::COOKIE)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(';'))
-        .filter_map(|kv| kv.trim().split_once('='))
-        .find(|(k, _)| *k == name)
-        .map(|(_, v)| v)
+    crate::session::request_cookie(headers, name)
 }
 
 #[cfg(test)]

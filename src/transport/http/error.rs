@@ -8,12 +8,20 @@ use serde_json::json;
 use tonic::Code;
 
 use crate::auth::AuthError;
+use crate::projects::ProjectError;
+use crate::store::StoreError;
 
 /// An error answered by a REST route.
 #[derive(Debug)]
 pub enum ApiError {
     Status(tonic::Status),
     Auth(AuthError),
+    /// PERMISSION_DENIED by the method rules or the role bindings: 403.
+    Forbidden(String),
+    /// A request the route could not read: 400.
+    BadRequest(String),
+    /// The projects service refused (mapped straight to HTTP, see [`project_answer`]).
+    Project(ProjectError),
     /// A body over `server.maxRequestBytes`: 413.
     TooLarge,
 }
@@ -21,6 +29,40 @@ pub enum ApiError {
 impl From<tonic::Status> for ApiError {
     fn from(s: tonic::Status) -> Self {
         Self::Status(s)
+    }
+}
+
+impl From<ProjectError> for ApiError {
+    fn from(e: ProjectError) -> Self {
+        Self::Project(e)
+    }
+}
+
+impl From<StoreError> for ApiError {
+    fn from(e: StoreError) -> Self {
+        Self::Project(ProjectError::Store(e))
+    }
+}
+
+/// The one HTTP mapping of a projects error: its grpc-gateway code and message.
+fn project_answer(e: ProjectError) -> (Code, String) {
+    match e {
+        ProjectError::InvalidArgument(m) => (Code::InvalidArgument, m),
+        ProjectError::NotFound(m) => (Code::NotFound, m),
+        ProjectError::AlreadyExists(m) => (Code::AlreadyExists, m),
+        ProjectError::Store(e) => {
+            crate::transport::store_errors::log(&e);
+            crate::transport::store_errors::code_and_message(&e)
+        }
+    }
+}
+
+/// The code of an authentication refusal: UNAVAILABLE when the session store failed, else
+/// UNAUTHENTICATED (as the gRPC layer answers).
+fn auth_code(e: &AuthError) -> Code {
+    match e {
+        AuthError::Unavailable => Code::Unavailable,
+        _ => Code::Unauthenticated,
     }
 }
 
@@ -59,14 +101,20 @@ impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         match self {
             ApiError::Status(s) => status_body(s.code(), s.message()),
+            ApiError::Forbidden(m) => status_body(Code::PermissionDenied, &m),
+            ApiError::BadRequest(m) => status_body(Code::InvalidArgument, &m),
+            ApiError::Project(e) => {
+                let (code, message) = project_answer(e);
+                status_body(code, &message)
+            }
             ApiError::TooLarge => {
                 let body = json!({"code": Code::ResourceExhausted as i32, "message": "request body too large", "details": []});
                 (StatusCode::PAYLOAD_TOO_LARGE, Json(body)).into_response()
             }
             ApiError::Auth(e) => {
-                let status: tonic::Status = e.clone().into();
-                let mut resp = status_body(status.code(), status.message());
-                if status.code() == Code::Unauthenticated {
+                let code = auth_code(&e);
+                let mut resp = status_body(code, &e.to_string());
+                if code == Code::Unauthenticated {
                     let challenge = format!(
                         "Bearer error=\"invalid_token\", error_description=\"{}\"",
                         e.to_string().replace('"', "'")
@@ -83,7 +131,7 @@ impl IntoResponse for ApiError {
 
 /// A 400 for a body or query the route could not read.
 pub fn bad_request(message: impl std::fmt::Display) -> ApiError {
-    ApiError::Status(tonic::Status::invalid_argument(message.to_string()))
+    ApiError::BadRequest(message.to_string())
 }
 
 /// A JSON body the route could not read: 413 when over the size limit, else 400.

@@ -5,7 +5,10 @@ pub mod console;
 pub mod cookies;
 pub mod error;
 pub mod fetch_site;
+pub mod login;
 pub mod oauth;
+pub mod oidc;
+pub mod pages;
 pub mod redirect;
 pub mod rest;
 
@@ -17,8 +20,6 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use http::header;
 
-use crate::login::local;
-use crate::oidc::handlers as oidc_handlers;
 use crate::transport::state::AppState;
 use oauth::metadata::{flyte_client, jwks, oauth_metadata};
 use oauth::{authorize, device, revoke, token};
@@ -49,7 +50,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         )
         .route(
             "/.well-known/openid-configuration",
-            get(oidc_handlers::openid_configuration),
+            get(oidc::openid_configuration),
         )
         .route("/config/v1/flyte_client", get(flyte_client))
         .route("/me", get(rest::me))
@@ -62,12 +63,9 @@ pub fn router(state: Arc<AppState>) -> Router {
             get(rest::get_project).put(rest::update_project),
         )
         .route("/api/v1/domains", get(rest::get_domains))
-        .route("/login", get(local::login_page).post(local::login_submit))
-        .route("/logout", get(local::logout).post(local::logout))
-        .route(
-            "/callback",
-            get(oidc_handlers::callback).post(oidc_handlers::callback),
-        );
+        .route("/login", get(login::login_page).post(login::login_submit))
+        .route("/logout", get(login::logout).post(login::logout))
+        .route("/callback", get(oidc::callback).post(oidc::callback));
     // The built-in authorization server's endpoints exist only in Self mode.
     if state.external.is_none() {
         router = router

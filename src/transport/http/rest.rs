@@ -16,7 +16,7 @@ use serde::{Deserialize, Serialize};
 use super::error::{bad_request, json_rejection, ApiError};
 use crate::auth::Identity;
 use crate::pb::flyteidl::admin as pb;
-use crate::projects;
+use crate::projects::{self, Projects};
 use crate::transport::state::AppState;
 
 /// The authenticated caller of a REST route (bearer token in `Authorization` or
@@ -35,16 +35,9 @@ impl FromRequestParts<Arc<AppState>> for Caller {
         }
         let auth = &state.authenticator;
         let custom = &state.config.auth.http_authorization_header;
-        let result = match auth.credential_kind(&parts.headers, custom) {
-            crate::auth::CredentialKind::Session => {
-                let safe = matches!(parts.method, http::Method::GET | http::Method::HEAD);
-                auth.authenticate_session_with(&parts.headers, !safe).await
-            }
-            crate::auth::CredentialKind::Bearer => {
-                auth.authenticate_refreshing(&parts.headers, custom).await
-            }
-        };
-        auth.record(&result);
+        // The one decision; safe (GET/HEAD) reads of a session need no CSRF header.
+        let safe = matches!(parts.method, http::Method::GET | http::Method::HEAD);
+        let result = auth.authenticate_call(&parts.headers, custom, !safe).await;
         match result {
             Ok(id) => {
                 if let Some(method) =
@@ -52,9 +45,7 @@ impl FromRequestParts<Arc<AppState>> for Caller {
                 {
                     if let Err(denied) = auth.rules.check(method, &id) {
                         tracing::info!(target: "flyteauth::audit", route = parts.uri.path(), subject = %id.subject, outcome = "forbidden", rule = denied.index);
-                        return Err(ApiError::Status(tonic::Status::permission_denied(
-                            denied.to_string(),
-                        )));
+                        return Err(ApiError::Forbidden(denied.to_string()));
                     }
                 }
                 Ok(Caller(Some(id)))
@@ -68,6 +59,11 @@ impl FromRequestParts<Arc<AppState>> for Caller {
     }
 }
 
+/// The projects service on this deployment's store and domains.
+fn service(state: &AppState) -> Projects<'_> {
+    Projects::new(&*state.store, &state.config.domains)
+}
+
 /// The caller's bindings (DESIGN.md §12) on the RPC this route mirrors.
 fn authorize<M: prost::Message>(
     state: &AppState,
@@ -75,13 +71,15 @@ fn authorize<M: prost::Message>(
     method: &str,
     msg: &M,
 ) -> Result<(), ApiError> {
-    crate::auth::roles::check_message(
+    match crate::auth::roles::decide_message(
         state.authorizer.as_deref(),
         caller.0.as_deref(),
         &format!("flyteidl.service.AdminService/{method}"),
         msg,
-    )
-    .map_err(ApiError::Status)
+    ) {
+        crate::auth::roles::Decision::Allow => Ok(()),
+        crate::auth::roles::Decision::Deny(d) => Err(ApiError::Forbidden(d.to_string())),
+    }
 }
 
 #[derive(Debug, Default, Serialize, Deserialize)]
@@ -198,7 +196,7 @@ pub async fn register_project(
         project: body.project.map(Into::into),
     };
     authorize(&state, &caller, "RegisterProject", &req)?;
-    projects::register(&state, req).await?;
+    service(&state).register(req).await?;
     Ok(Json(serde_json::json!({})).into_response())
 }
 
@@ -212,7 +210,7 @@ pub async fn update_project(
     body.id = id;
     let project: pb::Project = body.into();
     authorize(&state, &caller, "UpdateProject", &project)?;
-    projects::update(&state, project).await?;
+    service(&state).update(project).await?;
     Ok(Json(serde_json::json!({})).into_response())
 }
 
@@ -225,7 +223,7 @@ pub async fn get_project(
     let org = q.get("org").cloned().unwrap_or_default();
     let req = pb::ProjectGetRequest { id, org };
     authorize(&state, &caller, "GetProject", &req)?;
-    let p = projects::get(&state, req).await?;
+    let p = service(&state).get(req).await?;
     Ok(Json(p.into()))
 }
 
@@ -263,7 +261,7 @@ pub async fn list_projects(
         org: q.get("org").cloned().unwrap_or_default(),
     };
     authorize(&state, &caller, "ListProjects", &req)?;
-    let mut page = projects::list(&state, req).await?;
+    let mut page = service(&state).list(req).await?;
     crate::auth::roles::retain_viewable(
         state.authorizer.as_deref(),
         caller.0.as_deref(),
@@ -280,7 +278,8 @@ pub async fn get_domains(
     caller: Caller,
 ) -> Result<Json<serde_json::Value>, ApiError> {
     authorize(&state, &caller, "GetDomains", &pb::GetDomainRequest {})?;
-    let domains: Vec<DomainJson> = projects::get_domains(&state)
+    let domains: Vec<DomainJson> = service(&state)
+        .get_domains()
         .domains
         .into_iter()
         .map(|d| DomainJson {

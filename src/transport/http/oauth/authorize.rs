@@ -13,7 +13,7 @@ use http::{header, HeaderMap, Method, StatusCode};
 use url::Url;
 
 use crate::authz_server::authorize::AuthorizeRefusal;
-use crate::login::pages;
+use crate::transport::http::pages;
 use crate::transport::grpc::RequestOrigin;
 use crate::transport::state::AppState;
 

@@ -16,7 +16,7 @@ use crate::authz_server::device::{
     display, normalise_user_code, DeviceAuthorization, DeviceDecision,
 };
 use crate::authz_server::error::OAuthError;
-use crate::login::pages::{self, escape};
+use crate::transport::http::pages::{self, escape};
 use crate::store::StoreError;
 use crate::transport::grpc::RequestOrigin;
 use crate::transport::state::AppState;
@@ -127,7 +127,7 @@ pub async fn device_page(
     };
     html(
         StatusCode::OK,
-        enter_code_page(&session.csrf_token, &prefill, None),
+        enter_code_page(session.csrf_token.expose(), &prefill, None),
     )
 }
 
@@ -168,7 +168,7 @@ pub async fn device_submit(
     if !bool::from(
         field("csrf_token")
             .as_bytes()
-            .ct_eq(session.csrf_token.as_bytes()),
+            .ct_eq(session.csrf_token.expose().as_bytes()),
     ) {
         return html(
             StatusCode::FORBIDDEN,
@@ -203,7 +203,7 @@ pub async fn device_submit(
             return html(
                 StatusCode::BAD_REQUEST,
                 enter_code_page(
-                    &session.csrf_token,
+                    session.csrf_token.expose(),
                     field("user_code"),
                     Some("That code is unknown or has expired."),
                 ),
@@ -233,7 +233,7 @@ pub async fn device_submit(
             return html(
                 StatusCode::OK,
                 confirm_page(
-                    &session.csrf_token,
+                    session.csrf_token.expose(),
                     &code,
                     &record.client_id,
                     &record.scopes,

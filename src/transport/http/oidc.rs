@@ -8,10 +8,9 @@ use axum::response::{Html, IntoResponse, Response};
 use http::{header, HeaderMap, StatusCode};
 use subtle::ConstantTimeEq;
 
-use super::PendingLogin;
-use crate::login::pages;
+use super::{cookies, pages};
+use crate::oidc::PendingLogin;
 use crate::transport::grpc::RequestOrigin;
-use crate::transport::http::cookies;
 use crate::transport::state::AppState;
 
 const SEAL_PURPOSE: &str = "oidc-login";
@@ -133,7 +132,12 @@ pub async fn callback(
     };
     let given_state = q.get("state").map(String::as_str).unwrap_or("");
     // Constant-time comparison of the CSRF state.
-    if given_state.is_empty() || !bool::from(given_state.as_bytes().ct_eq(pending.state.as_bytes()))
+    if given_state.is_empty()
+        || !bool::from(
+            given_state
+                .as_bytes()
+                .ct_eq(pending.state.expose().as_bytes()),
+        )
     {
         tracing::info!(target: "flyteauth::audit", route = "/callback", outcome = "deny", reason = "state");
         return clear(page(
@@ -188,7 +192,9 @@ pub async fn callback(
     };
     if let Some(rt) = logged_in.refresh_token {
         // Kept encrypted at rest with the cookie block key.
-        let sealed = state.sealer.seal("idp-refresh-token", rt.as_bytes());
+        let sealed = state
+            .sealer
+            .seal("idp-refresh-token", rt.expose().as_bytes());
         if let Err(e) = state
             .store
             .update_session_idp_refresh_token(&session.id_hash, Some(sealed.as_bytes()))
@@ -206,11 +212,15 @@ pub async fn callback(
     let h = resp.headers_mut();
     h.append(
         header::SET_COOKIE,
-        state.cookies.http_only(cookies::SESSION, cookie_value),
+        state
+            .cookies
+            .http_only(cookies::SESSION, cookie_value.expose().clone()),
     );
     h.append(
         header::SET_COOKIE,
-        state.cookies.readable(cookies::CSRF, session.csrf_token),
+        state
+            .cookies
+            .readable(cookies::CSRF, session.csrf_token.expose().clone()),
     );
     resp
 }

@@ -11,7 +11,7 @@ use futures_util::future::{BoxFuture, Either};
 use tonic::body::Body;
 use tower::{Layer, Service};
 
-use super::{AuthError, Authenticator, CredentialKind};
+use crate::auth::{AuthError, Authenticator, Identity};
 
 /// Wraps a service so that every call must carry a valid token.
 #[derive(Clone)]
@@ -93,30 +93,21 @@ where
     fn call(&mut self, mut req: http::Request<Body>) -> Self::Future {
         let auth = self.layer.auth.clone();
         let allow_anonymous = self.layer.allow_anonymous;
-        let kind = auth.credential_kind(req.headers(), &auth.custom_header);
-        if kind == CredentialKind::Bearer {
-            let first = auth.authenticate(req.headers());
-            let refetch = matches!(first, Err(AuthError::UnknownKey))
-                && auth.verifier.remote_jwks().is_some();
-            if !refetch {
-                return match decide(&auth, allow_anonymous, &mut req, first) {
-                    Ok(()) => Either::Left(self.inner.call(req)),
-                    Err(resp) => Either::Right(refuse(req, *resp, self.layer.drain_limit)),
-                };
-            }
+        // The one decision (`Authenticator`): synchronously when it needs no I/O.
+        if let Some(result) = auth.authenticate_now(req.headers(), &auth.custom_header) {
+            return match decide(&auth, allow_anonymous, &mut req, result) {
+                Ok(()) => Either::Left(self.inner.call(req)),
+                Err(resp) => Either::Right(refuse(req, *resp, self.layer.drain_limit)),
+            };
         }
         // Session cookie (store lookup) or an unknown key of an external AS (JWKS refetch).
         let clone = self.inner.clone();
         let mut inner = std::mem::replace(&mut self.inner, clone);
         let drain_limit = self.layer.drain_limit;
         Either::Right(Box::pin(async move {
-            let result = match kind {
-                CredentialKind::Session => auth.authenticate_session(req.headers()).await,
-                CredentialKind::Bearer => {
-                    auth.authenticate_refreshing(req.headers(), &auth.custom_header)
-                        .await
-                }
-            };
+            let result = auth
+                .authenticate_call(req.headers(), &auth.custom_header, true)
+                .await;
             match decide(&auth, allow_anonymous, &mut req, result) {
                 Ok(()) => inner.call(req).await,
                 Err(resp) => refuse(req, *resp, drain_limit).await,
@@ -125,15 +116,14 @@ where
     }
 }
 
-/// Applies the authentication result and the authorization rules to the request: the
-/// identity goes into its extensions, or the call is answered here.
+/// Applies the (already counted) authentication result and the authorization rules to the
+/// request: the identity goes into its extensions, or the call is answered here.
 fn decide(
     auth: &Authenticator,
     allow_anonymous: bool,
     req: &mut http::Request<Body>,
-    result: Result<Arc<crate::auth::Identity>, AuthError>,
+    result: Result<Arc<Identity>, AuthError>,
 ) -> Result<(), Box<http::Response<Body>>> {
-    auth.record(&result);
     let rpc = req.uri().path();
     match result {
         Ok(identity) => {
