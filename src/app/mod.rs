@@ -109,6 +109,7 @@ pub fn prepare(
     mode: SecretsMode,
 ) -> Result<Prepared, StartupError> {
     crate::transport::server::check_tls(&config.server).map_err(StartupError::Tls)?;
+    config.check_files()?;
     let mut secrets = SecretStore::new(
         config.secrets_dir.clone(),
         config.secrets_env_prefix.clone(),

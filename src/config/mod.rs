@@ -149,6 +149,17 @@ impl Config {
     pub fn from_file(f: FileConfig, base: &Path) -> Result<Self, ConfigError> {
         validate::from_file(f, base)
     }
+
+    /// The second half of the one validation, run at start-up by `serve` and `check-config`
+    /// alike (`app::prepare`): the files the config names are readable and well-formed (the
+    /// gateway's CA bundles). Separate from [`Config::from_file`] so a config can be parsed
+    /// where its files do not exist (the docs' examples).
+    pub fn check_files(&self) -> Result<(), ConfigError> {
+        if let Some(g) = &self.gateway {
+            validate::check_gateway_ca_files(g)?;
+        }
+        Ok(())
+    }
 }
 
 #[cfg(test)]

@@ -342,3 +342,32 @@ pub(super) fn from_file(f: FileConfig, base: &Path) -> Result<Config, ConfigErro
         gateway,
     })
 }
+
+/// The CA bundles of `https://` upstreams (`gateway.upstreams[i].caCertFile`): readable, at
+/// least one certificate, each usable as a root. Part of [`Config::check_files`], so
+/// `check-config` refuses what `serve` would refuse when it builds the upstream clients.
+pub(super) fn check_gateway_ca_files(g: &super::gateway::GatewayConfig) -> Result<(), ConfigError> {
+    use rustls::pki_types::pem::PemObject;
+    for (i, u) in g.upstreams.iter().enumerate() {
+        let (true, Some(path)) = (u.tls, &u.ca_cert_file) else {
+            continue;
+        };
+        let key = format!("gateway.upstreams[{i}].caCertFile");
+        let certs = rustls::pki_types::CertificateDer::pem_file_iter(path)
+            .and_then(|it| it.collect::<Result<Vec<_>, _>>())
+            .map_err(|e| ConfigError::new(&key, format!("cannot read {}: {e}", path.display())))?;
+        if certs.is_empty() {
+            return Err(ConfigError::new(
+                &key,
+                format!("no certificate in {}", path.display()),
+            ));
+        }
+        let mut roots = rustls::RootCertStore::empty();
+        for c in certs {
+            roots
+                .add(c)
+                .map_err(|e| ConfigError::new(&key, format!("{}: {e}", path.display())))?;
+        }
+    }
+    Ok(())
+}
