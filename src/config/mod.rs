@@ -52,14 +52,41 @@ pub struct Config {
     pub database: DatabaseTarget,
     pub database_pool: DatabasePool,
     pub domains: Vec<DomainFile>,
-    /// The raw sections later issues read directly (user auth, the built-in AS).
-    pub user_auth: UserAuthFile,
+    /// `auth.userAuth`, validated (paths resolved, the cookie policy parsed).
+    pub user_auth: UserAuthConfig,
+    /// `auth.appAuth` (the built-in AS, the external one), validated.
     pub app_auth: AppAuthFile,
     /// The validated `gateway:` section (DESIGN.md §11).
     pub gateway: Option<gateway::GatewayConfig>,
     /// What start-up should tell the operator: Flyte sections skipped, Flyte keys accepted but
     /// not acted on, settings that behave differently from FlyteAdmin.
     pub notices: Notices,
+}
+
+/// `auth.userAuth` as the service uses it.
+#[derive(Debug, Clone)]
+pub struct UserAuthConfig {
+    pub redirect_url: String,
+    /// Flyte's `auth.userAuth.httpProxyURL`: the proxy of the IdP's discovery and JWKS.
+    pub http_proxy_url: String,
+    pub cookie_hash_key_secret_name: String,
+    pub cookie_block_key_secret_name: String,
+    pub cookie_setting: CookieSettings,
+    pub idp_query_parameter: String,
+    /// `clientSecretFile` resolved against the config's folder.
+    pub open_id: Option<OpenIdFile>,
+    pub local_users: Vec<LocalUserFile>,
+    pub session: SessionFile,
+    pub login_rate_limit: LoginRateLimitFile,
+}
+
+/// `auth.userAuth.cookieSetting`, parsed.
+#[derive(Debug, Clone)]
+pub struct CookieSettings {
+    /// Flyte's `sameSitePolicy` (`DefaultMode` is Lax).
+    pub same_site: cookie::SameSite,
+    /// `Domain=` of the cookies, when set.
+    pub domain: Option<String>,
 }
 
 /// Start-up messages produced while loading (logged by `serve`, printed by `check-config`).

@@ -9,7 +9,8 @@ use url::Url;
 
 use super::database::database_target;
 use super::{
-    AuthConfig, Config, ConfigError, FileConfig, Notices, ServerConfig, TlsFiles, TrustedProxies,
+    AuthConfig, Config, ConfigError, CookieSettings, FileConfig, Notices, ServerConfig, TlsFiles,
+    TrustedProxies, UserAuthConfig,
 };
 
 pub(super) fn from_file(f: FileConfig, base: &Path) -> Result<Config, ConfigError> {
@@ -313,14 +314,30 @@ pub(super) fn from_file(f: FileConfig, base: &Path) -> Result<Config, ConfigErro
     }
 
     let gateway = f.gateway.as_ref().map(|g| g.validate(base)).transpose()?;
-    let mut user_auth = f.auth.user_auth;
-    if let Some(o) = user_auth.open_id.as_mut() {
+    let ua = f.auth.user_auth;
+    let mut open_id = ua.open_id;
+    if let Some(o) = open_id.as_mut() {
         if !o.client_secret_file.is_empty() {
             o.client_secret_file = resolve(&o.client_secret_file)
                 .to_string_lossy()
                 .into_owned();
         }
     }
+    let user_auth = UserAuthConfig {
+        redirect_url: ua.redirect_url,
+        http_proxy_url: ua.http_proxy_url,
+        cookie_hash_key_secret_name: ua.cookie_hash_key_secret_name,
+        cookie_block_key_secret_name: ua.cookie_block_key_secret_name,
+        cookie_setting: CookieSettings {
+            same_site,
+            domain: (!ua.cookie_setting.domain.is_empty()).then_some(ua.cookie_setting.domain),
+        },
+        idp_query_parameter: ua.idp_query_parameter,
+        open_id,
+        local_users: ua.local_users,
+        session: ua.session,
+        login_rate_limit: ua.login_rate_limit,
+    };
     let mut app_auth = f.auth.app_auth;
     for t in &mut app_auth.self_auth_server.trusted_issuers {
         if !t.jwks_file.is_empty() {

@@ -200,7 +200,7 @@ pub struct LocalUserFile {
     pub groups: Vec<String>,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default, rename_all = "camelCase")]
 pub struct SessionFile {
     #[serde(with = "go_duration")]
