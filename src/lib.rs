@@ -5,7 +5,7 @@
 //! | module | responsibility |
 //! |---|---|
 //! | [`config`] | the YAML file (Flyte's shapes) → validated [`config::Config`] |
-//! | [`config_files`] | several files / folders merged as Flyte does; other components' keys triaged |
+//! | [`config::files`] | several files / folders merged as Flyte does; other components' keys triaged |
 //! | [`secret`] | `Secret<T>` that cannot print; Flyte's secret lookup (env, then files) |
 //! | [`keys`] | signing keys, JWKS, key generation (`secret init`) |
 //! | [`clock`] | time as a parameter |
@@ -43,7 +43,6 @@ pub mod authz_server;
 pub mod cli;
 pub mod clock;
 pub mod config;
-pub mod config_files;
 pub mod external;
 pub mod keys;
 pub mod login;

@@ -109,6 +109,7 @@ pub fn prepare(
     mode: SecretsMode,
 ) -> Result<Prepared, StartupError> {
     crate::transport::tls::check_tls(&config.server).map_err(StartupError::Tls)?;
+    config.check_files()?;
     let mut secrets = SecretStore::new(
         config.secrets_dir.clone(),
         config.secrets_env_prefix.clone(),
@@ -328,12 +329,9 @@ impl AppState {
             // `__Host-` forbids `Domain=`: no prefix when cookieSetting.domain is set.
             host_prefix: config.server.tls.is_some()
                 && !config.server.insecure_cookie_header
-                && cookie_setting.domain.is_empty(),
-            same_site: crate::transport::http::cookies::parse_same_site(
-                &cookie_setting.same_site_policy,
-            )
-            .map_err(|e| ConfigError::new("auth.userAuth.cookieSetting.sameSitePolicy", e))?,
-            domain: (!cookie_setting.domain.is_empty()).then(|| cookie_setting.domain.clone()),
+                && cookie_setting.domain.is_none(),
+            same_site: cookie_setting.same_site,
+            domain: cookie_setting.domain.clone(),
         };
         let authorizer = crate::auth::roles::Authorizer::from_config(
             &config.auth.authorization,

@@ -24,7 +24,6 @@ pub use device::{DeviceApproval, DeviceCodeRecord, DevicePoll};
 pub use filters::{parse_filters, Filter, FilterField, FilterOp, FilterValue};
 
 use std::collections::BTreeMap;
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -349,20 +348,8 @@ pub trait Store: Send + Sync + 'static {
     async fn close(&self);
 }
 
-/// Where the data lives. Not `Debug`: a PostgreSQL URL may carry a password.
-#[derive(Clone)]
-pub enum DatabaseTarget {
-    /// An SQLite file; it and its parent directory are created if missing.
-    Sqlite {
-        /// Path of the database file.
-        path: PathBuf,
-    },
-    /// A PostgreSQL server, `postgres://user[:password]@host[:port]/dbname[?options]`.
-    Postgres {
-        /// Connection URL (plain TCP or a Unix socket; no TLS is compiled in).
-        url: String,
-    },
-}
+/// Where the data lives (defined with the configuration that names it).
+pub use crate::config::DatabaseTarget;
 
 /// Opens the pool, applies the embedded migrations (sqlx::migrate!("./migrations/sqlite") / "./migrations/postgres"), returns the store.
 pub async fn open(

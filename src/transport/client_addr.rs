@@ -26,50 +26,14 @@ pub fn current() -> Option<IpAddr> {
     CURRENT.try_with(|a| *a).ok()
 }
 
-/// Addresses and CIDR ranges whose forwarding headers are believed. Empty by default.
-#[derive(Debug, Clone, Default)]
-pub struct TrustedProxies(Vec<(IpAddr, u8)>);
+pub use crate::config::TrustedProxies;
 
+/// Which address a request comes from (the parsing and matching of `server.trustedProxies`
+/// are the config's, [`crate::config::TrustedProxies`]).
 impl TrustedProxies {
-    /// Parses `10.0.0.0/8`, `192.168.1.7`, `fd00::/8`, …
-    pub fn parse(entries: &[String]) -> Result<Self, (usize, String)> {
-        let mut out = Vec::new();
-        for (i, e) in entries.iter().enumerate() {
-            let e = e.trim();
-            let (addr, len) = match e.split_once('/') {
-                Some((a, l)) => (a, Some(l)),
-                None => (e, None),
-            };
-            let ip: IpAddr = addr
-                .parse()
-                .map_err(|_| (i, format!("{e:?} is not an IP address or CIDR")))?;
-            let max = if ip.is_ipv4() { 32 } else { 128 };
-            let len =
-                match len {
-                    None => max,
-                    Some(l) => l.parse::<u8>().ok().filter(|l| *l <= max).ok_or_else(|| {
-                        (i, format!("{e:?}: the prefix length must be 0..={max}"))
-                    })?,
-                };
-            out.push((ip, len));
-        }
-        Ok(Self(out))
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.0.is_empty()
-    }
-
-    pub fn contains(&self, ip: IpAddr) -> bool {
-        let ip = canonical(ip);
-        self.0
-            .iter()
-            .any(|(net, len)| in_net(ip, canonical(*net), *len))
-    }
-
     /// The client's address of a request that arrived from `peer`.
     pub fn client(&self, peer: IpAddr, headers: &HeaderMap) -> IpAddr {
-        if self.0.is_empty() || !self.contains(peer) {
+        if self.is_empty() || !self.contains(peer) {
             return peer;
         }
         let hops = forwarded_for(headers);
@@ -83,31 +47,6 @@ impl TrustedProxies {
             }
         }
         client
-    }
-}
-
-fn canonical(ip: IpAddr) -> IpAddr {
-    match ip {
-        IpAddr::V6(v6) => v6.to_ipv4_mapped().map(IpAddr::V4).unwrap_or(ip),
-        v4 => v4,
-    }
-}
-
-fn in_net(ip: IpAddr, net: IpAddr, len: u8) -> bool {
-    match (ip, net) {
-        (IpAddr::V4(a), IpAddr::V4(n)) => {
-            let mask = if len == 0 { 0 } else { u32::MAX << (32 - len) };
-            u32::from(a) & mask == u32::from(n) & mask
-        }
-        (IpAddr::V6(a), IpAddr::V6(n)) => {
-            let mask = if len == 0 {
-                0
-            } else {
-                u128::MAX << (128 - len)
-            };
-            u128::from(a) & mask == u128::from(n) & mask
-        }
-        _ => false,
     }
 }
 

@@ -62,8 +62,8 @@ struct Case {
     key: &'static str,
 }
 
-/// Every configuration error `serve` raises before binding (config.rs, config_files.rs,
-/// state::prepare, server::check_tls).
+/// Every configuration error `serve` raises before binding (src/config/, app::prepare,
+/// server::check_tls).
 const CASES: &[Case] = &[
     // The files themselves.
     Case { name: "yaml syntax", yaml: "server: [", files: &[], key: "not valid YAML" },
@@ -105,6 +105,8 @@ const CASES: &[Case] = &[
     Case { name: "no domains", yaml: "admin: { domains: [] }", files: &[], key: "admin.domains" },
     Case { name: "empty domain id", yaml: "admin: { domains: [{ id: '', name: x }] }", files: &[], key: "admin.domains[0].id" },
     Case { name: "secrets prefix", yaml: "secrets: { secrets-prefix: '' }", files: &[], key: "secrets.secrets-prefix" },
+    Case { name: "gateway ca unreadable", yaml: "gateway: { upstreams: [{ name: a, url: 'https://up.example', services: [a.B], caCertFile: ./missing-ca.pem }] }", files: &[], key: "gateway.upstreams[0].caCertFile" },
+    Case { name: "gateway ca garbage", yaml: "gateway: { upstreams: [{ name: a, url: 'https://up.example', services: [a.B], caCertFile: ./ca.pem }] }", files: &[("ca.pem", "not a pem")], key: "gateway.upstreams[0].caCertFile" },
     // Start-up checks (state::prepare): TLS files, secrets, keys, clients, proxies.
     Case { name: "tls cert unreadable", yaml: "server: { security: { secure: true, ssl: { certificateFile: missing.pem, keyFile: missing-key.pem } } }", files: &[], key: "server.security.ssl.certificateFile" },
     Case { name: "tls cert garbage", yaml: "server: { security: { secure: true, ssl: { certificateFile: c.pem, keyFile: missing-key.pem } } }", files: &[("c.pem", NOT_A_CERT)], key: "server.security.ssl" },

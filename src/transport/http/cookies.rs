@@ -49,17 +49,7 @@ impl Default for CookieFactory {
     }
 }
 
-/// Flyte's `sameSitePolicy` names (`DefaultMode` is flyteauth's default, Lax).
-pub fn parse_same_site(policy: &str) -> Result<SameSite, String> {
-    match policy {
-        "" | "DefaultMode" | "LaxMode" => Ok(SameSite::Lax),
-        "StrictMode" => Ok(SameSite::Strict),
-        "NoneMode" => Ok(SameSite::None),
-        other => Err(format!(
-            "unknown policy {other:?}: use DefaultMode, LaxMode, StrictMode or NoneMode"
-        )),
-    }
-}
+pub use crate::config::parse_same_site;
 
 impl CookieFactory {
     /// The name cookie `base` is set and read under.
