@@ -70,7 +70,7 @@ pub(super) async fn fixture_with(
             keys: KeySource::Static(keys.verification_keys()),
             issuers: vec![PUBLIC.into()],
             audiences: vec![PUBLIC.into()],
-            required_scopes: vec![],
+            required_scopes: vec!["all".into()],
             cache_entries: 100,
             leeway_secs: 30,
         },
