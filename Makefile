@@ -27,9 +27,10 @@ test-rust: ## Rust unit and integration tests (PostgreSQL tests use DATABASE_URL
 test-e2e: build ## Real peers (flytekit, grpc reflection) against the debug binary
 	FLYTEAUTH_BIN=$(CURDIR)/$(BIN) bash tests/e2e/run.sh
 
-lint: ## rustfmt check + clippy with warnings as errors
+lint: ## rustfmt check + clippy with warnings as errors + the layer/import-circle check of src/
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --all-targets -- -D warnings
+	python3 scripts/check_layers.py
 
 fmt: ## Format the code
 	$(CARGO) fmt --all

@@ -37,25 +37,27 @@
 //! (token → [`auth::Identity`] in the request extensions, or UNAUTHENTICATED) → the handler in
 //! [`grpc`] → [`projects`] → [`store`].
 
+#![warn(unreachable_pub)]
+
 pub mod app;
 pub mod auth;
 pub mod authz_server;
 pub mod cli;
 pub mod clock;
 pub mod config;
-pub mod external;
+pub(crate) mod external;
 pub mod keys;
-pub mod login;
-pub mod metadata;
-pub mod metrics;
-pub mod oidc;
+pub(crate) mod login;
+pub(crate) mod metadata;
+pub(crate) mod metrics;
+pub(crate) mod oidc;
 pub mod pb;
-pub mod projects;
+pub(crate) mod projects;
 pub mod public_url;
-pub mod ratelimit;
+pub(crate) mod ratelimit;
 pub mod sealed;
-pub mod secret;
-pub mod session;
+pub(crate) mod secret;
+pub(crate) mod session;
 
 pub mod store;
 pub mod transport;

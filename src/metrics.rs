@@ -81,7 +81,7 @@ pub struct Metrics {
 
 /// Formats `k="v",…` label pairs, each value escaped for the text format, into one string
 /// (it is built for every counted event, so without intermediate allocations).
-pub fn labels(pairs: &[(&str, &str)]) -> String {
+pub(crate) fn labels(pairs: &[(&str, &str)]) -> String {
     let mut out = String::with_capacity(pairs.iter().map(|(k, v)| k.len() + v.len() + 4).sum());
     for (i, (k, v)) in pairs.iter().enumerate() {
         if i > 0 {
@@ -236,7 +236,7 @@ static GRPC_METHODS: std::sync::LazyLock<std::collections::HashSet<String>> =
 /// The label for a request path: the gRPC methods declared by the protos served here and the
 /// HTTP routes are kept; anything else is "other" (paths are user-controlled, and an invented
 /// method name must not create a label).
-pub fn route_label(path: &str) -> &str {
+pub(crate) fn route_label(path: &str) -> &str {
     const HTTP: [&str; 22] = [
         "/healthcheck",
         "/metrics",

@@ -34,13 +34,13 @@ impl ProjectError {
 }
 
 /// The projects service: the store and the configured domains.
-pub struct Projects<'a> {
+pub(crate) struct Projects<'a> {
     store: &'a dyn Store,
     domains: &'a [DomainFile],
 }
 
 /// RFC 1123 label: lower-case alphanumerics and '-', starting and ending alphanumeric, ≤ 63.
-pub fn is_dns1123_label(s: &str) -> bool {
+pub(crate) fn is_dns1123_label(s: &str) -> bool {
     let b = s.as_bytes();
     !b.is_empty()
         && b.len() <= 63
@@ -153,11 +153,14 @@ fn not_found(id: &str) -> ProjectError {
 }
 
 impl<'a> Projects<'a> {
-    pub fn new(store: &'a dyn Store, domains: &'a [DomainFile]) -> Self {
+    pub(crate) fn new(store: &'a dyn Store, domains: &'a [DomainFile]) -> Self {
         Self { store, domains }
     }
 
-    pub async fn register(&self, req: pb::ProjectRegisterRequest) -> Result<(), ProjectError> {
+    pub(crate) async fn register(
+        &self,
+        req: pb::ProjectRegisterRequest,
+    ) -> Result<(), ProjectError> {
         let project = req
             .project
             .ok_or_else(|| ProjectError::invalid_argument("missing project"))?;
@@ -174,7 +177,7 @@ impl<'a> Projects<'a> {
             })
     }
 
-    pub async fn update(&self, project: pb::Project) -> Result<(), ProjectError> {
+    pub(crate) async fn update(&self, project: pb::Project) -> Result<(), ProjectError> {
         validate(&project, false)?;
         let existing = self.get_record(&project.org, &project.id).await?;
         let mut record = to_record(&project);
@@ -197,7 +200,10 @@ impl<'a> Projects<'a> {
         })
     }
 
-    pub async fn get(&self, req: pb::ProjectGetRequest) -> Result<pb::Project, ProjectError> {
+    pub(crate) async fn get(
+        &self,
+        req: pb::ProjectGetRequest,
+    ) -> Result<pb::Project, ProjectError> {
         if req.id.is_empty() {
             return Err(ProjectError::invalid_argument("missing project_id"));
         }
@@ -207,7 +213,10 @@ impl<'a> Projects<'a> {
         ))
     }
 
-    pub async fn list(&self, req: pb::ProjectListRequest) -> Result<pb::Projects, ProjectError> {
+    pub(crate) async fn list(
+        &self,
+        req: pb::ProjectListRequest,
+    ) -> Result<pb::Projects, ProjectError> {
         let limit = match req.limit {
             0 => DEFAULT_LIMIT,
             n => n,
@@ -269,7 +278,7 @@ impl<'a> Projects<'a> {
         })
     }
 
-    pub fn get_domains(&self) -> pb::GetDomainsResponse {
+    pub(crate) fn get_domains(&self) -> pb::GetDomainsResponse {
         pb::GetDomainsResponse {
             domains: domains(self.domains),
         }
@@ -277,7 +286,7 @@ impl<'a> Projects<'a> {
 }
 
 /// Labels as a sorted map (REST output is stable).
-pub fn sorted_labels(p: &pb::Project) -> BTreeMap<String, String> {
+pub(crate) fn sorted_labels(p: &pb::Project) -> BTreeMap<String, String> {
     p.labels
         .as_ref()
         .map(|l| {

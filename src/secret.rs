@@ -132,7 +132,7 @@ impl SecretStore {
 }
 
 /// Writes a secret file readable only by its owner, refusing to overwrite one that exists.
-pub fn write_new_secret(path: &Path, contents: &[u8]) -> std::io::Result<()> {
+pub(crate) fn write_new_secret(path: &Path, contents: &[u8]) -> std::io::Result<()> {
     use std::io::Write;
     #[cfg(unix)]
     use std::os::unix::fs::OpenOptionsExt;

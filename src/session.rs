@@ -13,10 +13,10 @@ use crate::secret::Secret;
 use crate::store::{SessionRecord, Store, StoreError};
 
 /// The session cookie's name over plain http (over TLS it is `__Host-flyte_session`).
-pub const COOKIE: &str = "flyte_session";
+pub(crate) const COOKIE: &str = "flyte_session";
 
 /// The value of cookie `name` in a request's `Cookie` headers, if any.
-pub fn request_cookie<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
+pub(crate) fn request_cookie<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
     headers
         .get_all(http::header::COOKIE)
         .iter()
@@ -28,7 +28,7 @@ pub fn request_cookie<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str>
 }
 
 /// Hex SHA-256, the form in which opaque credentials are stored.
-pub fn digest_hex(value: &str) -> String {
+pub(crate) fn digest_hex(value: &str) -> String {
     use sha2::{Digest, Sha256};
     const HEX: &[u8; 16] = b"0123456789abcdef";
     let d = Sha256::digest(value.as_bytes());
@@ -125,7 +125,7 @@ impl Sessions {
     }
 
     /// The session the request's cookie names, if it is still valid.
-    pub async fn from_headers(&self, headers: &HeaderMap) -> Result<Option<Session>, StoreError> {
+    pub async fn of_request(&self, headers: &HeaderMap) -> Result<Option<Session>, StoreError> {
         match request_cookie(headers, self.cookie_name) {
             Some(id) => self.lookup(id).await,
             None => Ok(None),

@@ -14,7 +14,7 @@ use sha2::{Digest, Sha256};
 
 use super::Identity;
 
-pub type TokenDigest = [u8; 32];
+pub(super) type TokenDigest = [u8; 32];
 
 /// A token split for the cache: the digest of its signature segment and its signing input.
 pub struct CacheKey<'a> {

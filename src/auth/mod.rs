@@ -169,7 +169,7 @@ impl Authenticator {
             return Err(AuthError::Csrf);
         }
         let session = sessions
-            .from_headers(headers)
+            .of_request(headers)
             .await
             .map_err(|_| AuthError::Unavailable)?
             .ok_or(AuthError::SessionInvalid)?;

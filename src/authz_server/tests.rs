@@ -131,7 +131,7 @@ pub(super) fn credentials(id: &str, secret: Option<&str>) -> ClientCredentials {
 
 impl Fixture {
     /// The authenticated client `id`.
-    pub async fn client(&self, id: &str, secret: Option<&str>) -> &clients::Client {
+    pub(super) async fn client(&self, id: &str, secret: Option<&str>) -> &clients::Client {
         self.server
             .authenticate_client(credentials(id, secret), None)
             .await
@@ -139,7 +139,7 @@ impl Fixture {
     }
 
     /// The identity in an access token this server issued.
-    pub fn verify(&self, access_token: &str) -> Arc<Identity> {
+    pub(super) fn verify(&self, access_token: &str) -> Arc<Identity> {
         self.server
             .authenticator
             .verifier

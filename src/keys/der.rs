@@ -3,13 +3,13 @@
 //! modulus and exponent of an RSA public key for its JWK.
 
 /// One TLV element: its tag and its content bytes.
-pub struct Tlv<'a> {
+pub(super) struct Tlv<'a> {
     pub tag: u8,
     pub content: &'a [u8],
 }
 
 /// Reads the next TLV from `input`, returning it and the rest.
-pub fn read_tlv(input: &[u8]) -> Option<(Tlv<'_>, &[u8])> {
+pub(super) fn read_tlv(input: &[u8]) -> Option<(Tlv<'_>, &[u8])> {
     let (&tag, rest) = input.split_first()?;
     let (&first, mut rest) = rest.split_first()?;
     let len = if first < 0x80 {
@@ -39,7 +39,7 @@ pub fn read_tlv(input: &[u8]) -> Option<(Tlv<'_>, &[u8])> {
 }
 
 /// The elements of a SEQUENCE's content.
-pub fn sequence_items(seq: &[u8]) -> Option<Vec<Tlv<'_>>> {
+pub(super) fn sequence_items(seq: &[u8]) -> Option<Vec<Tlv<'_>>> {
     let (outer, _) = read_tlv(seq)?;
     if outer.tag != 0x30 {
         return None;
@@ -55,7 +55,7 @@ pub fn sequence_items(seq: &[u8]) -> Option<Vec<Tlv<'_>>> {
 }
 
 /// An unsigned big-endian INTEGER without its leading zero bytes.
-pub fn unsigned(int: &[u8]) -> &[u8] {
+pub(super) fn unsigned(int: &[u8]) -> &[u8] {
     let mut i = int;
     while i.len() > 1 && i[0] == 0 {
         i = &i[1..];
@@ -64,14 +64,14 @@ pub fn unsigned(int: &[u8]) -> &[u8] {
 }
 
 /// Extracts the inner PKCS#1 `RSAPrivateKey` from a PKCS#8 `PrivateKeyInfo`.
-pub fn pkcs8_to_pkcs1(pkcs8: &[u8]) -> Option<Vec<u8>> {
+pub(super) fn pkcs8_to_pkcs1(pkcs8: &[u8]) -> Option<Vec<u8>> {
     let items = sequence_items(pkcs8)?;
     let key = items.get(2)?;
     (key.tag == 0x04).then(|| key.content.to_vec())
 }
 
 /// `(n, e)` of a PKCS#1 `RSAPublicKey`.
-pub fn rsa_public_components(pkcs1_public: &[u8]) -> Option<(Vec<u8>, Vec<u8>)> {
+pub(super) fn rsa_public_components(pkcs1_public: &[u8]) -> Option<(Vec<u8>, Vec<u8>)> {
     let items = sequence_items(pkcs1_public)?;
     let n = items.first().filter(|t| t.tag == 0x02)?;
     let e = items.get(1).filter(|t| t.tag == 0x02)?;
@@ -79,7 +79,7 @@ pub fn rsa_public_components(pkcs1_public: &[u8]) -> Option<(Vec<u8>, Vec<u8>)> 
 }
 
 /// A PKCS#1 `RSAPublicKey` (`SEQUENCE { n INTEGER, e INTEGER }`) from big-endian `n` and `e`.
-pub fn rsa_public_key(n: &[u8], e: &[u8]) -> Vec<u8> {
+pub(super) fn rsa_public_key(n: &[u8], e: &[u8]) -> Vec<u8> {
     let mut body = Vec::with_capacity(n.len() + e.len() + 16);
     push_unsigned_integer(&mut body, n);
     push_unsigned_integer(&mut body, e);

@@ -183,7 +183,7 @@ impl LocalUsers {
 }
 
 /// What a local sign-in needs.
-pub struct LocalLogin<'a> {
+pub(crate) struct LocalLogin<'a> {
     pub users: &'a LocalUsers,
     pub limiter: &'a FailureLimiter,
     pub sessions: &'a Sessions,
@@ -192,7 +192,7 @@ pub struct LocalLogin<'a> {
 
 /// Why a local sign-in did not produce a session.
 #[derive(Debug)]
-pub enum SignInError {
+pub(crate) enum SignInError {
     /// Over the failure limit: retry after this many seconds.
     RateLimited {
         retry_after: i64,
@@ -207,7 +207,7 @@ impl LocalLogin<'_> {
     /// the user out at another), and an address over all users. The attempt is counted before
     /// the password is checked, so a concurrent burst cannot exceed the limit. On success the
     /// session and its cookie value.
-    pub async fn sign_in(
+    pub(crate) async fn sign_in(
         &self,
         username: &str,
         password: Secret<String>,

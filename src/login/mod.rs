@@ -2,4 +2,4 @@
 //! decision. (The OIDC relying party lives in `oidc/`; the HTML pages and handlers in
 //! `transport/http/`.)
 
-pub mod local;
+pub(crate) mod local;

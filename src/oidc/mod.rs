@@ -67,11 +67,11 @@ mod secret_text {
 
     use crate::secret::Secret;
 
-    pub fn serialize<S: Serializer>(v: &Secret<String>, s: S) -> Result<S::Ok, S::Error> {
+    pub(super) fn serialize<S: Serializer>(v: &Secret<String>, s: S) -> Result<S::Ok, S::Error> {
         s.serialize_str(v.expose())
     }
 
-    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Secret<String>, D::Error> {
+    pub(super) fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Secret<String>, D::Error> {
         String::deserialize(d).map(Secret::new)
     }
 }

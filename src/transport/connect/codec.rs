@@ -105,7 +105,7 @@ impl Procedures {
 /// short reason for an `invalid_argument` answer (about the caller's own input). JSON is
 /// converted before the call reaches the auth layer, so a caller without credentials learns
 /// only whether its JSON fits the message.
-pub fn request_to_proto(
+pub(super) fn request_to_proto(
     codec: Codec,
     input: &MessageDescriptor,
     body: bytes::Bytes,
@@ -132,7 +132,7 @@ pub fn request_to_proto(
 }
 
 /// The response message in the request's codec.
-pub fn response_from_proto(
+pub(super) fn response_from_proto(
     codec: Codec,
     output: &MessageDescriptor,
     message: bytes::Bytes,

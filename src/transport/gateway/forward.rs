@@ -61,7 +61,7 @@ impl Protocol {
 }
 
 /// One configured upstream and its clients.
-pub struct UpstreamClient {
+pub(super) struct UpstreamClient {
     pub cfg: Upstream,
     /// `scheme://host:port` (no trailing slash).
     origin: String,
@@ -72,7 +72,7 @@ pub struct UpstreamClient {
 }
 
 impl UpstreamClient {
-    pub fn new(index: usize, cfg: &Upstream) -> Result<Self, ConfigError> {
+    pub(super) fn new(index: usize, cfg: &Upstream) -> Result<Self, ConfigError> {
         let key = format!("gateway.upstreams[{index}].caCertFile");
         let mut roots = rustls::RootCertStore::empty();
         if cfg.tls {
@@ -136,7 +136,7 @@ impl UpstreamClient {
         })
     }
 
-    pub fn serves(&self, service: &str) -> bool {
+    pub(super) fn serves(&self, service: &str) -> bool {
         self.cfg.services.iter().any(|s| s == service)
             || self
                 .cfg

@@ -22,7 +22,7 @@ impl IdentityApi {
 }
 
 /// JSON → `google.protobuf.Value`.
-pub fn to_proto_value(v: &serde_json::Value) -> prost_types::Value {
+pub(super) fn to_proto_value(v: &serde_json::Value) -> prost_types::Value {
     use serde_json::Value as J;
     let kind = match v {
         J::Null => Kind::NullValue(0),
@@ -37,7 +37,9 @@ pub fn to_proto_value(v: &serde_json::Value) -> prost_types::Value {
     prost_types::Value { kind: Some(kind) }
 }
 
-pub fn to_proto_struct(o: &serde_json::Map<String, serde_json::Value>) -> prost_types::Struct {
+pub(super) fn to_proto_struct(
+    o: &serde_json::Map<String, serde_json::Value>,
+) -> prost_types::Struct {
     prost_types::Struct {
         fields: o
             .iter()
@@ -47,7 +49,7 @@ pub fn to_proto_struct(o: &serde_json::Map<String, serde_json::Value>) -> prost_
 }
 
 /// The v1 response for an identity (empty for an anonymous caller under `disableForGrpc`).
-pub fn user_info_response(id: Option<&Identity>) -> v1::UserInfoResponse {
+pub(super) fn user_info_response(id: Option<&Identity>) -> v1::UserInfoResponse {
     let Some(id) = id else {
         return v1::UserInfoResponse::default();
     };

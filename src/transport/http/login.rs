@@ -81,7 +81,7 @@ pub async fn login_page(
         Ok(d) => d,
         Err(resp) => return resp,
     };
-    match state.sessions.from_headers(&headers).await {
+    match state.sessions.of_request(&headers).await {
         Ok(Some(_)) => return redirect_to(&dest),
         Ok(None) => {}
         Err(e) => return store_unavailable(e),
@@ -268,7 +268,7 @@ pub async fn logout(
     };
     let site = super::fetch_site::site(&state, &headers, origin.as_ref().map(|o| &o.0));
     if site == super::fetch_site::Site::Cross {
-        let session = match state.sessions.from_headers(&headers).await {
+        let session = match state.sessions.of_request(&headers).await {
             Ok(s) => s,
             Err(e) => return store_unavailable(e),
         };

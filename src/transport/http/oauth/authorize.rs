@@ -13,8 +13,8 @@ use http::{header, HeaderMap, Method, StatusCode};
 use url::Url;
 
 use crate::authz_server::authorize::AuthorizeRefusal;
-use crate::transport::http::pages;
 use crate::transport::grpc::RequestOrigin;
+use crate::transport::http::pages;
 use crate::transport::state::AppState;
 
 /// The parameters of an authorization request, each present at most once (RFC 6749 §3.1).
@@ -126,7 +126,7 @@ async fn handle(
         }) => return error_redirect(&redirect_uri, state.as_deref(), &iss, error, &description),
     };
 
-    let session = match state.sessions.from_headers(&headers).await {
+    let session = match state.sessions.of_request(&headers).await {
         Ok(s) => s,
         Err(e) => {
             tracing::warn!(error = %e, "session store unavailable");

@@ -16,9 +16,9 @@ use crate::authz_server::device::{
     display, normalise_user_code, DeviceAuthorization, DeviceDecision,
 };
 use crate::authz_server::error::OAuthError;
-use crate::transport::http::pages::{self, escape};
 use crate::store::StoreError;
 use crate::transport::grpc::RequestOrigin;
+use crate::transport::http::pages::{self, escape};
 use crate::transport::state::AppState;
 
 /// `POST /oauth2/device_authorization` (§3.1).
@@ -101,7 +101,7 @@ pub async fn device_page(
     Query(q): Query<HashMap<String, String>>,
 ) -> Response {
     let prefill = q.get("user_code").cloned().unwrap_or_default();
-    let session = match state.sessions.from_headers(&headers).await {
+    let session = match state.sessions.of_request(&headers).await {
         Ok(s) => s,
         Err(_) => {
             return html(
@@ -145,7 +145,7 @@ pub async fn device_submit(
             return html(status, page);
         }
     };
-    let session = match state.sessions.from_headers(&headers).await {
+    let session = match state.sessions.of_request(&headers).await {
         Ok(Some(s)) => s,
         Ok(None) => {
             return html(
