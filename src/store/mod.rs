@@ -17,8 +17,8 @@ mod timeout;
 pub use timeout::{TimeoutStore, QUERY_TIMEOUT};
 
 pub use authz::{
-    AuthCodeRecord, CodeRedemption, Found, Issuance, IssueOutcome, RefreshRedemption,
-    RefreshTokenRecord, RevokedToken, SessionRecord, Spend,
+    AuthCodeRecord, CodeRedemption, Found, Issuance, IssueOutcome, RefreshTokenRecord,
+    RevokedToken, SessionRecord, Spend,
 };
 pub use device::{DeviceApproval, DeviceCodeRecord, DevicePoll};
 pub use filters::{parse_filters, Filter, FilterField, FilterOp, FilterValue};
@@ -188,16 +188,6 @@ pub trait Store: Send + Sync + 'static {
         code_hash: &str,
         now: i64,
     ) -> Result<CodeRedemption, StoreError>;
-    /// Inserts a refresh token; `AlreadyExists` if its hash exists. A token inserted into a
-    /// revoked family is stored but redeems as `FamilyRevoked`.
-    async fn insert_refresh_token(&self, r: &RefreshTokenRecord) -> Result<(), StoreError>;
-    /// Atomically marks the token used at `now` (exactly one concurrent caller gets
-    /// `Fresh`). `FamilyRevoked` wins over `Replayed`. `NotFound` if unknown.
-    async fn redeem_refresh_token(
-        &self,
-        token_hash: &str,
-        now: i64,
-    ) -> Result<RefreshRedemption, StoreError>;
     /// A code as stored, changing nothing; `NotFound` if unknown.
     async fn find_auth_code(&self, code_hash: &str) -> Result<Found<AuthCodeRecord>, StoreError>;
     /// A refresh token as stored, changing nothing; `NotFound` if unknown.
@@ -216,16 +206,6 @@ pub trait Store: Send + Sync + 'static {
         now: i64,
         issuance: &Issuance,
     ) -> Result<IssueOutcome, StoreError>;
-    /// Remembers that access token `jti` (expiring at `expires_at`) belongs to `family_id`.
-    /// Idempotent. If the family is already revoked (a revocation racing the issue), the jti
-    /// is listed as revoked at once, `revoked_at` = the later of the family's revocation time
-    /// and the database's clock.
-    async fn record_access_token(
-        &self,
-        family_id: &str,
-        jti: &str,
-        expires_at: i64,
-    ) -> Result<(), StoreError>;
     /// Revokes a family: marks it revoked, marks all its refresh tokens unusable, and moves
     /// the jtis of its recorded (unexpired) access tokens into the revoked-token list with
     /// `revoked_at = now`. Returns those jtis (by jti). Idempotent: a repeat returns the same
@@ -330,11 +310,6 @@ pub trait Store: Send + Sync + 'static {
         now: i64,
     ) -> Result<DevicePoll, StoreError>;
 
-    /// Counts for health/metrics: (projects, live sessions, live refresh tokens).
-    /// Live at `now`: sessions before their absolute expiry; refresh tokens unexpired, unused
-    /// and of a family not revoked.
-    async fn counts(&self, now: i64) -> Result<(u64, u64, u64), StoreError>;
-
     /// `SELECT 1`, for readiness checks.
     async fn ping(&self) -> Result<(), StoreError>;
     /// Whether dropping the future of a grant-path operation (`get_session`,
@@ -411,20 +386,6 @@ const UPDATE_SQL: &str =
 
 const GET_SQL: &str = "SELECT identifier, org, name, description, labels, state \
      FROM projects WHERE org = $1 AND identifier = $2";
-
-/// One row: the three [`Store::counts`], `$1` = now.
-const COUNTS_SQL: &str = "SELECT (SELECT COUNT(*) FROM projects), \
-     (SELECT COUNT(*) FROM sessions WHERE expires_at > $1), \
-     (SELECT COUNT(*) FROM refresh_tokens t WHERE t.expires_at > $1 AND t.used_at IS NULL \
-     AND NOT EXISTS (SELECT 1 FROM token_families f \
-     WHERE f.family_id = t.family_id AND f.revoked_at IS NOT NULL))";
-
-/// [`COUNTS_SQL`]'s row as unsigned counts.
-fn counts(row: (i64, i64, i64)) -> Result<(u64, u64, u64), StoreError> {
-    let count =
-        |n: i64| u64::try_from(n).map_err(|_| StoreError::Internal("negative count".into()));
-    Ok((count(row.0)?, count(row.1)?, count(row.2)?))
-}
 
 /// A `projects` row as selected by [`COLUMNS`].
 #[derive(sqlx::FromRow)]

@@ -11,12 +11,12 @@ use sqlx::{Sqlite, SqlitePool};
 use super::authz_ops::sqlite as ops;
 use super::sqlite_direct::{Direct, WAL_SIZE_LIMIT};
 use super::{
-    arguments, counts, list_sql, record_args, Dialect, ProjectQuery, ProjectRecord, ProjectRow,
-    Store, StoreError, COUNTS_SQL, GET_SQL, INSERT_SQL, UPDATE_SQL,
+    arguments, list_sql, record_args, Dialect, ProjectQuery, ProjectRecord, ProjectRow, Store,
+    StoreError, GET_SQL, INSERT_SQL, UPDATE_SQL,
 };
 use super::{
     AuthCodeRecord, CodeRedemption, DeviceApproval, DeviceCodeRecord, DevicePoll, Found, Issuance,
-    IssueOutcome, RefreshRedemption, RefreshTokenRecord, RevokedToken, SessionRecord, Spend,
+    IssueOutcome, RefreshTokenRecord, RevokedToken, SessionRecord, Spend,
 };
 
 /// [`Store`] on an SQLite file.
@@ -132,20 +132,6 @@ impl Store for SqliteStore {
         ops::redeem_auth_code(&self.pool, code_hash, now).await
     }
 
-    async fn insert_refresh_token(&self, r: &RefreshTokenRecord) -> Result<(), StoreError> {
-        let _writer = self.writer.lock().await;
-        ops::insert_refresh_token(&self.pool, r).await
-    }
-
-    async fn redeem_refresh_token(
-        &self,
-        token_hash: &str,
-        now: i64,
-    ) -> Result<RefreshRedemption, StoreError> {
-        let _writer = self.writer.lock().await;
-        ops::redeem_refresh_token(&self.pool, token_hash, now).await
-    }
-
     async fn find_auth_code(&self, code_hash: &str) -> Result<Found<AuthCodeRecord>, StoreError> {
         self.direct.find_auth_code(code_hash).await
     }
@@ -165,16 +151,6 @@ impl Store for SqliteStore {
     ) -> Result<IssueOutcome, StoreError> {
         let _writer = self.writer.lock().await;
         self.direct.spend_and_issue(spend, now, issuance).await
-    }
-
-    async fn record_access_token(
-        &self,
-        family_id: &str,
-        jti: &str,
-        expires_at: i64,
-    ) -> Result<(), StoreError> {
-        let _writer = self.writer.lock().await;
-        ops::record_access_token(&self.pool, family_id, jti, expires_at).await
     }
 
     async fn revoke_family(
@@ -279,14 +255,6 @@ impl Store for SqliteStore {
     ) -> Result<DevicePoll, StoreError> {
         let _writer = self.writer.lock().await;
         ops::poll_device_code(&self.pool, device_code_hash, now).await
-    }
-
-    async fn counts(&self, now: i64) -> Result<(u64, u64, u64), StoreError> {
-        let row = sqlx::query_as(COUNTS_SQL)
-            .bind(now)
-            .fetch_one(&self.pool)
-            .await?;
-        counts(row)
     }
 
     async fn ping(&self) -> Result<(), StoreError> {

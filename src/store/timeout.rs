@@ -127,22 +127,6 @@ impl Store for TimeoutStore {
             .await
     }
 
-    async fn insert_refresh_token(&self, r: &RefreshTokenRecord) -> Result<(), StoreError> {
-        let r = r.clone();
-        self.run(move |store| async move { store.insert_refresh_token(&r).await })
-            .await
-    }
-
-    async fn redeem_refresh_token(
-        &self,
-        token_hash: &str,
-        now: i64,
-    ) -> Result<RefreshRedemption, StoreError> {
-        let token_hash = token_hash.to_owned();
-        self.run(move |store| async move { store.redeem_refresh_token(&token_hash, now).await })
-            .await
-    }
-
     async fn find_auth_code(&self, code_hash: &str) -> Result<Found<AuthCodeRecord>, StoreError> {
         self.run_grant(self.inner.find_auth_code(code_hash), |store| {
             let code_hash = code_hash.to_owned();
@@ -171,22 +155,6 @@ impl Store for TimeoutStore {
         self.run_grant(self.inner.spend_and_issue(spend, now, issuance), |store| {
             let (spend, issuance) = (spend.clone(), issuance.clone());
             async move { store.spend_and_issue(&spend, now, &issuance).await }
-        })
-        .await
-    }
-
-    async fn record_access_token(
-        &self,
-        family_id: &str,
-        jti: &str,
-        expires_at: i64,
-    ) -> Result<(), StoreError> {
-        let family_id = family_id.to_owned();
-        let jti = jti.to_owned();
-        self.run(move |store| async move {
-            store
-                .record_access_token(&family_id, &jti, expires_at)
-                .await
         })
         .await
     }
@@ -344,11 +312,6 @@ impl Store for TimeoutStore {
     ) -> Result<DevicePoll, StoreError> {
         let device_code_hash = device_code_hash.to_owned();
         self.run(move |store| async move { store.poll_device_code(&device_code_hash, now).await })
-            .await
-    }
-
-    async fn counts(&self, now: i64) -> Result<(u64, u64, u64), StoreError> {
-        self.run(move |store| async move { store.counts(now).await })
             .await
     }
 
