@@ -38,15 +38,12 @@ async fn give_up_after<F: std::future::Future>(fut: F, pendings: usize) {
 /// Callers that go away mid-operation (a client that disconnects; found by `make bench`) must
 /// not leave a pooled connection inside a transaction: afterwards every connection can open a
 /// transaction again and what it writes is visible to another pool. Without the detaching in
-/// `TimeoutStore` this fails on SQLite (a connection left inside its transaction: later writes
+/// `store::detached` this fails on SQLite (a connection left inside its transaction: later writes
 /// on it are never seen). PostgreSQL has the same flaw (a cancel while `BEGIN` awaits its
 /// answer leaves an "idle in transaction" connection; seen under `make bench`), but this loop
 /// has not hit that narrower window there.
 async fn cancelled_callers_leave_no_open_transaction(t: DatabaseTarget) {
-    let store: Arc<dyn Store> = Arc::new(TimeoutStore::new(
-        open_store(&t).await,
-        Duration::from_secs(10),
-    ));
+    let store = open_store(&t).await;
     let behind = Behind::open(&t).await;
     let exp = 4_000_000_000;
     for i in 0..1200 {
@@ -93,13 +90,10 @@ async fn cancelled_callers_leave_no_open_transaction(t: DatabaseTarget) {
     store.close().await;
 }
 
-/// Grants given up at every step (through `TimeoutStore`, which runs SQLite's in the caller's
-/// task) either happened whole or not at all, and leave no lock behind.
+/// Grants given up at every step (SQLite's run in the caller's task, PostgreSQL's detached)
+/// either happened whole or not at all, and leave no lock behind.
 async fn cancelled_grants_are_all_or_nothing(t: DatabaseTarget) {
-    let store: Arc<dyn Store> = Arc::new(TimeoutStore::new(
-        open_store(&t).await,
-        Duration::from_secs(10),
-    ));
+    let store = open_store(&t).await;
     let behind = Behind::open(&t).await;
     let rounds = 60;
     for i in 0..rounds {

@@ -13,8 +13,6 @@ pub mod filters;
 mod postgres;
 mod sqlite;
 mod sqlite_direct;
-mod timeout;
-pub use timeout::{TimeoutStore, QUERY_TIMEOUT};
 
 pub use authz::{
     AuthCodeRecord, CodeRedemption, Found, Issuance, IssueOutcome, RefreshTokenRecord,
@@ -24,6 +22,7 @@ pub use device::{DeviceApproval, DeviceCodeRecord, DevicePoll};
 pub use filters::{parse_filters, Filter, FilterField, FilterOp, FilterValue};
 
 use std::collections::BTreeMap;
+use std::future::Future;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
@@ -104,6 +103,44 @@ fn is_transient(db: &dyn sqlx::error::DatabaseError) -> bool {
     } else {
         code.parse::<i32>().is_ok_and(|c| matches!(c & 0xff, 5 | 6))
     }
+}
+
+/// How long one store operation may take.
+pub const QUERY_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// The deadline of a store operation: a database that stops answering (a partition, a silent
+/// connection) yields `Unavailable` after `limit` instead of hanging the caller. Every
+/// backend runs each operation under it ([`QUERY_TIMEOUT`]).
+pub async fn deadline<T>(
+    limit: Duration,
+    op: impl Future<Output = Result<T, StoreError>>,
+) -> Result<T, StoreError> {
+    tokio::time::timeout(limit, op).await.unwrap_or_else(|_| {
+        Err(StoreError::Unavailable(format!(
+            "no answer from the database within {}s",
+            limit.as_secs()
+        )))
+    })
+}
+
+/// Runs `op` in a task of its own, under [`deadline`]: a caller that goes away (a client that
+/// disconnects, the deadline) never cancels it half-way, and it still finishes (or fails) on
+/// its own. sqlx is not cancellation-safe while it opens a transaction: a future dropped right
+/// after `BEGIN` was sent returns its connection to the pool *inside* the transaction
+/// (SQLite: the write lock held and every later `begin` refused; PostgreSQL: an "idle in
+/// transaction" connection whose writes no one else sees). Found by `make bench`, whose load
+/// generator drops in-flight requests at the end of every run. So every operation through
+/// sqlx runs detached; SQLite's grant path (rusqlite, whole on the calling thread or on a
+/// blocking thread) needs no task of its own.
+async fn detached<T: Send + 'static>(
+    op: impl Future<Output = Result<T, StoreError>> + Send + 'static,
+) -> Result<T, StoreError> {
+    let task = tokio::spawn(op);
+    deadline(QUERY_TIMEOUT, async {
+        task.await
+            .unwrap_or_else(|_| Err(StoreError::Internal("a store operation panicked".into())))
+    })
+    .await
 }
 
 /// A project as stored; `(org, id)` is the key.
@@ -312,14 +349,6 @@ pub trait Store: Send + Sync + 'static {
 
     /// `SELECT 1`, for readiness checks.
     async fn ping(&self) -> Result<(), StoreError>;
-    /// Whether dropping the future of a grant-path operation (`get_session`,
-    /// `insert_auth_code`, `find_auth_code`, `find_refresh_token`, `spend_and_issue`,
-    /// `remember_exchanged_token`) at any
-    /// point leaves nothing half-done, so that [`TimeoutStore`] may run it in the caller's
-    /// task. Not so for operations through sqlx (see `timeout.rs`).
-    fn grant_path_is_cancel_safe(&self) -> bool {
-        false
-    }
     /// Closes the pool, waiting for checked-out connections to come back.
     async fn close(&self);
 }
