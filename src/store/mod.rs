@@ -4,6 +4,14 @@
 //! connection setup and the substring function behind `contains` differ. Migrations are
 //! embedded from `migrations/{sqlite,postgres}` and applied by [`open`]; PostgreSQL replicas
 //! starting together serialise on sqlx's migration advisory lock.
+//!
+//! Every operation runs under one deadline ([`deadline`], [`QUERY_TIMEOUT`]): a database that
+//! stops answering yields `Unavailable`. Each backend decides for itself how an operation is
+//! kept whole when its caller goes away: operations through sqlx run in a task of their own
+//! (`detached`); SQLite's grant path (rusqlite, `sqlite_direct.rs`) runs in the caller's task.
+//!
+//! A grant's path: the `recent` cache (`authz_server`) → the [`Store`] trait (here) →
+//! `sqlite.rs` → `sqlite_direct.rs` (SQL in `authz.rs`), or `postgres.rs` → `authz_ops.rs`.
 
 mod authz;
 mod authz_ops;
