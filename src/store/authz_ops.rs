@@ -11,7 +11,7 @@
 //! The hot path of every code and refresh grant is written per backend. PostgreSQL's is here:
 //! the reads of a code or refresh token and a grant's writes (`spend_and_issue_postgres`) in
 //! one statement, so one round trip and one commit. SQLite's runs on connections of its own,
-//! one blocking call per operation (`sqlite_direct`). The read of a browser session, on every
+//! one blocking call per operation (`sqlite/grant.rs`). The read of a browser session, on every
 //! request a browser makes, is written per backend the same way.
 
 use super::authz::*;

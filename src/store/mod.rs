@@ -8,10 +8,11 @@
 //! Every operation runs under one deadline ([`deadline`], [`QUERY_TIMEOUT`]): a database that
 //! stops answering yields `Unavailable`. Each backend decides for itself how an operation is
 //! kept whole when its caller goes away: operations through sqlx run in a task of their own
-//! (`detached`); SQLite's grant path (rusqlite, `sqlite_direct.rs`) runs in the caller's task.
+//! (`detached`); SQLite's grant path (rusqlite, `sqlite/grant.rs`) runs in the caller's task.
 //!
 //! A grant's path: the `recent` cache (`authz_server`) → the [`Store`] trait (here) →
-//! `sqlite.rs` → `sqlite_direct.rs` (SQL in `authz.rs`), or `postgres.rs` → `authz_ops.rs`.
+//! `sqlite/mod.rs` → `sqlite/grant.rs` (SQL in `authz.rs`), or `postgres/mod.rs` →
+//! `authz_ops.rs`.
 
 mod authz;
 mod authz_ops;
@@ -20,7 +21,6 @@ mod exchange;
 pub mod filters;
 mod postgres;
 mod sqlite;
-mod sqlite_direct;
 
 pub use authz::{
     AuthCodeRecord, CodeRedemption, Found, Issuance, IssueOutcome, RefreshTokenRecord,

@@ -1,5 +1,7 @@
 //! SQLite backend: one file under the data directory, WAL, for a single replica. The grant
-//! hot path runs on connections of its own ([`super::sqlite_direct`]).
+//! hot path runs on connections of its own ([`grant`]).
+
+mod grant;
 
 use std::future::Future;
 use std::path::Path;
@@ -10,7 +12,6 @@ use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, S
 use sqlx::{Sqlite, SqlitePool};
 
 use super::authz_ops::sqlite as ops;
-use super::sqlite_direct::{Direct, WAL_SIZE_LIMIT};
 use super::{
     arguments, list_sql, record_args, Dialect, ProjectQuery, ProjectRecord, ProjectRow, Store,
     StoreError, GET_SQL, INSERT_SQL, UPDATE_SQL,
@@ -20,6 +21,7 @@ use super::{
     AuthCodeRecord, CodeRedemption, DeviceApproval, DeviceCodeRecord, DevicePoll, Found, Issuance,
     IssueOutcome, RefreshTokenRecord, RevokedToken, SessionRecord, Spend,
 };
+use grant::{Direct, WAL_SIZE_LIMIT};
 
 /// [`Store`] on an SQLite file.
 pub(super) struct SqliteStore {
@@ -54,7 +56,7 @@ impl SqliteStore {
             .synchronous(SqliteSynchronous::Normal)
             .busy_timeout(busy_timeout)
             .foreign_keys(true)
-            // Checkpoints run on the checkpointer thread (`sqlite_direct`), never in a commit.
+            // Checkpoints run on the checkpointer thread (`grant`), never in a commit.
             .pragma("wal_autocheckpoint", "0")
             .pragma("journal_size_limit", WAL_SIZE_LIMIT.to_string());
         let pool = SqlitePoolOptions::new()

@@ -8,7 +8,7 @@
 //! bundled SQLite as sqlx's), each operation whole, on the calling thread when nothing has to
 //! be waited for and on a blocking thread otherwise, with cached prepared statements.
 //!
-//! - The **writer** connection writes only under [`super::sqlite::SqliteStore`]'s writer
+//! - The **writer** connection writes only under [`super::SqliteStore`]'s writer
 //!   queue, so this process never has two SQLite writers (sqlx's pool or this one). Reads
 //!   borrow it when it is free, and the checkpointer holds it for the tail of a round.
 //! - **Writes run on the calling thread** when the writer connection is free and SQLite's
@@ -37,8 +37,8 @@ use std::time::Duration;
 
 use rusqlite::{named_params, Connection, OpenFlags, OptionalExtension, TransactionBehavior};
 
-use super::authz::*;
-use super::StoreError;
+use crate::store::authz::*;
+use crate::store::StoreError;
 
 /// How often the checkpointer copies the WAL into the database file.
 pub(super) const CHECKPOINT_EVERY: Duration = Duration::from_millis(250);
@@ -123,7 +123,7 @@ impl Direct {
         self.run(true, move |conn| insert(conn, &c, &scopes)).await
     }
 
-    /// See [`super::Store::remember_exchanged_token`]: one statement.
+    /// See [`crate::store::Store::remember_exchanged_token`]: one statement.
     pub(super) async fn remember_exchanged_token(
         self: &Arc<Self>,
         token_id: &str,
@@ -132,7 +132,7 @@ impl Direct {
     ) -> Result<bool, StoreError> {
         let remember = move |conn: &mut Connection, id: &str| -> Result<bool, StoreError> {
             let n = conn
-                .prepare_cached(super::exchange::REMEMBER_SQL)?
+                .prepare_cached(crate::store::exchange::REMEMBER_SQL)?
                 .execute(named_params! { "$1": id, "$2": expires_at, "$3": now })?;
             Ok(n == 1)
         };
