@@ -508,6 +508,8 @@ where
 #[cfg(test)]
 mod authz_tests;
 #[cfg(test)]
+mod cancel_tests;
+#[cfg(test)]
 mod device_tests;
 #[cfg(test)]
 mod exchange_tests;
