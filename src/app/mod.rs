@@ -19,7 +19,7 @@ use crate::public_url::PublicUrls;
 use crate::ratelimit::FailureLimiter;
 use crate::secret::{write_new_secret, SecretError, SecretStore};
 use crate::session::Sessions;
-use crate::store::{self, Store, StoreError};
+use crate::store::{self, StoreError};
 use crate::transport::http::cookies::CookieFactory;
 use crate::transport::state::AppState;
 
@@ -281,7 +281,6 @@ impl AppState {
             Some(config.database_pool.conn_max_life_time),
         )
         .await?;
-        let store: Arc<dyn Store> = Arc::new(store::TimeoutStore::new(store, store::QUERY_TIMEOUT));
 
         let session_cfg = &config.user_auth.session;
         let sessions = Arc::new(

@@ -64,17 +64,6 @@ pub struct RefreshTokenRecord {
     pub expires_at: i64,
 }
 
-/// Result of presenting a refresh token.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum RefreshRedemption {
-    /// It was unused and its family alive: now marked used (rotated).
-    Fresh(RefreshTokenRecord),
-    /// It had been used before (reuse → caller revokes the family).
-    Replayed(RefreshTokenRecord),
-    /// Its family was revoked earlier.
-    FamilyRevoked,
-}
-
 /// A code or refresh token as stored, read without changing it: a grant validates the request
 /// against it before [`Spend`]ing it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -209,12 +198,6 @@ pub(super) const SPEND_REFRESH_SQL: &str = "UPDATE refresh_tokens SET used_at = 
 pub(super) const INSERT_REFRESH_SQL: &str = "INSERT INTO refresh_tokens (token_hash, family_id, \
      client_id, subject, user_info, scopes, auth_time, expires_at) \
      VALUES ($1, $2, $3, $4, $5, $6, $7, $8)";
-
-/// The atomic step of a refresh: only an unused token of a family not revoked comes back.
-pub(super) const REDEEM_REFRESH_SQL: &str = "UPDATE refresh_tokens SET used_at = $2 \
-     WHERE token_hash = $1 AND used_at IS NULL AND NOT EXISTS (SELECT 1 FROM token_families f \
-     WHERE f.family_id = refresh_tokens.family_id AND f.revoked_at IS NOT NULL) \
-     RETURNING token_hash, family_id, client_id, subject, user_info, scopes, auth_time, expires_at";
 
 pub(super) const GET_REFRESH_SQL: &str = "SELECT t.token_hash, t.family_id, t.client_id, \
      t.subject, t.user_info, t.scopes, t.auth_time, t.expires_at, t.used_at, f.revoked_at \
@@ -423,7 +406,7 @@ pub(super) struct CodeState {
     pub(super) revoked_at: Option<i64>,
 }
 
-/// A `refresh_tokens` row as returned by [`REDEEM_REFRESH_SQL`].
+/// A `refresh_tokens` row as selected by [`GET_REFRESH_SQL`].
 #[derive(sqlx::FromRow)]
 pub(super) struct RefreshRow {
     token_hash: String,
@@ -462,17 +445,6 @@ pub(super) struct RefreshState {
 
 /// What a failed redemption `UPDATE` means, from the follow-up `SELECT`; `None` when the row
 /// is unused after all (inserted after the `UPDATE` looked): the caller tries again.
-pub(super) fn refresh_outcome(state: RefreshState) -> Option<RefreshRedemption> {
-    if state.revoked_at.is_some() {
-        Some(RefreshRedemption::FamilyRevoked)
-    } else if state.used_at.is_some() {
-        Some(RefreshRedemption::Replayed(state.token.into()))
-    } else {
-        None
-    }
-}
-
-/// As [`refresh_outcome`], for codes.
 pub(super) fn code_outcome(state: CodeState) -> Option<CodeRedemption> {
     state
         .used_at

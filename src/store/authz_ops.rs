@@ -11,7 +11,7 @@
 //! The hot path of every code and refresh grant is written per backend. PostgreSQL's is here:
 //! the reads of a code or refresh token and a grant's writes (`spend_and_issue_postgres`) in
 //! one statement, so one round trip and one commit. SQLite's runs on connections of its own,
-//! one blocking call per operation (`sqlite_direct`). The read of a browser session, on every
+//! one blocking call per operation (`sqlite/grant.rs`). The read of a browser session, on every
 //! request a browser makes, is written per backend the same way.
 
 use super::authz::*;
@@ -29,6 +29,7 @@ macro_rules! authz_backend {
             /// Lists a jti as revoked without a caller's `now`: stamped with the later of the
             /// family's revocation (`$3`, the caller's clock) and the database's clock, so a
             /// poller's window catches it whichever clock runs ahead.
+            #[cfg(test)]
             const REVOKE_ACCESS_LATE_SQL: &str = concat!(
                 "INSERT INTO revoked_tokens (jti, expires_at, revoked_at) VALUES ($1, $2, ",
                 $greatest,
@@ -69,6 +70,8 @@ macro_rules! authz_backend {
                 Err(contended())
             }
 
+            /// Test seeding: production stores refresh tokens in a grant's transaction.
+            #[cfg(test)]
             pub(crate) async fn insert_refresh_token(
                 pool: &Pool,
                 r: &RefreshTokenRecord,
@@ -87,33 +90,10 @@ macro_rules! authz_backend {
                 Ok(())
             }
 
-            pub(crate) async fn redeem_refresh_token(
-                pool: &Pool,
-                token_hash: &str,
-                now: i64,
-            ) -> Result<RefreshRedemption, StoreError> {
-                for _ in 0..REDEEM_ATTEMPTS {
-                    let won: Option<RefreshRow> = sqlx::query_as(REDEEM_REFRESH_SQL)
-                        .bind(token_hash)
-                        .bind(now)
-                        .fetch_optional(pool)
-                        .await?;
-                    if let Some(row) = won {
-                        return Ok(RefreshRedemption::Fresh(row.into()));
-                    }
-                    let state: RefreshState = sqlx::query_as(GET_REFRESH_SQL)
-                        .bind(token_hash)
-                        .fetch_one(pool)
-                        .await?;
-                    if let Some(outcome) = refresh_outcome(state) {
-                        return Ok(outcome);
-                    }
-                }
-                Err(contended())
-            }
-
+            /// Test seeding (production records access tokens in a grant's transaction).
             /// Under the family's lock, so it serialises with [`revoke_family`]: a token
             /// recorded into a family revoked meanwhile is listed as revoked at once.
+            #[cfg(test)]
             pub(crate) async fn record_access_token(
                 pool: &Pool,
                 family_id: &str,

@@ -1,8 +1,8 @@
-//! The device authorization grant and the counts on both backends (see `tests` for how they
+//! The device authorization grant on both backends (see `tests` for how they
 //! run). Times are made up around `T`, far in the future: an insert compares the expiry of a
 //! code holding the same user code with the database's clock.
 
-use super::tests::{add, on_both_backends, open_store, run_postgres, run_sqlite};
+use super::tests::{on_both_backends, open_store, run_postgres, run_sqlite};
 use super::*;
 
 on_both_backends!(
@@ -15,7 +15,6 @@ on_both_backends!(
     device_decision_race_has_one_winner,
     purge_removes_expired_device_codes,
     device_survives_restart,
-    counts_live_rows,
 );
 
 const T: i64 = 4_000_000_000;
@@ -387,54 +386,5 @@ async fn device_survives_restart(t: DatabaseTarget) {
     }
     let clash = store.insert_device_code(&device("other", "PEND")).await;
     assert_eq!(clash, Err(StoreError::AlreadyExists));
-    store.close().await;
-}
-
-async fn counts_live_rows(t: DatabaseTarget) {
-    let store = open_store(&t).await;
-    assert_eq!(store.counts(T).await, Ok((0, 0, 0)));
-    add(&store, "p1", "One", 0).await;
-    add(&store, "p2", "Two", 1).await;
-    for (id, expires_at) in [("s_live", T + 1), ("s_gone", T)] {
-        let s = SessionRecord {
-            id_hash: id.into(),
-            subject: "alice".into(),
-            user_info: "{}".into(),
-            csrf_token: format!("csrf-{id}"),
-            created_at: T - 100,
-            last_seen_at: T - 100,
-            expires_at,
-            idp_refresh_token: None,
-        };
-        store.create_session(&s).await.unwrap();
-    }
-    let tokens = [
-        ("r_live", "f1", T + 1),
-        ("r_expired", "f1", T),
-        ("r_used", "f1", T + 1),
-        ("r_revoked", "f_rev", T + 1),
-    ];
-    for (hash, family, expires_at) in tokens {
-        let r = RefreshTokenRecord {
-            token_hash: hash.into(),
-            family_id: family.into(),
-            client_id: "flytectl".into(),
-            subject: "alice".into(),
-            user_info: "{}".into(),
-            scopes: vec!["all".into()],
-            auth_time: T - 100,
-            expires_at,
-        };
-        store.insert_refresh_token(&r).await.unwrap();
-    }
-    store.redeem_refresh_token("r_used", T - 1).await.unwrap();
-    store.revoke_family("f_rev", T - 1).await.unwrap();
-    // Device codes are not among the counts.
-    store
-        .insert_device_code(&device("d1", "CNT"))
-        .await
-        .unwrap();
-    assert_eq!(store.counts(T).await, Ok((2, 1, 1)));
-    assert_eq!(store.counts(T + 1).await, Ok((2, 0, 0)));
     store.close().await;
 }

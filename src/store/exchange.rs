@@ -1,7 +1,7 @@
 //! Single use of exchanged tokens (RFC 8693 subject tokens, RFC 7523 assertions; DESIGN.md
 //! §13): one statement that inserts the token's id, or takes over the row of an id whose
 //! time is up. Exactly one of any number of concurrent callers, on any replica, sees `true`.
-//! SQLite runs it on its grant path (`sqlite_direct`), PostgreSQL here.
+//! SQLite runs it on its grant path (`sqlite/grant.rs`), PostgreSQL here.
 
 use super::StoreError;
 

@@ -4,6 +4,15 @@
 //! connection setup and the substring function behind `contains` differ. Migrations are
 //! embedded from `migrations/{sqlite,postgres}` and applied by [`open`]; PostgreSQL replicas
 //! starting together serialise on sqlx's migration advisory lock.
+//!
+//! Every operation runs under one deadline ([`deadline`], [`QUERY_TIMEOUT`]): a database that
+//! stops answering yields `Unavailable`. Each backend decides for itself how an operation is
+//! kept whole when its caller goes away: operations through sqlx run in a task of their own
+//! (`detached`); SQLite's grant path (rusqlite, `sqlite/grant.rs`) runs in the caller's task.
+//!
+//! A grant's path: the `recent` cache (`authz_server`) → the [`Store`] trait (here) →
+//! `sqlite/mod.rs` → `sqlite/grant.rs` (SQL in `authz.rs`), or `postgres/mod.rs` →
+//! `authz_ops.rs`.
 
 mod authz;
 mod authz_ops;
@@ -12,18 +21,16 @@ mod exchange;
 pub mod filters;
 mod postgres;
 mod sqlite;
-mod sqlite_direct;
-mod timeout;
-pub use timeout::{TimeoutStore, QUERY_TIMEOUT};
 
 pub use authz::{
-    AuthCodeRecord, CodeRedemption, Found, Issuance, IssueOutcome, RefreshRedemption,
-    RefreshTokenRecord, RevokedToken, SessionRecord, Spend,
+    AuthCodeRecord, CodeRedemption, Found, Issuance, IssueOutcome, RefreshTokenRecord,
+    RevokedToken, SessionRecord, Spend,
 };
 pub use device::{DeviceApproval, DeviceCodeRecord, DevicePoll};
 pub use filters::{parse_filters, Filter, FilterField, FilterOp, FilterValue};
 
 use std::collections::BTreeMap;
+use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -103,6 +110,44 @@ fn is_transient(db: &dyn sqlx::error::DatabaseError) -> bool {
     } else {
         code.parse::<i32>().is_ok_and(|c| matches!(c & 0xff, 5 | 6))
     }
+}
+
+/// How long one store operation may take.
+pub const QUERY_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// The deadline of a store operation: a database that stops answering (a partition, a silent
+/// connection) yields `Unavailable` after `limit` instead of hanging the caller. Every
+/// backend runs each operation under it ([`QUERY_TIMEOUT`]).
+pub async fn deadline<T>(
+    limit: Duration,
+    op: impl Future<Output = Result<T, StoreError>>,
+) -> Result<T, StoreError> {
+    tokio::time::timeout(limit, op).await.unwrap_or_else(|_| {
+        Err(StoreError::Unavailable(format!(
+            "no answer from the database within {}s",
+            limit.as_secs()
+        )))
+    })
+}
+
+/// Runs `op` in a task of its own, under [`deadline`]: a caller that goes away (a client that
+/// disconnects, the deadline) never cancels it half-way, and it still finishes (or fails) on
+/// its own. sqlx is not cancellation-safe while it opens a transaction: a future dropped right
+/// after `BEGIN` was sent returns its connection to the pool *inside* the transaction
+/// (SQLite: the write lock held and every later `begin` refused; PostgreSQL: an "idle in
+/// transaction" connection whose writes no one else sees). Found by `make bench`, whose load
+/// generator drops in-flight requests at the end of every run. So every operation through
+/// sqlx runs detached; SQLite's grant path (rusqlite, whole on the calling thread or on a
+/// blocking thread) needs no task of its own.
+async fn detached<T: Send + 'static>(
+    op: impl Future<Output = Result<T, StoreError>> + Send + 'static,
+) -> Result<T, StoreError> {
+    let task = tokio::spawn(op);
+    deadline(QUERY_TIMEOUT, async {
+        task.await
+            .unwrap_or_else(|_| Err(StoreError::Internal("a store operation panicked".into())))
+    })
+    .await
 }
 
 /// A project as stored; `(org, id)` is the key.
@@ -187,16 +232,6 @@ pub trait Store: Send + Sync + 'static {
         code_hash: &str,
         now: i64,
     ) -> Result<CodeRedemption, StoreError>;
-    /// Inserts a refresh token; `AlreadyExists` if its hash exists. A token inserted into a
-    /// revoked family is stored but redeems as `FamilyRevoked`.
-    async fn insert_refresh_token(&self, r: &RefreshTokenRecord) -> Result<(), StoreError>;
-    /// Atomically marks the token used at `now` (exactly one concurrent caller gets
-    /// `Fresh`). `FamilyRevoked` wins over `Replayed`. `NotFound` if unknown.
-    async fn redeem_refresh_token(
-        &self,
-        token_hash: &str,
-        now: i64,
-    ) -> Result<RefreshRedemption, StoreError>;
     /// A code as stored, changing nothing; `NotFound` if unknown.
     async fn find_auth_code(&self, code_hash: &str) -> Result<Found<AuthCodeRecord>, StoreError>;
     /// A refresh token as stored, changing nothing; `NotFound` if unknown.
@@ -215,16 +250,6 @@ pub trait Store: Send + Sync + 'static {
         now: i64,
         issuance: &Issuance,
     ) -> Result<IssueOutcome, StoreError>;
-    /// Remembers that access token `jti` (expiring at `expires_at`) belongs to `family_id`.
-    /// Idempotent. If the family is already revoked (a revocation racing the issue), the jti
-    /// is listed as revoked at once, `revoked_at` = the later of the family's revocation time
-    /// and the database's clock.
-    async fn record_access_token(
-        &self,
-        family_id: &str,
-        jti: &str,
-        expires_at: i64,
-    ) -> Result<(), StoreError>;
     /// Revokes a family: marks it revoked, marks all its refresh tokens unusable, and moves
     /// the jtis of its recorded (unexpired) access tokens into the revoked-token list with
     /// `revoked_at = now`. Returns those jtis (by jti). Idempotent: a repeat returns the same
@@ -329,21 +354,8 @@ pub trait Store: Send + Sync + 'static {
         now: i64,
     ) -> Result<DevicePoll, StoreError>;
 
-    /// Counts for health/metrics: (projects, live sessions, live refresh tokens).
-    /// Live at `now`: sessions before their absolute expiry; refresh tokens unexpired, unused
-    /// and of a family not revoked.
-    async fn counts(&self, now: i64) -> Result<(u64, u64, u64), StoreError>;
-
     /// `SELECT 1`, for readiness checks.
     async fn ping(&self) -> Result<(), StoreError>;
-    /// Whether dropping the future of a grant-path operation (`get_session`,
-    /// `insert_auth_code`, `find_auth_code`, `find_refresh_token`, `spend_and_issue`,
-    /// `remember_exchanged_token`) at any
-    /// point leaves nothing half-done, so that [`TimeoutStore`] may run it in the caller's
-    /// task. Not so for operations through sqlx (see `timeout.rs`).
-    fn grant_path_is_cancel_safe(&self) -> bool {
-        false
-    }
     /// Closes the pool, waiting for checked-out connections to come back.
     async fn close(&self);
 }
@@ -398,20 +410,6 @@ const UPDATE_SQL: &str =
 
 const GET_SQL: &str = "SELECT identifier, org, name, description, labels, state \
      FROM projects WHERE org = $1 AND identifier = $2";
-
-/// One row: the three [`Store::counts`], `$1` = now.
-const COUNTS_SQL: &str = "SELECT (SELECT COUNT(*) FROM projects), \
-     (SELECT COUNT(*) FROM sessions WHERE expires_at > $1), \
-     (SELECT COUNT(*) FROM refresh_tokens t WHERE t.expires_at > $1 AND t.used_at IS NULL \
-     AND NOT EXISTS (SELECT 1 FROM token_families f \
-     WHERE f.family_id = t.family_id AND f.revoked_at IS NOT NULL))";
-
-/// [`COUNTS_SQL`]'s row as unsigned counts.
-fn counts(row: (i64, i64, i64)) -> Result<(u64, u64, u64), StoreError> {
-    let count =
-        |n: i64| u64::try_from(n).map_err(|_| StoreError::Internal("negative count".into()));
-    Ok((count(row.0)?, count(row.1)?, count(row.2)?))
-}
 
 /// A `projects` row as selected by [`COLUMNS`].
 #[derive(sqlx::FromRow)]
@@ -496,6 +494,8 @@ where
 
 #[cfg(test)]
 mod authz_tests;
+#[cfg(test)]
+mod cancel_tests;
 #[cfg(test)]
 mod device_tests;
 #[cfg(test)]

@@ -52,6 +52,60 @@ where
     }
 }
 
+/// Seeding with no production caller: rows a grant's transaction would write, put there
+/// with the backend's own SQL on a pool of its own beside the store under test (open the
+/// store first: it creates and migrates the database).
+pub(super) enum Behind {
+    Sqlite(sqlx::SqlitePool),
+    Postgres(sqlx::PgPool),
+}
+
+impl Behind {
+    pub(super) async fn open(t: &DatabaseTarget) -> Self {
+        match t {
+            DatabaseTarget::Sqlite { path } => {
+                let options = sqlx::sqlite::SqliteConnectOptions::new()
+                    .filename(path)
+                    .busy_timeout(Duration::from_secs(5));
+                Behind::Sqlite(sqlx::SqlitePool::connect_with(options).await.unwrap())
+            }
+            DatabaseTarget::Postgres { url } => {
+                Behind::Postgres(sqlx::PgPool::connect(url).await.unwrap())
+            }
+        }
+    }
+
+    /// Stores a refresh token; `AlreadyExists` if its hash exists. A token stored into a
+    /// revoked family is stored (and found with `family_revoked`).
+    pub(super) async fn insert_refresh_token(
+        &self,
+        r: &RefreshTokenRecord,
+    ) -> Result<(), StoreError> {
+        match self {
+            Behind::Sqlite(p) => authz_ops::sqlite::insert_refresh_token(p, r).await,
+            Behind::Postgres(p) => authz_ops::postgres::insert_refresh_token(p, r).await,
+        }
+    }
+
+    /// Records access token `jti` into `family_id` (idempotent); listed as revoked at once if
+    /// the family is, stamped with the later of its revocation and the database's clock.
+    pub(super) async fn record_access_token(
+        &self,
+        family_id: &str,
+        jti: &str,
+        expires_at: i64,
+    ) -> Result<(), StoreError> {
+        match self {
+            Behind::Sqlite(p) => {
+                authz_ops::sqlite::record_access_token(p, family_id, jti, expires_at).await
+            }
+            Behind::Postgres(p) => {
+                authz_ops::postgres::record_access_token(p, family_id, jti, expires_at).await
+            }
+        }
+    }
+}
+
 /// `#[tokio::test]`s `sqlite::<case>` and `postgres::<case>` for each case function.
 macro_rules! on_both_backends {
     ($($case:ident),* $(,)?) => {

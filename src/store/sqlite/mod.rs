@@ -1,6 +1,9 @@
 //! SQLite backend: one file under the data directory, WAL, for a single replica. The grant
-//! hot path runs on connections of its own ([`super::sqlite_direct`]).
+//! hot path runs on connections of its own ([`grant`]).
 
+mod grant;
+
+use std::future::Future;
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
@@ -9,15 +12,16 @@ use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, S
 use sqlx::{Sqlite, SqlitePool};
 
 use super::authz_ops::sqlite as ops;
-use super::sqlite_direct::{Direct, WAL_SIZE_LIMIT};
 use super::{
-    arguments, counts, list_sql, record_args, Dialect, ProjectQuery, ProjectRecord, ProjectRow,
-    Store, StoreError, COUNTS_SQL, GET_SQL, INSERT_SQL, UPDATE_SQL,
+    arguments, list_sql, record_args, Dialect, ProjectQuery, ProjectRecord, ProjectRow, Store,
+    StoreError, GET_SQL, INSERT_SQL, UPDATE_SQL,
 };
+use super::{deadline, detached, QUERY_TIMEOUT};
 use super::{
     AuthCodeRecord, CodeRedemption, DeviceApproval, DeviceCodeRecord, DevicePoll, Found, Issuance,
-    IssueOutcome, RefreshRedemption, RefreshTokenRecord, RevokedToken, SessionRecord, Spend,
+    IssueOutcome, RefreshTokenRecord, RevokedToken, SessionRecord, Spend,
 };
+use grant::{Direct, WAL_SIZE_LIMIT};
 
 /// [`Store`] on an SQLite file.
 pub(super) struct SqliteStore {
@@ -27,7 +31,7 @@ pub(super) struct SqliteStore {
     /// so under concurrent writes some waited for up to a second; this queue is first come,
     /// first served, and SQLite never sees two writers of this process. Reads do not take it
     /// (WAL readers run alongside the writer).
-    writer: tokio::sync::Mutex<()>,
+    writer: Arc<tokio::sync::Mutex<()>>,
     /// The grant hot path without sqlx's per-statement thread hop.
     direct: Arc<Direct>,
 }
@@ -52,7 +56,7 @@ impl SqliteStore {
             .synchronous(SqliteSynchronous::Normal)
             .busy_timeout(busy_timeout)
             .foreign_keys(true)
-            // Checkpoints run on the checkpointer thread (`sqlite_direct`), never in a commit.
+            // Checkpoints run on the checkpointer thread (`grant`), never in a commit.
             .pragma("wal_autocheckpoint", "0")
             .pragma("journal_size_limit", WAL_SIZE_LIMIT.to_string());
         let pool = SqlitePoolOptions::new()
@@ -72,55 +76,107 @@ impl SqliteStore {
         };
         Ok(SqliteStore {
             pool,
-            writer: tokio::sync::Mutex::new(()),
+            writer: Arc::new(tokio::sync::Mutex::new(())),
             direct,
         })
+    }
+}
+
+impl SqliteStore {
+    /// A write through sqlx: [`detached`], behind the writer queue.
+    async fn write<T, Fut>(&self, op: impl FnOnce(SqlitePool) -> Fut) -> Result<T, StoreError>
+    where
+        T: Send + 'static,
+        Fut: Future<Output = Result<T, StoreError>> + Send + 'static,
+    {
+        let (writer, op) = (self.writer.clone(), op(self.pool.clone()));
+        detached(async move {
+            let _writer = writer.lock_owned().await;
+            op.await
+        })
+        .await
+    }
+
+    /// A read through sqlx: [`detached`].
+    async fn read<T, Fut>(&self, op: impl FnOnce(SqlitePool) -> Fut) -> Result<T, StoreError>
+    where
+        T: Send + 'static,
+        Fut: Future<Output = Result<T, StoreError>> + Send + 'static,
+    {
+        detached(op(self.pool.clone())).await
+    }
+
+    /// The grant path ([`Direct`]), in the caller's task: each operation runs whole on the
+    /// calling thread, or whole on a blocking thread that finishes it whether or not anyone
+    /// still waits, so dropping it leaves nothing half-done. A write holds the writer queue.
+    async fn grant<T>(
+        &self,
+        write: bool,
+        op: impl Future<Output = Result<T, StoreError>>,
+    ) -> Result<T, StoreError> {
+        deadline(QUERY_TIMEOUT, async {
+            let _writer = if write {
+                Some(self.writer.lock().await)
+            } else {
+                None
+            };
+            op.await
+        })
+        .await
     }
 }
 
 #[async_trait::async_trait]
 impl Store for SqliteStore {
     async fn create_project(&self, p: &ProjectRecord) -> Result<(), StoreError> {
-        let _writer = self.writer.lock().await;
-        let args = arguments::<Sqlite>(record_args(p)?)?;
-        sqlx::query_with(INSERT_SQL, args)
-            .execute(&self.pool)
-            .await?;
-        Ok(())
+        let args = record_args(p)?;
+        self.write(|pool| async move {
+            let args = arguments::<Sqlite>(args)?;
+            sqlx::query_with(INSERT_SQL, args).execute(&pool).await?;
+            Ok(())
+        })
+        .await
     }
 
     async fn update_project(&self, p: &ProjectRecord) -> Result<(), StoreError> {
-        let _writer = self.writer.lock().await;
-        let args = arguments::<Sqlite>(record_args(p)?)?;
-        let done = sqlx::query_with(UPDATE_SQL, args)
-            .execute(&self.pool)
-            .await?;
-        if done.rows_affected() == 0 {
-            return Err(StoreError::NotFound);
-        }
-        Ok(())
+        let args = record_args(p)?;
+        self.write(|pool| async move {
+            let args = arguments::<Sqlite>(args)?;
+            let done = sqlx::query_with(UPDATE_SQL, args).execute(&pool).await?;
+            if done.rows_affected() == 0 {
+                return Err(StoreError::NotFound);
+            }
+            Ok(())
+        })
+        .await
     }
 
     async fn get_project(&self, org: &str, id: &str) -> Result<ProjectRecord, StoreError> {
-        let row: ProjectRow = sqlx::query_as(GET_SQL)
-            .bind(org)
-            .bind(id)
-            .fetch_one(&self.pool)
-            .await?;
-        row.try_into()
+        let (org, id) = (org.to_owned(), id.to_owned());
+        self.read(|pool| async move {
+            let row: ProjectRow = sqlx::query_as(GET_SQL)
+                .bind(org)
+                .bind(id)
+                .fetch_one(&pool)
+                .await?;
+            row.try_into()
+        })
+        .await
     }
 
     async fn list_projects(&self, q: &ProjectQuery) -> Result<Vec<ProjectRecord>, StoreError> {
         let (sql, args) = list_sql(q, Dialect::Sqlite)?;
-        let rows: Vec<ProjectRow> = sqlx::query_as_with(&sql, arguments::<Sqlite>(args)?)
-            .fetch_all(&self.pool)
-            .await?;
-        rows.into_iter().map(ProjectRecord::try_from).collect()
+        self.read(|pool| async move {
+            let rows: Vec<ProjectRow> = sqlx::query_as_with(&sql, arguments::<Sqlite>(args)?)
+                .fetch_all(&pool)
+                .await?;
+            rows.into_iter().map(ProjectRecord::try_from).collect()
+        })
+        .await
     }
 
     async fn insert_auth_code(&self, c: &AuthCodeRecord) -> Result<(), StoreError> {
-        let _writer = self.writer.lock().await;
-        self.direct.insert_auth_code(c).await
+        self.grant(true, self.direct.insert_auth_code(c)).await
     }
 
     async fn redeem_auth_code(
@@ -128,33 +184,22 @@ impl Store for SqliteStore {
         code_hash: &str,
         now: i64,
     ) -> Result<CodeRedemption, StoreError> {
-        let _writer = self.writer.lock().await;
-        ops::redeem_auth_code(&self.pool, code_hash, now).await
-    }
-
-    async fn insert_refresh_token(&self, r: &RefreshTokenRecord) -> Result<(), StoreError> {
-        let _writer = self.writer.lock().await;
-        ops::insert_refresh_token(&self.pool, r).await
-    }
-
-    async fn redeem_refresh_token(
-        &self,
-        token_hash: &str,
-        now: i64,
-    ) -> Result<RefreshRedemption, StoreError> {
-        let _writer = self.writer.lock().await;
-        ops::redeem_refresh_token(&self.pool, token_hash, now).await
+        let code_hash = code_hash.to_owned();
+        self.write(move |pool| async move { ops::redeem_auth_code(&pool, &code_hash, now).await })
+            .await
     }
 
     async fn find_auth_code(&self, code_hash: &str) -> Result<Found<AuthCodeRecord>, StoreError> {
-        self.direct.find_auth_code(code_hash).await
+        self.grant(false, self.direct.find_auth_code(code_hash))
+            .await
     }
 
     async fn find_refresh_token(
         &self,
         token_hash: &str,
     ) -> Result<Found<RefreshTokenRecord>, StoreError> {
-        self.direct.find_refresh_token(token_hash).await
+        self.grant(false, self.direct.find_refresh_token(token_hash))
+            .await
     }
 
     async fn spend_and_issue(
@@ -163,18 +208,8 @@ impl Store for SqliteStore {
         now: i64,
         issuance: &Issuance,
     ) -> Result<IssueOutcome, StoreError> {
-        let _writer = self.writer.lock().await;
-        self.direct.spend_and_issue(spend, now, issuance).await
-    }
-
-    async fn record_access_token(
-        &self,
-        family_id: &str,
-        jti: &str,
-        expires_at: i64,
-    ) -> Result<(), StoreError> {
-        let _writer = self.writer.lock().await;
-        ops::record_access_token(&self.pool, family_id, jti, expires_at).await
+        self.grant(true, self.direct.spend_and_issue(spend, now, issuance))
+            .await
     }
 
     async fn revoke_family(
@@ -182,8 +217,9 @@ impl Store for SqliteStore {
         family_id: &str,
         now: i64,
     ) -> Result<Vec<RevokedToken>, StoreError> {
-        let _writer = self.writer.lock().await;
-        ops::revoke_family(&self.pool, family_id, now).await
+        let family_id = family_id.to_owned();
+        self.write(move |pool| async move { ops::revoke_family(&pool, &family_id, now).await })
+            .await
     }
 
     async fn revoke_access_token(
@@ -192,8 +228,11 @@ impl Store for SqliteStore {
         expires_at: i64,
         now: i64,
     ) -> Result<(), StoreError> {
-        let _writer = self.writer.lock().await;
-        ops::revoke_access_token(&self.pool, jti, expires_at, now).await
+        let jti = jti.to_owned();
+        self.write(move |pool| async move {
+            ops::revoke_access_token(&pool, &jti, expires_at, now).await
+        })
+        .await
     }
 
     async fn revoked_tokens_since(
@@ -201,21 +240,24 @@ impl Store for SqliteStore {
         since: i64,
         now: i64,
     ) -> Result<Vec<RevokedToken>, StoreError> {
-        ops::revoked_tokens_since(&self.pool, since, now).await
+        self.read(move |pool| async move { ops::revoked_tokens_since(&pool, since, now).await })
+            .await
     }
 
     async fn create_session(&self, s: &SessionRecord) -> Result<(), StoreError> {
-        let _writer = self.writer.lock().await;
-        ops::create_session(&self.pool, s).await
+        let s = s.clone();
+        self.write(move |pool| async move { ops::create_session(&pool, &s).await })
+            .await
     }
 
     async fn get_session(&self, id_hash: &str) -> Result<SessionRecord, StoreError> {
-        self.direct.get_session(id_hash).await
+        self.grant(false, self.direct.get_session(id_hash)).await
     }
 
     async fn touch_session(&self, id_hash: &str, now: i64) -> Result<(), StoreError> {
-        let _writer = self.writer.lock().await;
-        ops::touch_session(&self.pool, id_hash, now).await
+        let id_hash = id_hash.to_owned();
+        self.write(move |pool| async move { ops::touch_session(&pool, &id_hash, now).await })
+            .await
     }
 
     async fn update_session_idp_refresh_token(
@@ -223,18 +265,25 @@ impl Store for SqliteStore {
         id_hash: &str,
         token: Option<&[u8]>,
     ) -> Result<(), StoreError> {
-        let _writer = self.writer.lock().await;
-        ops::update_session_idp_refresh_token(&self.pool, id_hash, token).await
+        let id_hash = id_hash.to_owned();
+        let token = token.map(<[u8]>::to_vec);
+        self.write(move |pool| async move {
+            ops::update_session_idp_refresh_token(&pool, &id_hash, token.as_deref()).await
+        })
+        .await
     }
 
     async fn delete_session(&self, id_hash: &str) -> Result<(), StoreError> {
-        let _writer = self.writer.lock().await;
-        ops::delete_session(&self.pool, id_hash).await
+        let id_hash = id_hash.to_owned();
+        self.write(move |pool| async move { ops::delete_session(&pool, &id_hash).await })
+            .await
     }
 
     async fn purge_expired(&self, now: i64, session_idle_secs: i64) -> Result<u64, StoreError> {
-        let _writer = self.writer.lock().await;
-        ops::purge_expired(&self.pool, now, session_idle_secs).await
+        self.write(
+            move |pool| async move { ops::purge_expired(&pool, now, session_idle_secs).await },
+        )
+        .await
     }
 
     async fn remember_exchanged_token(
@@ -243,15 +292,18 @@ impl Store for SqliteStore {
         expires_at: i64,
         now: i64,
     ) -> Result<bool, StoreError> {
-        let _writer = self.writer.lock().await;
-        self.direct
-            .remember_exchanged_token(token_id, expires_at, now)
-            .await
+        self.grant(
+            true,
+            self.direct
+                .remember_exchanged_token(token_id, expires_at, now),
+        )
+        .await
     }
 
     async fn insert_device_code(&self, r: &DeviceCodeRecord) -> Result<(), StoreError> {
-        let _writer = self.writer.lock().await;
-        ops::insert_device_code(&self.pool, r).await
+        let r = r.clone();
+        self.write(move |pool| async move { ops::insert_device_code(&pool, &r).await })
+            .await
     }
 
     async fn find_device_by_user_code(
@@ -259,7 +311,11 @@ impl Store for SqliteStore {
         user_code: &str,
         now: i64,
     ) -> Result<DeviceCodeRecord, StoreError> {
-        ops::find_device_by_user_code(&self.pool, user_code, now).await
+        let user_code = user_code.to_owned();
+        self.read(
+            move |pool| async move { ops::find_device_by_user_code(&pool, &user_code, now).await },
+        )
+        .await
     }
 
     async fn decide_device_code(
@@ -268,8 +324,12 @@ impl Store for SqliteStore {
         approval: Option<&DeviceApproval>,
         now: i64,
     ) -> Result<(), StoreError> {
-        let _writer = self.writer.lock().await;
-        ops::decide_device_code(&self.pool, user_code, approval, now).await
+        let user_code = user_code.to_owned();
+        let approval = approval.cloned();
+        self.write(move |pool| async move {
+            ops::decide_device_code(&pool, &user_code, approval.as_ref(), now).await
+        })
+        .await
     }
 
     async fn poll_device_code(
@@ -277,31 +337,23 @@ impl Store for SqliteStore {
         device_code_hash: &str,
         now: i64,
     ) -> Result<DevicePoll, StoreError> {
-        let _writer = self.writer.lock().await;
-        ops::poll_device_code(&self.pool, device_code_hash, now).await
-    }
-
-    async fn counts(&self, now: i64) -> Result<(u64, u64, u64), StoreError> {
-        let row = sqlx::query_as(COUNTS_SQL)
-            .bind(now)
-            .fetch_one(&self.pool)
-            .await?;
-        counts(row)
+        let device_code_hash = device_code_hash.to_owned();
+        self.write(
+            move |pool| async move { ops::poll_device_code(&pool, &device_code_hash, now).await },
+        )
+        .await
     }
 
     async fn ping(&self) -> Result<(), StoreError> {
-        sqlx::query("SELECT 1").execute(&self.pool).await?;
-        Ok(())
-    }
-
-    /// The grant path runs in `sqlite_direct`: each operation whole on the calling thread, or
-    /// whole on a blocking thread that finishes it whether or not anyone still waits.
-    fn grant_path_is_cancel_safe(&self) -> bool {
-        true
+        self.read(|pool| async move {
+            sqlx::query("SELECT 1").execute(&pool).await?;
+            Ok(())
+        })
+        .await
     }
 
     async fn close(&self) {
-        self.pool.close().await;
+        let _ = tokio::time::timeout(QUERY_TIMEOUT, self.pool.close()).await;
     }
 }
 

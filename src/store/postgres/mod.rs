@@ -1,5 +1,6 @@
 //! PostgreSQL backend: one database shared by every replica.
 
+use std::future::Future;
 use std::str::FromStr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::LazyLock;
@@ -10,12 +11,13 @@ use sqlx::{PgPool, Postgres};
 
 use super::authz_ops::postgres as ops;
 use super::{
-    arguments, counts, list_sql, record_args, Dialect, ProjectQuery, ProjectRecord, ProjectRow,
-    Store, StoreError, COUNTS_SQL, GET_SQL, INSERT_SQL, UPDATE_SQL,
+    arguments, list_sql, record_args, Dialect, ProjectQuery, ProjectRecord, ProjectRow, Store,
+    StoreError, GET_SQL, INSERT_SQL, UPDATE_SQL,
 };
+use super::{detached, QUERY_TIMEOUT};
 use super::{
     AuthCodeRecord, CodeRedemption, DeviceApproval, DeviceCodeRecord, DevicePoll, Found, Issuance,
-    IssueOutcome, RefreshRedemption, RefreshTokenRecord, RevokedToken, SessionRecord, Spend,
+    IssueOutcome, RefreshTokenRecord, RevokedToken, SessionRecord, Spend,
 };
 
 /// A pooled connection idle for this long is pinged before it is used again; one used more
@@ -90,46 +92,72 @@ impl PgStore {
     }
 }
 
+impl PgStore {
+    /// Every operation goes through sqlx: [`detached`].
+    async fn run<T, Fut>(&self, op: impl FnOnce(PgPool) -> Fut) -> Result<T, StoreError>
+    where
+        T: Send + 'static,
+        Fut: Future<Output = Result<T, StoreError>> + Send + 'static,
+    {
+        detached(op(self.pool.clone())).await
+    }
+}
+
 #[async_trait::async_trait]
 impl Store for PgStore {
     async fn create_project(&self, p: &ProjectRecord) -> Result<(), StoreError> {
-        let args = arguments::<Postgres>(record_args(p)?)?;
-        sqlx::query_with(INSERT_SQL, args)
-            .execute(&self.pool)
-            .await?;
-        Ok(())
+        let args = record_args(p)?;
+        self.run(|pool| async move {
+            let args = arguments::<Postgres>(args)?;
+            sqlx::query_with(INSERT_SQL, args).execute(&pool).await?;
+            Ok(())
+        })
+        .await
     }
 
     async fn update_project(&self, p: &ProjectRecord) -> Result<(), StoreError> {
-        let args = arguments::<Postgres>(record_args(p)?)?;
-        let done = sqlx::query_with(UPDATE_SQL, args)
-            .execute(&self.pool)
-            .await?;
-        if done.rows_affected() == 0 {
-            return Err(StoreError::NotFound);
-        }
-        Ok(())
+        let args = record_args(p)?;
+        self.run(|pool| async move {
+            let args = arguments::<Postgres>(args)?;
+            let done = sqlx::query_with(UPDATE_SQL, args).execute(&pool).await?;
+            if done.rows_affected() == 0 {
+                return Err(StoreError::NotFound);
+            }
+            Ok(())
+        })
+        .await
     }
 
     async fn get_project(&self, org: &str, id: &str) -> Result<ProjectRecord, StoreError> {
-        let row: ProjectRow = sqlx::query_as(GET_SQL)
-            .bind(org)
-            .bind(id)
-            .fetch_one(&self.pool)
-            .await?;
-        row.try_into()
+        let (org, id) = (org.to_owned(), id.to_owned());
+        self.run(|pool| async move {
+            let row: ProjectRow = sqlx::query_as(GET_SQL)
+                .bind(org)
+                .bind(id)
+                .fetch_one(&pool)
+                .await?;
+            row.try_into()
+        })
+        .await
     }
 
     async fn list_projects(&self, q: &ProjectQuery) -> Result<Vec<ProjectRecord>, StoreError> {
         let (sql, args) = list_sql(q, Dialect::Postgres)?;
-        let rows: Vec<ProjectRow> = sqlx::query_as_with(&sql, arguments::<Postgres>(args)?)
-            .fetch_all(&self.pool)
-            .await?;
-        rows.into_iter().map(ProjectRecord::try_from).collect()
+        self.run(|pool| async move {
+            let rows: Vec<ProjectRow> = sqlx::query_as_with(&sql, arguments::<Postgres>(args)?)
+                .fetch_all(&pool)
+                .await?;
+            rows.into_iter().map(ProjectRecord::try_from).collect()
+        })
+        .await
     }
 
     async fn insert_auth_code(&self, c: &AuthCodeRecord) -> Result<(), StoreError> {
-        super::authz_ops::insert_auth_code_postgres(&self.pool, c).await
+        let c = c.clone();
+        self.run(
+            move |pool| async move { super::authz_ops::insert_auth_code_postgres(&pool, &c).await },
+        )
+        .await
     }
 
     async fn redeem_auth_code(
@@ -137,30 +165,28 @@ impl Store for PgStore {
         code_hash: &str,
         now: i64,
     ) -> Result<CodeRedemption, StoreError> {
-        ops::redeem_auth_code(&self.pool, code_hash, now).await
-    }
-
-    async fn insert_refresh_token(&self, r: &RefreshTokenRecord) -> Result<(), StoreError> {
-        ops::insert_refresh_token(&self.pool, r).await
-    }
-
-    async fn redeem_refresh_token(
-        &self,
-        token_hash: &str,
-        now: i64,
-    ) -> Result<RefreshRedemption, StoreError> {
-        ops::redeem_refresh_token(&self.pool, token_hash, now).await
+        let code_hash = code_hash.to_owned();
+        self.run(move |pool| async move { ops::redeem_auth_code(&pool, &code_hash, now).await })
+            .await
     }
 
     async fn find_auth_code(&self, code_hash: &str) -> Result<Found<AuthCodeRecord>, StoreError> {
-        super::authz_ops::find_auth_code_postgres(&self.pool, code_hash).await
+        let code_hash = code_hash.to_owned();
+        self.run(move |pool| async move {
+            super::authz_ops::find_auth_code_postgres(&pool, &code_hash).await
+        })
+        .await
     }
 
     async fn find_refresh_token(
         &self,
         token_hash: &str,
     ) -> Result<Found<RefreshTokenRecord>, StoreError> {
-        super::authz_ops::find_refresh_token_postgres(&self.pool, token_hash).await
+        let token_hash = token_hash.to_owned();
+        self.run(move |pool| async move {
+            super::authz_ops::find_refresh_token_postgres(&pool, &token_hash).await
+        })
+        .await
     }
 
     async fn spend_and_issue(
@@ -169,16 +195,12 @@ impl Store for PgStore {
         now: i64,
         issuance: &Issuance,
     ) -> Result<IssueOutcome, StoreError> {
-        super::authz_ops::spend_and_issue_postgres(&self.pool, spend, now, issuance).await
-    }
-
-    async fn record_access_token(
-        &self,
-        family_id: &str,
-        jti: &str,
-        expires_at: i64,
-    ) -> Result<(), StoreError> {
-        ops::record_access_token(&self.pool, family_id, jti, expires_at).await
+        let spend = spend.clone();
+        let issuance = issuance.clone();
+        self.run(move |pool| async move {
+            super::authz_ops::spend_and_issue_postgres(&pool, &spend, now, &issuance).await
+        })
+        .await
     }
 
     async fn revoke_family(
@@ -186,7 +208,9 @@ impl Store for PgStore {
         family_id: &str,
         now: i64,
     ) -> Result<Vec<RevokedToken>, StoreError> {
-        ops::revoke_family(&self.pool, family_id, now).await
+        let family_id = family_id.to_owned();
+        self.run(move |pool| async move { ops::revoke_family(&pool, &family_id, now).await })
+            .await
     }
 
     async fn revoke_access_token(
@@ -195,7 +219,11 @@ impl Store for PgStore {
         expires_at: i64,
         now: i64,
     ) -> Result<(), StoreError> {
-        ops::revoke_access_token(&self.pool, jti, expires_at, now).await
+        let jti = jti.to_owned();
+        self.run(
+            move |pool| async move { ops::revoke_access_token(&pool, &jti, expires_at, now).await },
+        )
+        .await
     }
 
     async fn revoked_tokens_since(
@@ -203,19 +231,28 @@ impl Store for PgStore {
         since: i64,
         now: i64,
     ) -> Result<Vec<RevokedToken>, StoreError> {
-        ops::revoked_tokens_since(&self.pool, since, now).await
+        self.run(move |pool| async move { ops::revoked_tokens_since(&pool, since, now).await })
+            .await
     }
 
     async fn create_session(&self, s: &SessionRecord) -> Result<(), StoreError> {
-        ops::create_session(&self.pool, s).await
+        let s = s.clone();
+        self.run(move |pool| async move { ops::create_session(&pool, &s).await })
+            .await
     }
 
     async fn get_session(&self, id_hash: &str) -> Result<SessionRecord, StoreError> {
-        super::authz_ops::get_session_postgres(&self.pool, id_hash).await
+        let id_hash = id_hash.to_owned();
+        self.run(move |pool| async move {
+            super::authz_ops::get_session_postgres(&pool, &id_hash).await
+        })
+        .await
     }
 
     async fn touch_session(&self, id_hash: &str, now: i64) -> Result<(), StoreError> {
-        ops::touch_session(&self.pool, id_hash, now).await
+        let id_hash = id_hash.to_owned();
+        self.run(move |pool| async move { ops::touch_session(&pool, &id_hash, now).await })
+            .await
     }
 
     async fn update_session_idp_refresh_token(
@@ -223,20 +260,30 @@ impl Store for PgStore {
         id_hash: &str,
         token: Option<&[u8]>,
     ) -> Result<(), StoreError> {
-        ops::update_session_idp_refresh_token(&self.pool, id_hash, token).await
+        let id_hash = id_hash.to_owned();
+        let token = token.map(<[u8]>::to_vec);
+        self.run(move |pool| async move {
+            ops::update_session_idp_refresh_token(&pool, &id_hash, token.as_deref()).await
+        })
+        .await
     }
 
     async fn delete_session(&self, id_hash: &str) -> Result<(), StoreError> {
-        ops::delete_session(&self.pool, id_hash).await
+        let id_hash = id_hash.to_owned();
+        self.run(move |pool| async move { ops::delete_session(&pool, &id_hash).await })
+            .await
     }
 
     async fn purge_expired(&self, now: i64, session_idle_secs: i64) -> Result<u64, StoreError> {
-        let counters = sqlx::query("DELETE FROM failure_counters WHERE expires_at <= $1")
-            .bind(now)
-            .execute(&self.pool)
-            .await?
-            .rows_affected();
-        Ok(ops::purge_expired(&self.pool, now, session_idle_secs).await? + counters)
+        self.run(move |pool| async move {
+            let counters = sqlx::query("DELETE FROM failure_counters WHERE expires_at <= $1")
+                .bind(now)
+                .execute(&pool)
+                .await?
+                .rows_affected();
+            Ok(ops::purge_expired(&pool, now, session_idle_secs).await? + counters)
+        })
+        .await
     }
 
     async fn count_attempt(
@@ -255,13 +302,17 @@ impl Store for PgStore {
              expires_at = CASE WHEN failure_counters.expires_at <= $2 THEN $2 + $3 \
              ELSE failure_counters.expires_at END \
              RETURNING window_start, attempts";
-        let (start, attempts): (i64, i32) = sqlx::query_as(SQL)
-            .bind(key_hash)
-            .bind(now)
-            .bind(window_secs)
-            .fetch_one(&self.pool)
-            .await?;
-        Ok(Some((start, i64::from(attempts))))
+        let key_hash = key_hash.to_owned();
+        self.run(move |pool| async move {
+            let (start, attempts): (i64, i32) = sqlx::query_as(SQL)
+                .bind(key_hash)
+                .bind(now)
+                .bind(window_secs)
+                .fetch_one(&pool)
+                .await?;
+            Ok(Some((start, i64::from(attempts))))
+        })
+        .await
     }
 
     async fn uncount_attempt(&self, key_hash: &str, clear: bool) -> Result<(), StoreError> {
@@ -270,8 +321,12 @@ impl Store for PgStore {
         } else {
             "UPDATE failure_counters SET attempts = attempts - 1 WHERE key_hash = $1 AND attempts > 0"
         };
-        sqlx::query(sql).bind(key_hash).execute(&self.pool).await?;
-        Ok(())
+        let key_hash = key_hash.to_owned();
+        self.run(move |pool| async move {
+            sqlx::query(sql).bind(key_hash).execute(&pool).await?;
+            Ok(())
+        })
+        .await
     }
 
     async fn remember_exchanged_token(
@@ -280,11 +335,17 @@ impl Store for PgStore {
         expires_at: i64,
         now: i64,
     ) -> Result<bool, StoreError> {
-        super::exchange::remember_postgres(&self.pool, token_id, expires_at, now).await
+        let token_id = token_id.to_owned();
+        self.run(move |pool| async move {
+            super::exchange::remember_postgres(&pool, &token_id, expires_at, now).await
+        })
+        .await
     }
 
     async fn insert_device_code(&self, r: &DeviceCodeRecord) -> Result<(), StoreError> {
-        ops::insert_device_code(&self.pool, r).await
+        let r = r.clone();
+        self.run(move |pool| async move { ops::insert_device_code(&pool, &r).await })
+            .await
     }
 
     async fn find_device_by_user_code(
@@ -292,7 +353,11 @@ impl Store for PgStore {
         user_code: &str,
         now: i64,
     ) -> Result<DeviceCodeRecord, StoreError> {
-        ops::find_device_by_user_code(&self.pool, user_code, now).await
+        let user_code = user_code.to_owned();
+        self.run(
+            move |pool| async move { ops::find_device_by_user_code(&pool, &user_code, now).await },
+        )
+        .await
     }
 
     async fn decide_device_code(
@@ -301,7 +366,12 @@ impl Store for PgStore {
         approval: Option<&DeviceApproval>,
         now: i64,
     ) -> Result<(), StoreError> {
-        ops::decide_device_code(&self.pool, user_code, approval, now).await
+        let user_code = user_code.to_owned();
+        let approval = approval.cloned();
+        self.run(move |pool| async move {
+            ops::decide_device_code(&pool, &user_code, approval.as_ref(), now).await
+        })
+        .await
     }
 
     async fn poll_device_code(
@@ -309,24 +379,23 @@ impl Store for PgStore {
         device_code_hash: &str,
         now: i64,
     ) -> Result<DevicePoll, StoreError> {
-        ops::poll_device_code(&self.pool, device_code_hash, now).await
-    }
-
-    async fn counts(&self, now: i64) -> Result<(u64, u64, u64), StoreError> {
-        let row = sqlx::query_as(COUNTS_SQL)
-            .bind(now)
-            .fetch_one(&self.pool)
-            .await?;
-        counts(row)
+        let device_code_hash = device_code_hash.to_owned();
+        self.run(
+            move |pool| async move { ops::poll_device_code(&pool, &device_code_hash, now).await },
+        )
+        .await
     }
 
     async fn ping(&self) -> Result<(), StoreError> {
-        sqlx::query("SELECT 1").execute(&self.pool).await?;
-        Ok(())
+        self.run(|pool| async move {
+            sqlx::query("SELECT 1").execute(&pool).await?;
+            Ok(())
+        })
+        .await
     }
 
     async fn close(&self) {
-        self.pool.close().await;
+        let _ = tokio::time::timeout(QUERY_TIMEOUT, self.pool.close()).await;
     }
 }
 
@@ -380,7 +449,7 @@ mod tests {
             assert!(killed.len() >= 4, "{killed:?}");
             let mut outcomes = Vec::new();
             for _ in 0..4 {
-                outcomes.push(store.counts(0).await.map(|_| ()));
+                outcomes.push(store.ping().await);
             }
             assert!(
                 outcomes[1..].iter().all(Result::is_ok),
