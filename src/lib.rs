@@ -2,40 +2,28 @@
 //!
 //! # Layout
 //!
-//! | module | responsibility |
-//! |---|---|
-//! | [`config`] | the YAML file (Flyte's shapes) → validated [`config::Config`] |
-//! | [`config::files`] | several files / folders merged as Flyte does; other components' keys triaged |
-//! | [`secret`] | `Secret<T>` that cannot print; Flyte's secret lookup (env, then files) |
-//! | [`keys`] | signing keys, JWKS, key generation (`secret init`) |
-//! | [`clock`] | time as a parameter |
-//! | [`auth`] | resource server: token extraction, JWT verification, the tower auth layer |
-//! | [`authz_server`] | the built-in OAuth2 AS: authorize, token, clients, minting, token exchange |
-//! | [`login`] | identity sources: the local-users login form, logout, HTML pages |
-//! | [`external`] | `authServerType: External`: proxied metadata, remote JWKS |
-//! | [`oidc`] | relying party: browser login at an external OpenID Connect IdP |
-//! | [`sealed`] | AES-GCM with the cookie block key (pending logins, IdP refresh tokens) |
-//! | [`session`] | server-side browser sessions (cookie holds only a random id) |
-//! | [`ratelimit`] | failure counting for login |
-//! | [`client_addr`] | the client's address behind `server.trustedProxies` |
-//! | [`conn_limits`] | connection caps and deadlines (DESIGN.md §14) |
-//! | [`grpc`] | one file per gRPC service (AuthMetadata, Identity, Admin projects) |
-//! | [`connect`] | the Connect protocol (unary) on the own services, translated to gRPC calls |
-//! | [`drain`] | reading a request body up to a limit, draining the rest before a refusal |
-//! | [`http`] | HTTP routes: metadata documents, JWKS, REST mirrors, `/me`, health |
-//! | [`projects`] | project/domain semantics shared by gRPC and REST |
-//! | [`metrics`] | Prometheus counters and latency histograms (`/metrics`) |
-//! | [`metadata`] | RFC 8414 metadata and Flyte's public client config |
-//! | [`store`] | persistent state behind one trait: SQLite and PostgreSQL |
-//! | [`state`] | start-up: config → secrets, keys, store, verifier ([`state::AppState`]) |
-//! | [`gateway`] | forwarding to Flyte's upstreams: routing by service, identity headers |
-//! | [`server`] | the one-port listener (gRPC, gRPC-web, HTTP; TLS) and graceful shutdown |
-//! | [`cli`] | the `flyteauth` command line |
+//! Six layers, top to bottom. A module imports its own layer or the ones under it, never one
+//! above, and no two files import each other in a circle (`scripts/check_layers.py`, run by
+//! `make lint`). docs/ARCHITECTURE.md follows requests through them.
 //!
-//! The path of a protected gRPC call: [`server`] accepts the connection and routes by
-//! content-type → tonic-web (for gRPC-web) → the service's [`transport::grpc::auth_layer::AuthLayer`]
-//! (token → [`auth::Identity`] in the request extensions, or UNAUTHENTICATED) → the handler in
-//! [`grpc`] → [`projects`] → [`store`].
+//! | layer | module | responsibility |
+//! |---|---|---|
+//! | command line | [`cli`] | the `flyteauth` command line, signals, exit codes |
+//! | composition | [`app`] | config → secrets, keys, store, services → `AppState` → listeners |
+//! | transports | [`transport`] | the one port: gRPC (`grpc`, its auth layer), gRPC-web, Connect (`connect`), HTTP and the browser (`http`, `http::oauth`), the gateway (`gateway`); TLS, CORS, connection limits, body draining; `AppState` lives here only |
+//! | domain services | [`auth`] | one authentication decision (token or session → [`auth::Identity`]), JWT verification, roles |
+//! | | [`authz_server`] | the built-in OAuth2 AS: one method per grant, taking its store, keys and clock |
+//! | | `login`, `oidc`, `session`, `ratelimit` | local users, the IdP relying party, server-side sessions, failure limits |
+//! | | `projects`, `metadata`, `external` | project/domain rules; RFC 8414 documents; `authServerType: External` |
+//! | store | [`store`] | persistent state behind one trait: `sqlite/`, `postgres/`; one deadline helper |
+//! | core | [`config`] | YAML files (Flyte's shapes) → one validation → typed [`config::Config`] |
+//! | | [`keys`], [`clock`], `secret`, [`sealed`], `metrics`, [`public_url`], [`pb`] | signing keys and randomness, time as a parameter, values that cannot print, AES-GCM, Prometheus, public URLs, generated protobuf |
+//!
+//! The path of a protected gRPC call: `transport::server` accepts the connection and routes by
+//! content-type → tonic-web (for gRPC-web) → the service's
+//! [`transport::grpc::auth_layer::AuthLayer`] (the one decision of [`auth::Authenticator`]:
+//! token → [`auth::Identity`] in the request extensions, or UNAUTHENTICATED) → the handler in
+//! `transport::grpc` → `projects` → [`store`].
 
 #![warn(unreachable_pub)]
 
