@@ -501,4 +501,6 @@ mod device_tests;
 #[cfg(test)]
 mod exchange_tests;
 #[cfg(test)]
+mod grant_tests;
+#[cfg(test)]
 mod tests;
