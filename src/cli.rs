@@ -12,7 +12,6 @@ use crate::app::{prepare, SecretsMode, StartOptions};
 use crate::clock::SystemClock;
 use crate::config::Config;
 use crate::transport::server::Listeners;
-use crate::transport::state::AppState;
 
 /// Exit code for bad configuration, secrets or usage (sysexits EX_USAGE).
 pub const EXIT_CONFIG: i32 = 64;
@@ -231,40 +230,10 @@ fn serve(paths: &[PathBuf]) -> i32 {
             clock: Arc::new(SystemClock),
             http_addr,
         };
-        let state = match AppState::from_prepared(prepared, opts).await {
-            Ok(s) => s,
-            Err(e) => return fail(&e, e.exit_code()),
-        };
-        for name in &state.generated_secrets {
-            println!(
-                "generated secret {} in {}",
-                name,
-                state.secrets.dir.display()
-            );
-        }
-        for u in &state.config.user_auth.local_users {
-            if !u.password_secret_name.is_empty() {
-                println!(
-                    "local user {}: password in {}",
-                    u.username,
-                    state.secrets.path_of(&u.password_secret_name).display()
-                );
-            }
-        }
-        let scheme = if state.tls { "https" } else { "http" };
-        println!(
-            "flyteauth listening on {scheme}://{http_addr} (gRPC, gRPC-web, Connect and HTTP)"
-        );
-        if let Some(g) = &grpc {
-            println!("gRPC-only listener on {}", g.local_addr().expect("bound"));
-        }
-        println!("public URL: {}", state.public_urls.first());
-        println!("console: {}/console", state.public_urls.first());
-        let _ = std::io::stdout().flush();
         let listeners = Listeners { http, grpc };
-        match crate::transport::server::run(state, listeners, shutdown_signal()).await {
+        match crate::app::serve::serve(prepared, opts, listeners, shutdown_signal()).await {
             Ok(()) => 0,
-            Err(e) => fail(e, 70),
+            Err(e) => fail(&e, e.exit_code()),
         }
     })
 }

@@ -2,6 +2,8 @@
 //! on first start where Flyte's `secret init` would), signing keys, the store, the token
 //! verifier and the public URLs.
 
+pub mod serve;
+
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;

@@ -1,7 +1,6 @@
 //! The authorization-state operations on both backends (see `tests` for how they run).
 //! Times are small made-up unix seconds; the store takes every `now` from the caller.
 
-use super::grant_tests::issuance;
 use super::tests::{on_both_backends, open_store, run_postgres, run_sqlite, Behind};
 use super::*;
 
@@ -473,4 +472,13 @@ async fn authz_survives_restart(t: DatabaseTarget) {
     );
     assert_eq!(store.get_session("s1").await.unwrap(), s);
     store.close().await;
+}
+
+pub(super) fn issuance(family: &str, jti: &str, refresh_hash: Option<&str>) -> Issuance {
+    Issuance {
+        family_id: family.into(),
+        jti: jti.into(),
+        jti_expires_at: 9_000,
+        refresh: refresh_hash.map(|h| refresh(h, family)),
+    }
 }

@@ -1,7 +1,6 @@
 //! Callers that go away mid-operation, on both backends (see `tests` for how they run).
 
-use super::authz_tests::{refresh, revoked};
-use super::grant_tests::issuance;
+use super::authz_tests::{issuance, refresh, revoked};
 use super::tests::{on_both_backends, open_store, run_postgres, run_sqlite, Behind};
 use super::*;
 

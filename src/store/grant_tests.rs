@@ -1,7 +1,7 @@
 //! A grant's one transaction on both backends: the code or refresh token spent and the new
 //! tokens stored together, one winner of a race, no issuance past a family revocation.
 
-use super::authz_tests::{code, jtis, refresh, ROUNDS};
+use super::authz_tests::{code, issuance, jtis, refresh, ROUNDS};
 use super::tests::{on_both_backends, open_store, run_postgres, run_sqlite, Behind};
 use super::*;
 
@@ -10,15 +10,6 @@ on_both_backends!(
     a_spend_race_has_one_winner_and_the_loser_stores_nothing,
     an_issuance_never_escapes_a_family_revocation,
 );
-
-pub(super) fn issuance(family: &str, jti: &str, refresh_hash: Option<&str>) -> Issuance {
-    Issuance {
-        family_id: family.into(),
-        jti: jti.into(),
-        jti_expires_at: 9_000,
-        refresh: refresh_hash.map(|h| refresh(h, family)),
-    }
-}
 
 async fn a_grant_spends_and_stores_in_one_transaction(t: DatabaseTarget) {
     let store = open_store(&t).await;
