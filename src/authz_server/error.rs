@@ -12,6 +12,9 @@ pub struct OAuthError {
     pub basic_challenge: bool,
     /// `Retry-After` seconds (rate limiting).
     pub retry_after: Option<i64>,
+    /// What went wrong underneath (a store failure's own text): for the log line the
+    /// transport writes when it answers, never sent to the client.
+    pub cause: Option<String>,
 }
 
 impl OAuthError {
@@ -22,6 +25,7 @@ impl OAuthError {
             status,
             basic_challenge: false,
             retry_after: None,
+            cause: None,
         }
     }
     /// 429 after too many failed client authentications.
@@ -82,18 +86,19 @@ impl OAuthError {
     }
 }
 
+/// The one mapping of a store failure at the authorization server's edge: unavailable is
+/// `temporarily_unavailable` (503), anything else `server_error` (500). No side effect: the
+/// transport logs [`OAuthError::cause`] when it answers.
 impl From<crate::store::StoreError> for OAuthError {
     fn from(e: crate::store::StoreError) -> Self {
         use crate::store::StoreError;
-        match e {
-            StoreError::Unavailable(m) => {
-                tracing::warn!(error = %m, "store unavailable at the token endpoint");
+        let cause = Some(e.to_string());
+        let answer = match e {
+            StoreError::Unavailable(_) => {
                 Self::temporarily_unavailable("the authorization server's store is unavailable")
             }
-            other => {
-                tracing::error!(error = %other, "store error at the token endpoint");
-                Self::server_error("internal error")
-            }
-        }
+            _ => Self::server_error("internal error"),
+        };
+        Self { cause, ..answer }
     }
 }

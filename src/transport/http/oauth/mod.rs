@@ -11,7 +11,7 @@ pub mod token;
 
 use axum::response::{IntoResponse, Response};
 use axum::Json;
-use http::{header, HeaderValue};
+use http::{header, HeaderValue, StatusCode};
 
 use crate::authz_server::error::OAuthError;
 use crate::transport::grpc::RequestOrigin;
@@ -46,6 +46,13 @@ fn json_no_store(value: impl serde::Serialize) -> Response {
 /// `WWW-Authenticate: Basic` when the error says so.
 impl IntoResponse for OAuthError {
     fn into_response(self) -> Response {
+        if let Some(cause) = &self.cause {
+            if self.status == StatusCode::SERVICE_UNAVAILABLE {
+                tracing::warn!(error = %cause, "store unavailable at the authorization server");
+            } else {
+                tracing::error!(error = %cause, "store error at the authorization server");
+            }
+        }
         let body = serde_json::json!({"error": self.error, "error_description": self.description});
         let mut resp = (self.status, Json(body)).into_response();
         no_store(&mut resp);
