@@ -11,6 +11,7 @@ pub mod cors;
 pub mod drain;
 pub mod gateway;
 pub mod grpc;
+pub mod gzip;
 pub mod http;
 pub mod server;
 pub mod state;

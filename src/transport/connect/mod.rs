@@ -23,7 +23,6 @@ mod codec;
 pub mod error;
 
 use std::convert::Infallible;
-use std::io::Read;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
@@ -354,23 +353,21 @@ fn parse_timeout(value: Option<&HeaderValue>) -> Result<Option<Duration>, Refusa
     Ok(Some(Duration::from_millis(ms)))
 }
 
-/// Decompresses a gzip body, at most `max` bytes of output.
+/// Decompresses a gzip body, at most `max` bytes of output, as a Connect refusal when not.
 fn gunzip(body: &[u8], max: usize) -> Result<Bytes, Refusal> {
-    let mut out = Vec::new();
-    let read = flate2::read::GzDecoder::new(body)
-        .take(max as u64 + 1)
-        .read_to_end(&mut out);
-    match read {
-        Err(_) => Err(refuse(
-            tonic::Code::InvalidArgument,
-            "the request body is not valid gzip",
-        )),
-        Ok(n) if n > max => Err(refuse(
-            tonic::Code::ResourceExhausted,
-            format!("decompressed request larger than server.maxRequestBytes ({max} bytes)"),
-        )),
-        Ok(_) => Ok(out.into()),
-    }
+    use crate::transport::gzip::GunzipError;
+    crate::transport::gzip::gunzip(body, max)
+        .map(Bytes::from)
+        .map_err(|e| match e {
+            GunzipError::Invalid => refuse(
+                tonic::Code::InvalidArgument,
+                "the request body is not valid gzip",
+            ),
+            GunzipError::TooLarge => refuse(
+                tonic::Code::ResourceExhausted,
+                format!("decompressed request larger than server.maxRequestBytes ({max} bytes)"),
+            ),
+        })
 }
 
 /// The one message of a unary gRPC response body.

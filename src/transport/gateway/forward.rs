@@ -3,6 +3,7 @@
 //! caller's protocol (gRPC status, Connect error JSON, grpc-gateway JSON) — never UNKNOWN or
 //! INTERNAL for an upstream that is down or slow.
 
+use std::borrow::Cow;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -16,6 +17,7 @@ use hyper_util::rt::TokioExecutor;
 use super::config::Upstream;
 use super::{authorize, identity, CallInfo, Gateway, Route};
 use crate::config::ConfigError;
+use crate::transport::gzip::{self, GunzipError};
 
 type Connector = hyper_rustls::HttpsConnector<HttpConnector>;
 type UpstreamHttp = Client<Connector, Full<Bytes>>;
@@ -229,8 +231,8 @@ fn deadline(h: &HeaderMap, protocol: Protocol) -> Option<Duration> {
 }
 
 /// Checks a gRPC request body's length-prefixed messages against the size limit; returns the
-/// first message when it is not compressed.
-fn grpc_messages(body: &Bytes, max: usize) -> Result<Option<&[u8]>, CallError> {
+/// first message and whether its compressed flag is set.
+fn grpc_messages(body: &Bytes, max: usize) -> Result<Option<(bool, &[u8])>, CallError> {
     let mut rest: &[u8] = body;
     let mut first = None;
     while !rest.is_empty() {
@@ -245,12 +247,54 @@ fn grpc_messages(body: &Bytes, max: usize) -> Result<Option<&[u8]>, CallError> {
         if rest.len() < 5 + len {
             return Err(CallError::Malformed("truncated gRPC message"));
         }
-        if first.is_none() && !compressed {
-            first = Some(&rest[5..5 + len]);
+        if first.is_none() {
+            first = Some((compressed, &rest[5..5 + len]));
         }
         rest = &rest[5 + len..];
     }
     Ok(first)
+}
+
+/// The request message the decision reads: the first gRPC message, or a Connect / REST body;
+/// gzip-compressed ones inflated (at most `max` bytes, for the decision only: the upstream
+/// gets the body as sent), and only when `inflate` (per-project bindings read the message).
+/// Another encoding leaves it `None`, decided as an empty message.
+fn first_message<'a>(
+    protocol: Protocol,
+    headers: &HeaderMap,
+    body: &'a Bytes,
+    max: usize,
+    inflate: bool,
+) -> Result<Option<Cow<'a, [u8]>>, CallError> {
+    let encoding = |name| {
+        headers
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .map(str::trim)
+            .filter(|e| !e.is_empty() && !e.eq_ignore_ascii_case("identity"))
+    };
+    let (message, encoding) = match protocol {
+        Protocol::Grpc | Protocol::GrpcWeb => match grpc_messages(body, max)? {
+            None => return Ok(None),
+            Some((false, m)) => (m, None),
+            Some((true, m)) => (m, Some(encoding("grpc-encoding").unwrap_or("unknown"))),
+        },
+        Protocol::Connect | Protocol::Http if body.is_empty() => return Ok(None),
+        Protocol::Connect | Protocol::Http => {
+            (&body[..], encoding(header::CONTENT_ENCODING.as_str()))
+        }
+    };
+    match encoding {
+        None => Ok(Some(Cow::Borrowed(message))),
+        Some(e) if inflate && e.eq_ignore_ascii_case("gzip") => match gzip::gunzip(message, max) {
+            Ok(m) => Ok(Some(Cow::Owned(m))),
+            Err(GunzipError::TooLarge) => Err(CallError::TooLarge),
+            Err(GunzipError::Invalid) => Err(CallError::Malformed(
+                "the request message is not valid gzip",
+            )),
+        },
+        Some(_) => Ok(None),
+    }
 }
 
 impl Gateway {
@@ -370,18 +414,10 @@ impl Gateway {
                 });
             }
         };
-        let first_message = match protocol {
-            Protocol::Grpc | Protocol::GrpcWeb => {
-                grpc_messages(&body, max).inspect_err(|_| self.count(name, protocol, "refused"))?
-            }
-            Protocol::Connect | Protocol::Http => {
-                let compressed = parts
-                    .headers
-                    .get(header::CONTENT_ENCODING)
-                    .is_some_and(|v| v != "identity");
-                (!compressed && !body.is_empty()).then_some(&body[..])
-            }
-        };
+        let inflate = d.authorizer.is_some();
+        let first_message = first_message(protocol, &parts.headers, &body, max, inflate)
+            .inspect_err(|_| self.count(name, protocol, "refused"))?;
+        let first_message = first_message.as_deref();
 
         // 3. Authorize.
         let subject = identity.as_ref().map(|i| i.subject.as_str()).unwrap_or("");

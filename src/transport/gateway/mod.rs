@@ -30,8 +30,8 @@ pub struct CallInfo<'a> {
     pub method: &'a str,
     pub protocol: Protocol,
     /// The first (for unary: the only) request message, serialized as sent: protobuf for
-    /// gRPC, gRPC-web and `application/proto`, JSON for `application/json` and REST. `None`
-    /// when it was compressed or the call has no body.
+    /// gRPC, gRPC-web and `application/proto`, JSON for `application/json` and REST; a gzip
+    /// one inflated when bindings read it. `None` in another encoding or without a body.
     pub first_message: Option<&'a [u8]>,
 }
 
@@ -52,8 +52,8 @@ pub fn authorize(
     };
     use crate::auth::roles::RequestBody;
     // Protobuf never starts with `{` (field 15, wire type "start group"): a Connect or REST
-    // body that does is protojson. A compressed or missing message is decided as empty (only
-    // `*` bindings pass).
+    // body that does is protojson. A message in an encoding flyteauth cannot read, or none,
+    // is decided as empty (only `*` bindings pass).
     let body = match call.first_message {
         None => RequestBody::Empty,
         Some(b) if b.first() == Some(&b'{') => RequestBody::Json(b),
