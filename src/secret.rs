@@ -40,6 +40,39 @@ impl<T> fmt::Display for Secret<T> {
     }
 }
 
+/// Serde for a [`Secret<String>`] on the wire (`#[serde(with = "crate::secret::text")]`): an
+/// answer or a sealed cookie carries the plain text, which `Debug` never shows.
+pub(crate) mod text {
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    use crate::secret::Secret;
+
+    pub(crate) fn serialize<S: Serializer>(v: &Secret<String>, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(v.expose())
+    }
+
+    pub(crate) fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Secret<String>, D::Error> {
+        String::deserialize(d).map(Secret::new)
+    }
+}
+
+/// [`text`] for an optional secret (`skip_serializing_if = "Option::is_none"` beside it).
+pub(crate) mod text_opt {
+    use serde::Serializer;
+
+    use crate::secret::Secret;
+
+    pub(crate) fn serialize<S: Serializer>(
+        v: &Option<Secret<String>>,
+        s: S,
+    ) -> Result<S::Ok, S::Error> {
+        match v {
+            Some(v) => s.serialize_some(v.expose()),
+            None => s.serialize_none(),
+        }
+    }
+}
+
 /// Where secrets come from.
 #[derive(Debug, Clone)]
 pub struct SecretStore {

@@ -9,6 +9,7 @@ use super::error::OAuthError;
 use super::issue::{Family, Grant, TokenResponse};
 use super::{bound_digest, AuthorizationServer, Form};
 use crate::keys::{random_bytes, random_token};
+use crate::secret::Secret;
 use crate::store::{DeviceApproval, DeviceCodeRecord, DevicePoll, Spend, StoreError};
 
 pub use super::grant_types::DEVICE_CODE as GRANT_TYPE;
@@ -42,26 +43,17 @@ pub fn display(code: &str) -> String {
     }
 }
 
-/// §3.2 device authorization response. `Debug` leaves out the device code.
-#[derive(Serialize)]
-/// Fields in the order the JSON answer has always had (alphabetical).
+/// §3.2 device authorization response. The device code is a [`Secret`]: `Debug` cannot
+/// show it. Fields in the order the JSON answer has always had (alphabetical).
+#[derive(Debug, Serialize)]
 pub struct DeviceAuthorization {
-    pub device_code: String,
+    #[serde(with = "crate::secret::text")]
+    pub device_code: Secret<String>,
     pub expires_in: i64,
     pub interval: i64,
     pub user_code: String,
     pub verification_uri: String,
     pub verification_uri_complete: String,
-}
-
-impl std::fmt::Debug for DeviceAuthorization {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("DeviceAuthorization")
-            .field("device_code", &"[redacted]")
-            .field("user_code", &self.user_code)
-            .field("expires_in", &self.expires_in)
-            .finish()
-    }
 }
 
 /// Who decides on a pending device code.
@@ -108,7 +100,7 @@ impl AuthorizationServer {
         }
         let verification_uri = format!("{public}/oauth2/device");
         Ok(DeviceAuthorization {
-            device_code,
+            device_code: Secret::new(device_code),
             user_code: display(&user_code),
             verification_uri_complete: format!(
                 "{verification_uri}?user_code={}",

@@ -20,6 +20,7 @@ use super::issue::TokenResponse;
 use super::trusted_issuers::Rejection;
 use super::{split_scopes, AuthorizationServer, Form};
 use crate::keys::random_token;
+use crate::secret::Secret;
 
 pub use super::grant_types::{
     JWT_BEARER, TOKEN_EXCHANGE, TYPE_ACCESS_TOKEN, TYPE_ID_TOKEN, TYPE_JWT,
@@ -233,7 +234,7 @@ impl AuthorizationServer {
             scope = %scopes.join(" "),
         );
         Ok(TokenResponse {
-            access_token,
+            access_token: Secret::new(access_token),
             token_type: "Bearer",
             expires_in: lifetime,
             scope: scopes.join(" "),

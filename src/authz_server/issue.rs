@@ -7,6 +7,7 @@ use serde_json::Value;
 use super::error::OAuthError;
 use super::{bound_digest, AuthorizationServer};
 use crate::keys::random_token;
+use crate::secret::Secret;
 use crate::store::{Issuance, IssueOutcome, RefreshTokenRecord, Spend};
 
 /// Who the tokens are for.
@@ -55,33 +56,22 @@ struct AccessClaims<'a> {
     groups: Option<&'a Value>,
 }
 
-/// RFC 6749 §5.1 success response. `Debug` leaves out both tokens.
-#[derive(Serialize)]
+/// RFC 6749 §5.1 success response. Both tokens are [`Secret`]s: `Debug` cannot show them.
+#[derive(Debug, Serialize)]
 pub struct TokenResponse {
-    pub access_token: String,
+    #[serde(with = "crate::secret::text")]
+    pub access_token: Secret<String>,
     pub token_type: &'static str,
     pub expires_in: i64,
     pub scope: String,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub refresh_token: Option<String>,
+    #[serde(
+        skip_serializing_if = "Option::is_none",
+        serialize_with = "crate::secret::text_opt::serialize"
+    )]
+    pub refresh_token: Option<Secret<String>>,
     /// RFC 8693 §2.2.1: set by the token exchange only.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub issued_token_type: Option<&'static str>,
-}
-
-impl std::fmt::Debug for TokenResponse {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("TokenResponse")
-            .field("access_token", &"[redacted]")
-            .field("token_type", &self.token_type)
-            .field("expires_in", &self.expires_in)
-            .field("scope", &self.scope)
-            .field(
-                "refresh_token",
-                &self.refresh_token.as_ref().map(|_| "[redacted]"),
-            )
-            .finish()
-    }
 }
 
 impl AuthorizationServer {
@@ -202,11 +192,11 @@ impl AuthorizationServer {
             refresh = refresh_token.is_some(),
         );
         Ok(TokenResponse {
-            access_token,
+            access_token: Secret::new(access_token),
             token_type: "Bearer",
             expires_in: lifetime,
             scope: grant.scopes.join(" "),
-            refresh_token,
+            refresh_token: refresh_token.map(Secret::new),
             issued_token_type: None,
         })
     }
@@ -262,6 +252,7 @@ impl AuthorizationServer {
 #[cfg(test)]
 mod tests {
     use super::TokenResponse;
+    use crate::secret::Secret;
     use crate::session::Session;
     use crate::store::SessionRecord;
 
@@ -269,11 +260,11 @@ mod tests {
     #[test]
     fn debug_output_holds_no_credential() {
         let response = TokenResponse {
-            access_token: "eyJ.access-secret.sig".into(),
+            access_token: Secret::new("eyJ.access-secret.sig".into()),
             token_type: "Bearer",
             expires_in: 600,
             scope: "all".into(),
-            refresh_token: Some("refresh-secret".into()),
+            refresh_token: Some(Secret::new("refresh-secret".into())),
             issued_token_type: None,
         };
         let session = Session {

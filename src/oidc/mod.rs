@@ -42,11 +42,11 @@ pub struct OidcProvider {
 /// verifier are credentials: `Debug` prints them as `[redacted]`.
 #[derive(Debug, Serialize, Deserialize)]
 pub struct PendingLogin {
-    #[serde(with = "secret_text")]
+    #[serde(with = "crate::secret::text")]
     pub state: Secret<String>,
-    #[serde(with = "secret_text")]
+    #[serde(with = "crate::secret::text")]
     pub nonce: Secret<String>,
-    #[serde(with = "secret_text")]
+    #[serde(with = "crate::secret::text")]
     pub verifier: Secret<String>,
     pub redirect_uri: String,
     pub next: String,
@@ -59,21 +59,6 @@ pub struct LoggedIn {
     pub subject: String,
     pub profile: Value,
     pub refresh_token: Option<Secret<String>>,
-}
-
-/// Serde for a [`Secret<String>`] (the sealed cookie carries the plain text).
-mod secret_text {
-    use serde::{Deserialize, Deserializer, Serializer};
-
-    use crate::secret::Secret;
-
-    pub(super) fn serialize<S: Serializer>(v: &Secret<String>, s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_str(v.expose())
-    }
-
-    pub(super) fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Secret<String>, D::Error> {
-        String::deserialize(d).map(Secret::new)
-    }
 }
 
 /// Why a login failed (shown to the user as a short page; never contains secrets).

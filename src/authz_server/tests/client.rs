@@ -19,7 +19,7 @@ async fn client_credentials_issue_a_token_to_the_client() {
     assert_eq!(t.scope, "all");
     assert!(t.refresh_token.is_none());
     assert_eq!(t.expires_in, 600);
-    let id = f.verify(&t.access_token);
+    let id = f.verify(t.access_token.expose());
     assert_eq!(id.subject, "flytepropeller");
     assert_eq!(id.client_id.as_deref(), Some("flytepropeller"));
     assert_eq!(id.expires_at, START + 600);
@@ -104,7 +104,7 @@ async fn revoked_access_tokens_are_inactive() {
         .client_credentials(PUBLIC, client, &form(&[]))
         .await
         .expect("token");
-    let token = form(&[("token", &t.access_token)]);
+    let token = form(&[("token", t.access_token.expose())]);
     let v = f
         .server
         .introspect(client, &token)

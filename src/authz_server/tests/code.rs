@@ -59,7 +59,7 @@ async fn a_code_is_redeemed_once() {
         .expect("tokens");
     assert!(t.refresh_token.is_some());
     assert_eq!(t.scope, "all offline");
-    let id = f.verify(&t.access_token);
+    let id = f.verify(t.access_token.expose());
     assert_eq!(id.subject, "alice");
     assert_eq!(id.claims["iss"], PUBLIC);
     assert_eq!(id.claims["user_info"]["name"], "Alice");
@@ -74,7 +74,7 @@ async fn a_code_is_redeemed_once() {
         refused(again),
         ("invalid_grant", "authorization code already used".into())
     );
-    let refresh = form(&[("refresh_token", t.refresh_token.as_deref().unwrap())]);
+    let refresh = form(&[("refresh_token", t.refresh_token.as_ref().unwrap().expose())]);
     let got = f.server.refresh_token(PUBLIC, client, &refresh).await;
     assert_eq!(refused(got).0, "invalid_grant");
 }
@@ -127,7 +127,7 @@ async fn refresh_tokens_rotate_and_a_late_reuse_revokes_the_family() {
         .authorization_code(PUBLIC, client, &redeem(&code))
         .await
         .expect("tokens");
-    let old = first.refresh_token.expect("refresh token");
+    let old = first.refresh_token.expect("refresh token").expose().clone();
     let narrow = form(&[("refresh_token", &old), ("scope", "all")]);
     let second = f
         .server
@@ -135,9 +135,9 @@ async fn refresh_tokens_rotate_and_a_late_reuse_revokes_the_family() {
         .await
         .expect("refreshed");
     assert_eq!(second.scope, "all");
-    let new = second.refresh_token.expect("rotated");
+    let new = second.refresh_token.expect("rotated").expose().clone();
     assert_ne!(new, old);
-    assert_eq!(f.verify(&second.access_token).subject, "alice");
+    assert_eq!(f.verify(second.access_token.expose()).subject, "alice");
 
     // After the grace period, the old token is a replay: the whole family goes.
     f.clock.advance(6);
@@ -169,7 +169,7 @@ async fn a_refresh_may_not_widen_the_scope() {
         .authorization_code(PUBLIC, client, &redeem(&code))
         .await
         .expect("tokens");
-    let refresh = t.refresh_token.expect("refresh token");
+    let refresh = t.refresh_token.expect("refresh token").expose().clone();
     let wide = form(&[("refresh_token", &refresh), ("scope", "all access_token")]);
     let got = f.server.refresh_token(PUBLIC, client, &wide).await;
     assert_eq!(refused(got).0, "invalid_scope");

@@ -44,19 +44,19 @@ async fn an_approved_device_gets_tokens_once() {
     assert_eq!(start.verification_uri, format!("{PUBLIC}/oauth2/device"));
     assert_eq!(start.user_code.len(), 9);
     assert_eq!((start.interval, start.expires_in), (5, 600));
-    assert!(!format!("{start:?}").contains(&start.device_code));
+    assert!(!format!("{start:?}").contains(start.device_code.expose().as_str()));
 
-    let pending = poll(&f, &start.device_code).await;
+    let pending = poll(&f, start.device_code.expose()).await;
     assert_eq!(refused(pending).0, "authorization_pending");
     decide(&f, &start.user_code.to_lowercase(), true).await;
     f.clock.advance(6);
-    let t = poll(&f, &start.device_code).await.expect("tokens");
+    let t = poll(&f, start.device_code.expose()).await.expect("tokens");
     assert_eq!(t.scope, "all offline");
     assert!(t.refresh_token.is_some());
-    assert_eq!(f.verify(&t.access_token).subject, "alice");
+    assert_eq!(f.verify(t.access_token.expose()).subject, "alice");
 
     f.clock.advance(6);
-    let again = poll(&f, &start.device_code).await;
+    let again = poll(&f, start.device_code.expose()).await;
     assert_eq!(refused(again).0, "invalid_grant");
 }
 
@@ -70,7 +70,7 @@ async fn a_denied_device_gets_access_denied() {
         .await
         .expect("device code");
     decide(&f, &start.user_code, false).await;
-    let got = poll(&f, &start.device_code).await;
+    let got = poll(&f, start.device_code.expose()).await;
     assert_eq!(refused(got).0, "access_denied");
     let unknown = poll(&f, "no-such-device-code").await;
     assert_eq!(

@@ -65,7 +65,7 @@ async fn a_trusted_token_is_exchanged_once() {
         .expect("exchanged");
     assert_eq!(t.scope, "all");
     assert!(t.issued_token_type.is_some());
-    let id = f.verify(&t.access_token);
+    let id = f.verify(t.access_token.expose());
     assert_eq!(id.subject, "flytepropeller");
     assert_eq!(
         id.claims["act"],
