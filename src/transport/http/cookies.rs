@@ -6,6 +6,8 @@
 use cookie::{Cookie, SameSite};
 use http::{HeaderMap, HeaderValue};
 
+use crate::secret::Secret;
+
 /// The server-side session id.
 pub const SESSION: &str = crate::session::COOKIE;
 /// The readable double-submit CSRF token of the session (sent back as `x-csrf-token`).
@@ -87,6 +89,24 @@ impl CookieFactory {
     /// A cookie the page's script may read (the CSRF double-submit token).
     pub fn readable(&self, name: &'static str, value: String) -> HeaderValue {
         header(self.build(name, value, false))
+    }
+
+    /// A new session's two cookies on an answer: the HttpOnly session id and the readable
+    /// CSRF token.
+    pub fn start_session(
+        &self,
+        headers: &mut HeaderMap,
+        session_id: &Secret<String>,
+        csrf_token: &Secret<String>,
+    ) {
+        headers.append(
+            http::header::SET_COOKIE,
+            self.http_only(SESSION, session_id.expose().clone()),
+        );
+        headers.append(
+            http::header::SET_COOKIE,
+            self.readable(CSRF, csrf_token.expose().clone()),
+        );
     }
 
     /// Expires a cookie.

@@ -209,18 +209,9 @@ pub async fn login_submit(
     );
     let mut resp = redirect_to(&dest);
     let h = resp.headers_mut();
-    h.append(
-        header::SET_COOKIE,
-        state
-            .cookies
-            .http_only(cookies::SESSION, cookie_value.expose().clone()),
-    );
-    h.append(
-        header::SET_COOKIE,
-        state
-            .cookies
-            .readable(cookies::CSRF, session.csrf_token.expose().clone()),
-    );
+    state
+        .cookies
+        .start_session(h, &cookie_value, &session.csrf_token);
     h.append(
         header::SET_COOKIE,
         state.cookies.removal(cookies::LOGIN_CSRF),

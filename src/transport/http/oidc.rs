@@ -210,18 +210,9 @@ pub async fn callback(
     );
     let mut resp = clear(see_other(&pending.next));
     let h = resp.headers_mut();
-    h.append(
-        header::SET_COOKIE,
-        state
-            .cookies
-            .http_only(cookies::SESSION, cookie_value.expose().clone()),
-    );
-    h.append(
-        header::SET_COOKIE,
-        state
-            .cookies
-            .readable(cookies::CSRF, session.csrf_token.expose().clone()),
-    );
+    state
+        .cookies
+        .start_session(h, &cookie_value, &session.csrf_token);
     resp
 }
 
