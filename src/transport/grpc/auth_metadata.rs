@@ -33,14 +33,11 @@ impl AuthMetadataApi {
     }
 }
 
-#[tonic::async_trait]
-impl v1::auth_metadata_service_server::AuthMetadataService for AuthMetadataApi {
-    async fn get_o_auth2_metadata(
-        &self,
-        req: Request<v1::OAuth2MetadataRequest>,
-    ) -> Result<Response<v1::OAuth2MetadataResponse>, Status> {
-        let m = self.metadata(&req)?;
-        Ok(Response::new(v1::OAuth2MetadataResponse {
+/// The RFC 8414 document as flyteidl's (v1) or flyteidl2's response message: the same fields.
+macro_rules! metadata_response {
+    ($message:path, $m:expr) => {{
+        let m = $m;
+        $message {
             issuer: m.issuer,
             authorization_endpoint: m.authorization_endpoint,
             token_endpoint: m.token_endpoint,
@@ -51,7 +48,21 @@ impl v1::auth_metadata_service_server::AuthMetadataService for AuthMetadataApi {
             code_challenge_methods_supported: m.code_challenge_methods_supported,
             grant_types_supported: m.grant_types_supported,
             device_authorization_endpoint: m.device_authorization_endpoint,
-        }))
+        }
+    }};
+}
+
+#[tonic::async_trait]
+impl v1::auth_metadata_service_server::AuthMetadataService for AuthMetadataApi {
+    async fn get_o_auth2_metadata(
+        &self,
+        req: Request<v1::OAuth2MetadataRequest>,
+    ) -> Result<Response<v1::OAuth2MetadataResponse>, Status> {
+        let m = self.metadata(&req)?;
+        Ok(Response::new(metadata_response!(
+            v1::OAuth2MetadataResponse,
+            m
+        )))
     }
 
     async fn get_public_client_config(
@@ -84,18 +95,10 @@ impl v2::auth_metadata_service_server::AuthMetadataService for AuthMetadataApi {
         req: Request<v2::GetOAuth2MetadataRequest>,
     ) -> Result<Response<v2::GetOAuth2MetadataResponse>, Status> {
         let m = self.metadata(&req)?;
-        Ok(Response::new(v2::GetOAuth2MetadataResponse {
-            issuer: m.issuer,
-            authorization_endpoint: m.authorization_endpoint,
-            token_endpoint: m.token_endpoint,
-            response_types_supported: m.response_types_supported,
-            scopes_supported: m.scopes_supported,
-            token_endpoint_auth_methods_supported: m.token_endpoint_auth_methods_supported,
-            jwks_uri: m.jwks_uri,
-            code_challenge_methods_supported: m.code_challenge_methods_supported,
-            grant_types_supported: m.grant_types_supported,
-            device_authorization_endpoint: m.device_authorization_endpoint,
-        }))
+        Ok(Response::new(metadata_response!(
+            v2::GetOAuth2MetadataResponse,
+            m
+        )))
     }
 
     async fn get_public_client_config(
