@@ -4,7 +4,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use axum::extract::{Query, State};
-use axum::response::{Html, IntoResponse, Response};
+use axum::response::{IntoResponse, Response};
 use http::{header, HeaderMap, StatusCode};
 use subtle::ConstantTimeEq;
 
@@ -14,15 +14,6 @@ use crate::transport::grpc::RequestOrigin;
 use crate::transport::state::AppState;
 
 const SEAL_PURPOSE: &str = "oidc-login";
-
-fn page(status: StatusCode, title: &str, message: &str) -> Response {
-    (
-        status,
-        [(header::CACHE_CONTROL, "no-store")],
-        Html(pages::error_page(title, message)),
-    )
-        .into_response()
-}
 
 fn see_other(location: &str) -> Response {
     (
@@ -40,7 +31,7 @@ pub fn begin(
     query: &HashMap<String, String>,
 ) -> Response {
     let Some(oidc) = &state.oidc else {
-        return page(
+        return pages::error_response(
             StatusCode::SERVICE_UNAVAILABLE,
             "Sign-in unavailable",
             "No identity provider is configured.",
@@ -74,7 +65,7 @@ pub fn begin(
         }
         Err(e) => {
             tracing::warn!(error = %e, "cannot start OIDC login");
-            page(
+            pages::error_response(
                 StatusCode::SERVICE_UNAVAILABLE,
                 "Identity provider unavailable",
                 "The identity provider cannot be reached right now. Try again in a moment.",
@@ -106,14 +97,14 @@ pub async fn callback(
             .collect();
         let code: String = err.chars().take(64).collect();
         tracing::info!(target: "flyteauth::audit", route = "/callback", outcome = "deny", reason = "idp_error", error = %code);
-        return clear(page(
+        return clear(pages::error_response(
             StatusCode::UNAUTHORIZED,
             "Sign-in was not completed",
             &format!("The identity provider answered: {code}. {desc}"),
         ));
     }
     let Some(sealed) = cookies::get(&headers, state.cookies.name(cookies::OIDC_LOGIN)) else {
-        return page(
+        return pages::error_response(
             StatusCode::BAD_REQUEST,
             "Sign-in expired",
             "The sign-in state is missing (cookies blocked, or the sign-in took too long). Start again.",
@@ -124,7 +115,7 @@ pub async fn callback(
         .open(SEAL_PURPOSE, sealed)
         .and_then(|b| serde_json::from_slice(&b).ok());
     let Some(pending) = pending.filter(|p| p.expires_at > state.clock.now()) else {
-        return clear(page(
+        return clear(pages::error_response(
             StatusCode::BAD_REQUEST,
             "Sign-in expired",
             "The sign-in state is invalid or expired. Start again.",
@@ -140,21 +131,21 @@ pub async fn callback(
         )
     {
         tracing::info!(target: "flyteauth::audit", route = "/callback", outcome = "deny", reason = "state");
-        return clear(page(
+        return clear(pages::error_response(
             StatusCode::BAD_REQUEST,
             "Sign-in rejected",
             "The sign-in state does not match. Start again.",
         ));
     }
     let Some(code) = q.get("code").filter(|c| !c.is_empty()) else {
-        return clear(page(
+        return clear(pages::error_response(
             StatusCode::BAD_REQUEST,
             "Sign-in rejected",
             "The identity provider sent no code.",
         ));
     };
     let Some(oidc) = &state.oidc else {
-        return page(
+        return pages::error_response(
             StatusCode::SERVICE_UNAVAILABLE,
             "Sign-in unavailable",
             "No identity provider is configured.",
@@ -168,7 +159,7 @@ pub async fn callback(
                 "flyteauth_logins_total",
                 &[("source", "oidc"), ("outcome", "deny")],
             );
-            return clear(page(
+            return clear(pages::error_response(
                 StatusCode::UNAUTHORIZED,
                 "Sign-in rejected",
                 &e.to_string(),
@@ -183,7 +174,7 @@ pub async fn callback(
         Ok(s) => s,
         Err(e) => {
             tracing::warn!(error = %e, "session store unavailable");
-            return clear(page(
+            return clear(pages::error_response(
                 StatusCode::SERVICE_UNAVAILABLE,
                 "Temporarily unavailable",
                 "Try again shortly.",

@@ -16,6 +16,21 @@ pub fn escape(s: &str) -> String {
     out
 }
 
+/// An error page as an answer (`Cache-Control: no-store`).
+pub fn error_response(
+    status: http::StatusCode,
+    title: &str,
+    message: &str,
+) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    (
+        status,
+        [(http::header::CACHE_CONTROL, "no-store")],
+        axum::response::Html(error_page(title, message)),
+    )
+        .into_response()
+}
+
 /// A page around trusted `body` HTML (callers escape what they interpolate).
 pub fn raw_page(title: &str, body: &str) -> String {
     page(title, body)

@@ -8,7 +8,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use axum::extract::{RawQuery, State};
-use axum::response::{Html, IntoResponse, Response};
+use axum::response::{IntoResponse, Response};
 use http::{header, HeaderMap, Method, StatusCode};
 use url::Url;
 
@@ -26,15 +26,6 @@ fn parse_params(raw: &str) -> Result<HashMap<String, String>, String> {
         }
     }
     Ok(map)
-}
-
-fn page(status: StatusCode, title: &str, message: &str) -> Response {
-    (
-        status,
-        [(header::CACHE_CONTROL, "no-store")],
-        Html(pages::error_page(title, message)),
-    )
-        .into_response()
 }
 
 fn see_other(location: &str) -> Response {
@@ -108,7 +99,13 @@ async fn handle(
     };
     let params = match parse_params(&raw) {
         Ok(p) => p,
-        Err(e) => return page(StatusCode::BAD_REQUEST, "Invalid authorization request", &e),
+        Err(e) => {
+            return pages::error_response(
+                StatusCode::BAD_REQUEST,
+                "Invalid authorization request",
+                &e,
+            )
+        }
     };
     let public = super::public_url(&state, origin.as_ref().map(|o| &o.0));
     let iss = state.authz.issuer(&public);
@@ -116,7 +113,7 @@ async fn handle(
     let v = match state.authz.validate_authorization(&params) {
         Ok(v) => v,
         Err(AuthorizeRefusal::Page { title, message }) => {
-            return page(StatusCode::BAD_REQUEST, title, message)
+            return pages::error_response(StatusCode::BAD_REQUEST, title, message)
         }
         Err(AuthorizeRefusal::Redirect {
             redirect_uri,
@@ -130,7 +127,7 @@ async fn handle(
         Ok(s) => s,
         Err(e) => {
             tracing::warn!(error = %e, "session store unavailable");
-            return page(
+            return pages::error_response(
                 StatusCode::SERVICE_UNAVAILABLE,
                 "Temporarily unavailable",
                 "Try again shortly.",
