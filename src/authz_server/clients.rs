@@ -51,6 +51,18 @@ impl Client {
         self.grant_types.iter().any(|g| g == grant)
     }
 
+    /// [`allows_grant`](Self::allows_grant) as the token endpoint answers it:
+    /// `unauthorized_client` naming `what` (the grant, or the flow it belongs to).
+    pub fn require_grant(&self, grant: &str, what: &str) -> Result<(), super::error::OAuthError> {
+        if self.allows_grant(grant) {
+            Ok(())
+        } else {
+            Err(super::error::OAuthError::unauthorized_client(format!(
+                "this client may not use {what}"
+            )))
+        }
+    }
+
     /// RFC 6749 §3.1.2.3 simple string comparison, except RFC 8252 §7.3: for a registered
     /// loopback `http` redirect (127.0.0.1, [::1], localhost), any port matches.
     pub fn redirect_uri_matches(&self, requested: &str) -> bool {

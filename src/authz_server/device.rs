@@ -72,11 +72,7 @@ impl AuthorizationServer {
         client: &Client,
         scope: Option<&str>,
     ) -> Result<DeviceAuthorization, OAuthError> {
-        if !client.allows_grant(GRANT_TYPE) {
-            return Err(OAuthError::unauthorized_client(
-                "this client may not use the device flow",
-            ));
-        }
+        client.require_grant(GRANT_TYPE, "the device flow")?;
         let scopes = requested_scopes(client, scope)?;
         let device_code = random_token();
         let now = self.clock.now();
@@ -180,11 +176,7 @@ impl AuthorizationServer {
         form: &Form,
     ) -> Result<TokenResponse, OAuthError> {
         let state = self;
-        if !client.allows_grant(GRANT_TYPE) {
-            return Err(OAuthError::unauthorized_client(
-                "this client may not use the device flow",
-            ));
-        }
+        client.require_grant(GRANT_TYPE, "the device flow")?;
         let device_code = form
             .get("device_code")
             .filter(|d| !d.is_empty())

@@ -53,11 +53,7 @@ impl AuthorizationServer {
         form: &Form,
     ) -> Result<TokenResponse, OAuthError> {
         let state = self;
-        if !client.allows_grant("authorization_code") {
-            return Err(OAuthError::unauthorized_client(
-                "this client may not use authorization_code",
-            ));
-        }
+        client.require_grant("authorization_code", "authorization_code")?;
         let code = required(form, "code")?;
         let now = state.clock.now();
         let hash = bound_digest(&client.id, code);
@@ -194,11 +190,7 @@ impl AuthorizationServer {
         form: &Form,
     ) -> Result<TokenResponse, OAuthError> {
         let state = self;
-        if !client.allows_grant("refresh_token") {
-            return Err(OAuthError::unauthorized_client(
-                "this client may not use refresh_token",
-            ));
-        }
+        client.require_grant("refresh_token", "refresh_token")?;
         let token = required(form, "refresh_token")?;
         let now = state.clock.now();
         let hash = bound_digest(&client.id, token);
@@ -331,11 +323,7 @@ impl AuthorizationServer {
                 "client_credentials requires a confidential client",
             ));
         }
-        if !client.allows_grant("client_credentials") {
-            return Err(OAuthError::unauthorized_client(
-                "this client may not use client_credentials",
-            ));
-        }
+        client.require_grant("client_credentials", "client_credentials")?;
         let requested = form
             .get("scope")
             .map(|s| split_scopes(s))
