@@ -94,16 +94,15 @@ impl Settings {
         public_urls: PublicUrls,
     ) -> Self {
         let s = &config.app_auth.self_auth_server;
-        let secs = |d: std::time::Duration| d.as_secs() as i64;
         Self {
             configured_issuer: config.auth.issuer.clone(),
             issuer,
             public_urls,
-            access_token_lifespan: secs(s.access_token_lifespan),
-            refresh_token_lifespan: secs(s.refresh_token_lifespan),
-            refresh_token_grace_period: secs(s.refresh_token_grace_period),
-            authorization_code_lifespan: secs(s.authorization_code_lifespan),
-            device_code_lifespan: secs(s.device_code_lifespan),
+            access_token_lifespan: s.access_token_lifespan,
+            refresh_token_lifespan: s.refresh_token_lifespan,
+            refresh_token_grace_period: s.refresh_token_grace_period,
+            authorization_code_lifespan: s.authorization_code_lifespan,
+            device_code_lifespan: s.device_code_lifespan,
             clock_skew_secs: config.auth.clock_skew_secs,
         }
     }

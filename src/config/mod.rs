@@ -55,7 +55,7 @@ pub struct Config {
     /// `auth.userAuth`, validated (paths resolved, the cookie policy parsed).
     pub user_auth: UserAuthConfig,
     /// `auth.appAuth` (the built-in AS, the external one), validated.
-    pub app_auth: AppAuthFile,
+    pub app_auth: AppAuthConfig,
     /// The validated `gateway:` section (DESIGN.md §11).
     pub gateway: Option<gateway::GatewayConfig>,
     /// What start-up should tell the operator: Flyte sections skipped, Flyte keys accepted but
@@ -78,6 +78,32 @@ pub struct UserAuthConfig {
     pub local_users: Vec<LocalUserFile>,
     pub session: SessionFile,
     pub login_rate_limit: LoginRateLimitFile,
+}
+
+/// `auth.appAuth` as the service uses it (`authServerType`, `issuer` and `signingAlgorithm`
+/// are in [`AuthConfig`]).
+#[derive(Debug)]
+pub struct AppAuthConfig {
+    pub self_auth_server: SelfAuthServerConfig,
+    pub external_auth_server: ExternalAuthServerFile,
+}
+
+/// `auth.appAuth.selfAuthServer`, validated: lifespans in the seconds the token handlers use
+/// (each greater than zero), the trusted issuers' `jwksFile` resolved against the config's
+/// folder.
+#[derive(Debug)]
+pub struct SelfAuthServerConfig {
+    pub access_token_lifespan: i64,
+    pub refresh_token_lifespan: i64,
+    pub authorization_code_lifespan: i64,
+    pub device_code_lifespan: i64,
+    /// Zero: a rotated refresh token is never accepted again.
+    pub refresh_token_grace_period: i64,
+    pub claim_symmetric_encryption_key_secret_name: String,
+    pub token_signing_rsa_key_secret_name: String,
+    pub old_token_signing_rsa_key_secret_name: String,
+    pub static_clients: Option<std::collections::BTreeMap<String, StaticClientFile>>,
+    pub trusted_issuers: Vec<trusted_issuers::TrustedIssuerFile>,
 }
 
 /// `auth.userAuth.cookieSetting`, parsed.

@@ -9,8 +9,8 @@ use url::Url;
 
 use super::database::database_target;
 use super::{
-    AuthConfig, Config, ConfigError, CookieSettings, FileConfig, Notices, ServerConfig, TlsFiles,
-    TrustedProxies, UserAuthConfig,
+    AppAuthConfig, AppAuthFile, AuthConfig, Config, ConfigError, CookieSettings, FileConfig,
+    Notices, SelfAuthServerConfig, ServerConfig, TlsFiles, TrustedProxies, UserAuthConfig,
 };
 
 pub(super) fn from_file(f: FileConfig, base: &Path) -> Result<Config, ConfigError> {
@@ -338,12 +338,7 @@ pub(super) fn from_file(f: FileConfig, base: &Path) -> Result<Config, ConfigErro
         session: ua.session,
         login_rate_limit: ua.login_rate_limit,
     };
-    let mut app_auth = f.auth.app_auth;
-    for t in &mut app_auth.self_auth_server.trusted_issuers {
-        if !t.jwks_file.is_empty() {
-            t.jwks_file = resolve(&t.jwks_file).to_string_lossy().into_owned();
-        }
-    }
+    let app_auth = app_auth(f.auth.app_auth, &resolve);
     let database_pool = super::database::database_pool(&f.database)?;
     Ok(Config {
         server,
@@ -358,6 +353,35 @@ pub(super) fn from_file(f: FileConfig, base: &Path) -> Result<Config, ConfigErro
         app_auth,
         gateway,
     })
+}
+
+/// `auth.appAuth` (its lifespans checked above) → [`AppAuthConfig`]: durations in the
+/// seconds the token handlers use, the trusted issuers' `jwksFile` resolved.
+fn app_auth(a: AppAuthFile, resolve: &dyn Fn(&str) -> PathBuf) -> AppAuthConfig {
+    let s = a.self_auth_server;
+    let secs = |d: std::time::Duration| d.as_secs() as i64;
+    let mut trusted_issuers = s.trusted_issuers;
+    for t in &mut trusted_issuers {
+        if !t.jwks_file.is_empty() {
+            t.jwks_file = resolve(&t.jwks_file).to_string_lossy().into_owned();
+        }
+    }
+    AppAuthConfig {
+        self_auth_server: SelfAuthServerConfig {
+            access_token_lifespan: secs(s.access_token_lifespan),
+            refresh_token_lifespan: secs(s.refresh_token_lifespan),
+            authorization_code_lifespan: secs(s.authorization_code_lifespan),
+            device_code_lifespan: secs(s.device_code_lifespan),
+            refresh_token_grace_period: secs(s.refresh_token_grace_period),
+            claim_symmetric_encryption_key_secret_name: s
+                .claim_symmetric_encryption_key_secret_name,
+            token_signing_rsa_key_secret_name: s.token_signing_rsa_key_secret_name,
+            old_token_signing_rsa_key_secret_name: s.old_token_signing_rsa_key_secret_name,
+            static_clients: s.static_clients,
+            trusted_issuers,
+        },
+        external_auth_server: a.external_auth_server,
+    }
 }
 
 /// The CA bundles of `https://` upstreams (`gateway.upstreams[i].caCertFile`): readable, at

@@ -340,10 +340,7 @@ fn flyte_chart_fixtures_load_with_flytes_keys_honoured() {
 
     let azure = load("azure-single/flyteadmin.yaml");
     assert_eq!(azure.domains.len(), 2, "top-level domains");
-    assert_eq!(
-        azure.app_auth.self_auth_server.device_code_lifespan,
-        Duration::from_secs(600)
-    );
+    assert_eq!(azure.app_auth.self_auth_server.device_code_lifespan, 600);
     assert_eq!(
         azure.notices.warnings.len(),
         6,
