@@ -3,7 +3,7 @@ gzip-compressed like the `flyte` SDK sends them) calling ListProjects and GetPro
 flyteauth; run with the Flyte 2 venv's python. Prints one JSON line per call:
 {"ok": true, "projects": [...]} or {"ok": false, "code": "...", "message": "..."}.
 
-Usage: python flyte2_client.py BASE_URL [TOKEN]
+Usage: python flyte2_client.py BASE_URL [TOKEN [PROJECT]]  (GetProject asks for PROJECT, default "nope")
 """
 
 import json
@@ -14,6 +14,7 @@ from flyteidl2.project import project_service_connect, project_service_pb2
 
 base = sys.argv[1]
 headers = {"authorization": f"Bearer {sys.argv[2]}"} if len(sys.argv) > 2 else {}
+project = sys.argv[3] if len(sys.argv) > 3 else "nope"
 client = project_service_connect.ProjectServiceClientSync(base)
 
 
@@ -25,4 +26,4 @@ def out(fn):
 
 
 out(lambda: {"projects": [p.name for p in client.list_projects(project_service_pb2.ListProjectsRequest(), headers=headers).projects.projects]})
-out(lambda: {"project": client.get_project(project_service_pb2.GetProjectRequest(id="nope"), headers=headers).project.id})
+out(lambda: {"project": client.get_project(project_service_pb2.GetProjectRequest(id=project), headers=headers).project.id})

@@ -319,6 +319,49 @@ def test_flyteidl2_connect_client_through_the_gateway(gw, flyte2):
     assert len(flyte2.seen()) == n
 
 
+@pytest.fixture(scope="module")
+def gw_roles(tmp_path_factory, flyte2):
+    """The gateway with per-project bindings: flytepropeller may view project alpha only."""
+    bindings = [{"role": "viewer", "clients": ["flytepropeller"], "projects": ["alpha"], "domains": ["*"]}]
+    srv = GatewayServer(
+        tmp_dir=tmp_path_factory.mktemp("gateway_roles"),
+        port=free_port(),
+        auth_extra=dict(auth_extra(), authorization={"bindings": bindings}),
+    )
+    srv.gateway = {"upstreams": [{"name": "flyte2", "url": flyte2.url, "services": ["flyteidl2.*"]}]}
+    srv.start()
+    yield srv
+    srv.stop()
+
+
+def test_flyte2_gzip_requests_are_decided_on_their_project(gw_roles, flyte2):
+    """Flyte 2's Connect client gzips its requests: the roles decision reads the inflated
+    message, so a call in the bound project is forwarded and one in another project is refused
+    here, naming the project, and never reaches the upstream."""
+    tok = propeller_token(gw_roles)
+    python = os.environ["E2E_FLYTE2_PYTHON"]
+    script = FLYTE2_SCRIPT.parent / "flyte2_client.py"
+
+    def get_project(project: str) -> dict:
+        p = subprocess.run([python, str(script), gw_roles.url, tok, project], capture_output=True, timeout=60)
+        lines = [json.loads(x) for x in p.stdout.decode().splitlines() if x.startswith("{")]
+        assert len(lines) == 2, p.stderr.decode()[-2000:]
+        assert lines[0]["ok"] is True, lines[0]
+        return lines[1]
+
+    def gets_seen() -> int:
+        return sum(1 for c in flyte2.seen() if c["method"] == "GetProject")
+
+    before = gets_seen()
+    bound = get_project("alpha")
+    assert bound == {"ok": False, "code": "not_found", "message": "project alpha not found"}, bound
+    assert gets_seen() == before + 1
+    other = get_project("gamma")
+    assert other["ok"] is False and other["code"] == "permission_denied", other
+    assert "gamma" in other["message"], other
+    assert gets_seen() == before + 1, "a refused call reached the upstream"
+
+
 # --------------------------------------------------------------------------- Flyte 2, the SDK
 
 
