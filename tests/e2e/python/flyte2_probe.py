@@ -4,6 +4,7 @@ started as a subprocess by test_connect.py and test_gateway.py (pytest stays in 
     flyte2_probe.py metadata ENDPOINT CA
     flyte2_probe.py login ENDPOINT CA AUTH_TYPE [CLIENT_ID SECRET_FILE]
     flyte2_probe.py projects ENDPOINT CA [CLIENT_ID SECRET_FILE]
+    flyte2_probe.py sdk-projects ENDPOINT CA AUTH_TYPE PROJECT...
 
 `metadata`: the SDK's own discovery (`RemoteClientConfigStore`, i.e. the generated
 `flyteidl2.auth.auth_service_connect` client, binary protobuf, gzip-compressed requests), the same
@@ -20,6 +21,11 @@ the way the SDK calls it: with CLIENT_ID and SECRET_FILE, through `ClientSet.for
 (ClientSecret login, then `project_domain_service`, i.e. the generated `ProjectServiceClient`
 with the session's auth interceptors and transport), each call also carrying forged identity
 headers of the caller's own; without them, anonymously over the SDK's TLS transport.
+
+`sdk-projects`: the SDK's public API as a user scripts it: `flyte.init(endpoint=…,
+auth_type=AUTH_TYPE)` (Pkce or DeviceFlow: a local user, walked by the parent as for `login`),
+then for each PROJECT `flyte.remote.Project.get(PROJECT)` and `flyte.remote.Project.create(…)`
+with that id, each answer or error recorded.
 
 The last line on stdout is `RESULT <json>`.
 """
@@ -68,21 +74,14 @@ async def metadata(endpoint: str, ca: str) -> dict:
     return out
 
 
-async def login(endpoint: str, ca: str, auth_type: str, client_id: str | None, secret_file: str | None) -> dict:
-    from flyte.remote._client.auth._authenticators import device_code
-    from flyte.remote._client.auth._session import create_session_config
-    from flyteidl2.auth import identity_pb2
-    from flyteidl2.auth.identity_connect import IdentityServiceClient
-
-    kwargs: dict = {"auth_type": auth_type}
-    if auth_type == "ClientSecret":
-        with open(secret_file or "", encoding="utf-8") as f:
-            secret = f.read().strip()
-        kwargs.update(client_id=client_id, client_secret=secret, client_credentials_secret=secret)
+def install_user_side(auth_type: str) -> None:
+    """Replaces the SDK's browser (Pkce) or its printed instructions (DeviceFlow) by a line on
+    stdout: the parent walks the user's side and the SDK goes on by itself."""
     if auth_type == "Pkce":
-        # The browser: the parent walks the login and delivers the callback.
         webbrowser.open_new_tab = lambda url, *a, **k: (emit("BROWSER", url), True)[1]
     if auth_type == "DeviceFlow":
+        from flyte.remote._client.auth._authenticators import device_code
+
         seen = []
 
         def show(text, *a, **k):
@@ -94,6 +93,19 @@ async def login(endpoint: str, ca: str, auth_type: str, client_id: str | None, s
                     emit("VERIFY", url)
 
         device_code.rich_print = show
+
+
+async def login(endpoint: str, ca: str, auth_type: str, client_id: str | None, secret_file: str | None) -> dict:
+    from flyte.remote._client.auth._session import create_session_config
+    from flyteidl2.auth import identity_pb2
+    from flyteidl2.auth.identity_connect import IdentityServiceClient
+
+    kwargs: dict = {"auth_type": auth_type}
+    if auth_type == "ClientSecret":
+        with open(secret_file or "", encoding="utf-8") as f:
+            secret = f.read().strip()
+        kwargs.update(client_id=client_id, client_secret=secret, client_credentials_secret=secret)
+    install_user_side(auth_type)
     session = await create_session_config(endpoint, None, insecure=False, ca_cert_file_path=ca, **kwargs)
     client = IdentityServiceClient(**session.connect_kwargs())
     info = await client.user_info(identity_pb2.UserInfoRequest())
@@ -153,6 +165,38 @@ async def projects(endpoint: str, ca: str, client_id: str | None, secret_file: s
     return {"list": await call(list_projects), "get": await call(get_project)}
 
 
+def error_of(e: BaseException) -> dict:
+    """The Connect code and message of a failed SDK call, however the SDK wrapped it."""
+    from connectrpc.errors import ConnectError
+
+    seen = e
+    while seen is not None and not isinstance(seen, ConnectError):
+        seen = seen.__cause__ or seen.__context__
+    if seen is None:
+        return {"ok": False, "code": type(e).__name__, "message": str(e)}
+    return {"ok": False, "code": seen.code.name.lower(), "message": seen.message}
+
+
+def sdk_projects(endpoint: str, ca: str, auth_type: str, names: list[str]) -> dict:
+    import flyte
+    from flyte.remote import Project
+
+    install_user_side(auth_type)
+    flyte.init(endpoint=endpoint, ca_cert_file_path=ca, auth_type=auth_type, rpc_retries=1)
+    out: dict = {}
+    for name in names:
+        for verb, call in (
+            ("get", lambda: Project.get(name)),
+            ("create", lambda: Project.create(id=name, name=name, description="created by the SDK")),
+        ):
+            try:
+                got = call()
+                out[f"{verb} {name}"] = {"ok": True, "project": got.pb2.id}
+            except Exception as e:  # noqa: BLE001 - every refusal is a result
+                out[f"{verb} {name}"] = error_of(e)
+    return out
+
+
 def main(argv: list[str]) -> int:
     mode, endpoint, ca = argv[1], argv[2], argv[3]
     if mode == "metadata":
@@ -163,6 +207,8 @@ def main(argv: list[str]) -> int:
     elif mode == "projects":
         rest = argv[4:] + [None, None]
         result = asyncio.run(projects(endpoint, ca, rest[0], rest[1]))
+    elif mode == "sdk-projects":
+        result = sdk_projects(endpoint, ca, argv[4], argv[5:])
     else:
         raise SystemExit(f"unknown mode {mode}")
     emit("RESULT", result)

@@ -1,8 +1,8 @@
 """Upstream stand-ins behind flyteauth's gateway (TESTING.md "Upstreams behind the gateway").
 
 - `Flyte1Upstream`: a grpcio server on flyteidl 1.16's generated servicers, in this process:
-  AdminService (ListProjects, GetExecution; everything else UNIMPLEMENTED as the base class
-  answers) and AsyncAgentService/GetTaskLogs (server-streaming: flyteidl 1.16 has no
+  AdminService (ListProjects, GetExecution, CreateExecution; everything else UNIMPLEMENTED as
+  the base class answers) and AsyncAgentService/GetTaskLogs (server-streaming: flyteidl 1.16 has no
   WatchService). A plain HTTP/1.1 server on a second port stands in for FlyteAdmin's
   grpc-gateway REST (`/api/v1/...`). Both record the metadata/headers they received.
 - `Flyte2Upstream`: `flyte2_upstream.py` under the Flyte 2 venv ($E2E_FLYTE2_PYTHON): a
@@ -76,6 +76,14 @@ class _Admin(admin_pb2_grpc.AdminServiceServicer):
         return execution_pb2.Execution(
             id=identifier_pb2.WorkflowExecutionIdentifier(
                 project=request.id.project, domain=request.id.domain, name=request.id.name
+            )
+        )
+
+    def CreateExecution(self, request, context):
+        self.rec.record("CreateExecution", context.invocation_metadata())
+        return execution_pb2.ExecutionCreateResponse(
+            id=identifier_pb2.WorkflowExecutionIdentifier(
+                project=request.project, domain=request.domain, name=request.name
             )
         )
 
