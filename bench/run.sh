@@ -634,13 +634,6 @@ say "## 6. Token verification micro-benchmarks (criterion, bench/micro, medians)
 say ""
 python3 bench/micro/summary.py "$TARGET/criterion" | tee -a "$SUMMARY"
 say ""
-say "Authorization decisions with 1,000 bindings (benches/authz.rs; target ≤ 1 µs):"
-say ""
-for b in decide_proto decide_denied may_view_project; do
-  f="$TARGET/criterion/authz/$b/new/estimates.json"
-  [ -f "$f" ] && say "- authz/$b: $(python3 -c 'import json,sys; print(f"{json.load(open(sys.argv[1]))["median"]["point_estimate"]:.0f} ns")' "$f")"
-done
-say ""
 fi
 
 # ---------------------------------------------------------------- 7. token exchange

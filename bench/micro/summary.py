@@ -5,7 +5,8 @@ Usage: python3 bench/micro/summary.py CRITERION_DIR    (e.g. $CARGO_TARGET_DIR/c
 
 Reads criterion's */new/benchmark.json and */new/estimates.json (median point estimates, in
 ns) and prints to stdout a table per algorithm: cold verify, raw aws-lc-rs signature check
-with a parsed key and with an unparsed one, the cold/raw ratio; then the cache-hit time.
+with a parsed key and with an unparsed one, the cold/raw ratio; then the cache-hit time, and
+the authorization decisions with 1,000 bindings (benches/authz.rs, group `authz`).
 """
 
 import json
@@ -43,7 +44,8 @@ def main(argv):
     if not m:
         print(f"summary.py: no criterion results under {argv[1]}", file=sys.stderr)
         return 1
-    found = {k.split("/", 1)[1] for k in m if "/" in k}
+    verify_groups = ("verify_cold", "raw_signature", "raw_signature_unparsed")
+    found = {k.split("/", 1)[1] for k in m if k.split("/", 1)[0] in verify_groups}
     algs = [a for a in ALG_ORDER if a in found] + sorted(found - set(ALG_ORDER))
     print("Access-token verification (criterion medians):")
     print()
@@ -62,6 +64,13 @@ def main(argv):
         print(f"Token cache hit (RS256 token): {hit:.0f} ns")
     else:
         print("Token cache hit: not measured")
+    decisions = sorted(k for k in m if k.startswith("authz/"))
+    if decisions:
+        print()
+        print("Authorization decisions with 1,000 bindings (benches/authz.rs; target ≤ 1 µs):")
+        print()
+        for k in decisions:
+            print(f"- {k}: {m[k]:.0f} ns")
     return 0
 
 

@@ -214,7 +214,19 @@ impl AuthorizationServer {
                 iss: verified.issuer,
             },
         };
-        let access_token = state.keys.current.sign_jwt("at+jwt", &claims);
+        // An RSA signature (~0.4 ms) goes to a blocking thread, so that no worker stalls on it
+        // while other grants wait for their turn at the database; a quick one (ES256, EdDSA)
+        // runs here, where the hand-off would cost about as much as signing. It comes after the
+        // single-use write: a replayed token never costs a signature.
+        let payload = serde_json::to_vec(&claims).expect("JWT claims serialize");
+        let keys = state.keys.clone();
+        let access_token = if keys.current.alg().signs_quickly() {
+            keys.current.sign_jwt_payload("at+jwt", &payload)
+        } else {
+            tokio::task::spawn_blocking(move || keys.current.sign_jwt_payload("at+jwt", &payload))
+                .await
+                .map_err(|_| OAuthError::server_error("signing the access token failed"))?
+        };
         let label = if exchange {
             "token_exchange"
         } else {
