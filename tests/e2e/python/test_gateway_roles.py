@@ -25,12 +25,11 @@ from flyteidl.core import identifier_pb2
 from flyteidl.service import admin_pb2_grpc
 
 from conftest import free_port
-from gateway_upstreams import Flyte1Upstream, Flyte2Upstream
 from helpers import RPC_TIMEOUT_S, make_tls_files
 from oauth import FLYTEKIT_REDIRECT_URI, LoginWalkerBrowser, auth_extra, query_of, send_dummy_callback, walk_authorize
 from test_connect import run_probe
 from test_device_flow import decide
-from test_gateway import GatewayServer, flytekit_client
+from test_gateway import GatewayServer, flyte1, flyte2, flytekit_client  # noqa: F401 - upstream fixtures
 from test_roles import CARL, VERA, denied, pkce, pkce_client  # noqa: F401 - pkce is a fixture
 
 pytestmark = pytest.mark.timeout(180)
@@ -56,25 +55,11 @@ def gateway(tmp, upstreams, tls=False) -> GatewayServer:
 
 
 @pytest.fixture(scope="module")
-def admin():
-    up = Flyte1Upstream().start()
-    yield up
-    up.close()
-
-
-@pytest.fixture(scope="module")
-def flyte2(tmp_path_factory):
-    up = Flyte2Upstream(tmp_path_factory.mktemp("roles_flyte2_upstream"))
-    yield up
-    up.stop()
-
-
-@pytest.fixture(scope="module")
-def gw(tmp_path_factory, admin):
+def gw(tmp_path_factory, flyte1):
     """flytekit's side: plaintext, FlyteAdmin's AdminService forwarded."""
     srv = gateway(
         tmp_path_factory.mktemp("gateway_roles_v1"),
-        [{"name": "flyteadmin", "url": admin.url, "services": ["flyteidl.service.AdminService"]}],
+        [{"name": "flyteadmin", "url": flyte1.url, "services": ["flyteidl.service.AdminService"]}],
     )
     yield srv
     srv.stop()
@@ -111,13 +96,13 @@ def launch(client, project: str, domain: str):
     return stub.CreateExecution(req, timeout=RPC_TIMEOUT_S)
 
 
-def refused(admin, call) -> str:
+def refused(upstream, call) -> str:
     """Runs `call`, which must be refused with PERMISSION_DENIED before reaching the upstream
     (flytekit's channel wraps the grpc error in its own exception)."""
-    before = admin.rec.count()
+    before = upstream.rec.count()
     with pytest.raises(Exception) as exc_info:
         call()
-    assert admin.rec.count() == before, "a refused call reached the upstream"
+    assert upstream.rec.count() == before, "a refused call reached the upstream"
     return denied(exc_info)
 
 
@@ -134,36 +119,36 @@ def logged_in(gw, pkce, user):
     return client, [p.name for p in projects]
 
 
-def test_flytekit_viewer_reads_its_project_and_cannot_launch(gw, admin, pkce):
+def test_flytekit_viewer_reads_its_project_and_cannot_launch(gw, flyte1, pkce):
     client, seen_as = logged_in(gw, pkce, VERA)
     assert seen_as == [f"seen-by-upstream:{VERA.username}"]
     assert get_execution(client, "alpha", "production").id.project == "alpha"
-    md = admin.rec.last("GetExecution")
+    md = flyte1.rec.last("GetExecution")
     assert md["x-auth-request-user"] == VERA.username and md["x-auth-request-groups"] == "analysts", md
 
-    msg = refused(admin, lambda: launch(client, "alpha", "development"))
+    msg = refused(flyte1, lambda: launch(client, "alpha", "development"))
     assert "CREATE_FLYTE_EXECUTIONS" in msg and "alpha" in msg, msg
-    msg = refused(admin, lambda: get_execution(client, "beta", "development"))
+    msg = refused(flyte1, lambda: get_execution(client, "beta", "development"))
     assert "VIEW_FLYTE_EXECUTIONS" in msg and "beta" in msg, msg
     assert "analysts" not in msg and "ml-team" not in msg, msg  # never names bindings
 
 
-def test_flytekit_contributor_launches_in_beta_and_is_refused_in_alpha(gw, admin, pkce):
+def test_flytekit_contributor_launches_in_beta_and_is_refused_in_alpha(gw, flyte1, pkce):
     client, _ = logged_in(gw, pkce, CARL)
     assert launch(client, "beta", "development").id.name == "run1"
-    assert admin.rec.last("CreateExecution")["x-auth-request-user"] == CARL.username
+    assert flyte1.rec.last("CreateExecution")["x-auth-request-user"] == CARL.username
     # Bound to beta's development domain only, and not to alpha at all.
-    assert "production" in refused(admin, lambda: launch(client, "beta", "production"))
-    assert "alpha" in refused(admin, lambda: get_execution(client, "alpha", "development"))
-    assert "alpha" in refused(admin, lambda: launch(client, "alpha", "development"))
+    assert "production" in refused(flyte1, lambda: launch(client, "beta", "production"))
+    assert "alpha" in refused(flyte1, lambda: get_execution(client, "alpha", "development"))
+    assert "alpha" in refused(flyte1, lambda: launch(client, "alpha", "development"))
 
 
-def test_flytekit_propeller_works_where_bound_by_client_id(gw, admin):
+def test_flytekit_propeller_works_where_bound_by_client_id(gw, flyte1):
     client = flytekit_client(gw)
     for project in ("alpha", "beta"):
         assert launch(client, project, "production").id.project == project
-        assert admin.rec.last("CreateExecution")["x-auth-request-user"] == "flytepropeller"
-    assert "gamma" in refused(admin, lambda: launch(client, "gamma", "production"))
+        assert flyte1.rec.last("CreateExecution")["x-auth-request-user"] == "flytepropeller"
+    assert "gamma" in refused(flyte1, lambda: launch(client, "gamma", "production"))
 
 
 # --------------------------------------------------------------------------- the flyte SDK, Flyte 2
