@@ -16,7 +16,7 @@ use serde::Serialize;
 
 use super::client_auth::ClientCredentials;
 use super::error::OAuthError;
-use super::issue::TokenResponse;
+use super::issue::{sign_off_the_workers, TokenResponse};
 use super::trusted_issuers::Rejection;
 use super::{split_scopes, AuthorizationServer, Form};
 use crate::keys::random_token;
@@ -214,19 +214,12 @@ impl AuthorizationServer {
                 iss: verified.issuer,
             },
         };
-        // An RSA signature (~0.4 ms) goes to a blocking thread, so that no worker stalls on it
-        // while other grants wait for their turn at the database; a quick one (ES256, EdDSA)
-        // runs here, where the hand-off would cost about as much as signing. It comes after the
-        // single-use write: a replayed token never costs a signature.
+        // Off the workers, so that other grants' turns at the database do not wait behind an
+        // RSA signature; after the single-use write, so a replayed token never costs one.
         let payload = serde_json::to_vec(&claims).expect("JWT claims serialize");
-        let keys = state.keys.clone();
-        let access_token = if keys.current.alg().signs_quickly() {
-            keys.current.sign_jwt_payload("at+jwt", &payload)
-        } else {
-            tokio::task::spawn_blocking(move || keys.current.sign_jwt_payload("at+jwt", &payload))
-                .await
-                .map_err(|_| OAuthError::server_error("signing the access token failed"))?
-        };
+        let access_token = sign_off_the_workers(state.keys.clone(), payload)
+            .await
+            .map_err(|_| OAuthError::server_error("signing the access token failed"))?;
         let label = if exchange {
             "token_exchange"
         } else {
