@@ -26,11 +26,12 @@ async fn give_up_after<F: std::future::Future>(fut: F, pendings: usize) {
 
 /// Callers that go away mid-operation (a client that disconnects; found by `make bench`) must
 /// not leave a pooled connection inside a transaction: afterwards every connection can open a
-/// transaction again and what it writes is visible to another pool. Without the detaching in
-/// `store::detached` this fails on SQLite (a connection left inside its transaction: later writes
-/// on it are never seen). PostgreSQL has the same flaw (a cancel while `BEGIN` awaits its
-/// answer leaves an "idle in transaction" connection; seen under `make bench`), but this loop
-/// has not hit that narrower window there.
+/// transaction again and what it writes is visible to another pool. When SQLite still ran on
+/// sqlx, this failed there without the detaching in `store::detached` (a connection left
+/// inside its transaction: later writes on it are never seen); its operations now run whole
+/// on a connection of their own. PostgreSQL (sqlx) has the same flaw (a cancel while `BEGIN`
+/// awaits its answer leaves an "idle in transaction" connection; seen under `make bench`), but
+/// this loop has not hit that narrower window there.
 async fn cancelled_callers_leave_no_open_transaction(t: DatabaseTarget) {
     let store = open_store(&t).await;
     let behind = Behind::open(&t).await;

@@ -112,12 +112,12 @@ pub(super) fn poll_write(poll: &DevicePoll) -> Option<&'static str> {
 /// A `device_codes` row as selected by [`FIND_DEVICE_SQL`].
 #[derive(sqlx::FromRow)]
 pub(super) struct DeviceRow {
-    device_code_hash: String,
-    user_code: String,
-    client_id: String,
-    scopes: String,
-    interval_secs: i64,
-    expires_at: i64,
+    pub(super) device_code_hash: String,
+    pub(super) user_code: String,
+    pub(super) client_id: String,
+    pub(super) scopes: String,
+    pub(super) interval_secs: i64,
+    pub(super) expires_at: i64,
 }
 
 impl From<DeviceRow> for DeviceCodeRecord {

@@ -1,21 +1,24 @@
 //! Persistent state behind one trait; SQLite (embedded default) and PostgreSQL (replicas) backends.
 //!
-//! Both backends run the same SQL (SQLite accepts PostgreSQL's `$n` placeholders); only the
-//! connection setup and the substring function behind `contains` differ. Migrations are
-//! embedded from `migrations/{sqlite,postgres}` and applied by [`open`]; PostgreSQL replicas
-//! starting together serialise on sqlx's migration advisory lock.
+//! Both backends run the same SQL (SQLite accepts PostgreSQL's `$n` placeholders, here as
+//! named parameters); only the connection setup, a few statements that read the database's
+//! clock and the substring function behind `contains` differ. Migrations are embedded from
+//! `migrations/{sqlite,postgres}` and applied by [`open`]: PostgreSQL's by sqlx (replicas
+//! starting together serialise on its advisory lock), SQLite's by `sqlite/migrate.rs`, which
+//! keeps sqlx's `_sqlx_migrations` history.
 //!
-//! Every operation runs under one deadline ([`deadline`], [`QUERY_TIMEOUT`]): a database that
-//! stops answering yields `Unavailable`. Each backend decides for itself how an operation is
-//! kept whole when its caller goes away: operations through sqlx run in a task of their own
-//! (`detached`); SQLite's grant path (rusqlite, `sqlite/grant.rs`) runs in the caller's task.
+//! One driver per backend: PostgreSQL through sqlx's pool (`postgres/`), SQLite through plain
+//! SQLite connections (rusqlite, `sqlite/`). Every operation runs under one deadline
+//! ([`deadline`], [`QUERY_TIMEOUT`]): a database that stops answering yields `Unavailable`.
+//! Each backend decides for itself how an operation is kept whole when its caller goes away:
+//! operations through sqlx run in a task of their own (`detached`); SQLite's run whole on the
+//! calling thread or on a blocking thread.
 //!
 //! A grant's path: the `recent` cache (`authz_server`) → the [`Store`] trait (here) →
 //! `sqlite/mod.rs` → `sqlite/grant.rs` (SQL in `authz.rs`), or `postgres/mod.rs` →
-//! `authz_ops.rs`.
+//! `postgres/ops.rs`.
 
 mod authz;
-mod authz_ops;
 mod device;
 mod exchange;
 pub mod filters;
@@ -70,12 +73,7 @@ impl From<sqlx::Error> for StoreError {
             }
             E::Database(db) if db.is_unique_violation() => StoreError::AlreadyExists,
             E::Database(db) if is_transient(db.as_ref()) => {
-                if db
-                    .try_downcast_ref::<sqlx::postgres::PgDatabaseError>()
-                    .is_some()
-                {
-                    postgres::connection_failed();
-                }
+                postgres::connection_failed();
                 StoreError::Unavailable(db.to_string())
             }
             // Database messages are the server's primary message (never PostgreSQL's DETAIL,
@@ -94,22 +92,14 @@ impl From<sqlx::migrate::MigrateError> for StoreError {
     }
 }
 
-/// Errors worth retrying: PostgreSQL connection exceptions (08), insufficient resources (53)
-/// and shutdown/startup (57P); SQLite `SQLITE_BUSY`/`SQLITE_LOCKED` after the busy timeout.
+/// Errors worth retrying (sqlx serves only PostgreSQL): connection exceptions (08),
+/// insufficient resources (53), operator intervention such as a shutdown (57P), the database
+/// gone (renamed or dropped under us: 3D000) and authorization failures (28).
 fn is_transient(db: &dyn sqlx::error::DatabaseError) -> bool {
     let Some(code) = db.code() else { return false };
-    if db
-        .try_downcast_ref::<sqlx::postgres::PgDatabaseError>()
-        .is_some()
-    {
-        // 08 connection, 53 resources, 57P operator intervention (shutdown), 3D000 the
-        // database does not exist (renamed/dropped under us), 28 authorization failures.
-        ["08", "53", "57P", "3D000", "28"]
-            .iter()
-            .any(|p| code.starts_with(p))
-    } else {
-        code.parse::<i32>().is_ok_and(|c| matches!(c & 0xff, 5 | 6))
-    }
+    ["08", "53", "57P", "3D000", "28"]
+        .iter()
+        .any(|p| code.starts_with(p))
 }
 
 /// How long one store operation may take.
@@ -133,12 +123,12 @@ pub async fn deadline<T>(
 /// Runs `op` in a task of its own, under [`deadline`]: a caller that goes away (a client that
 /// disconnects, the deadline) never cancels it half-way, and it still finishes (or fails) on
 /// its own. sqlx is not cancellation-safe while it opens a transaction: a future dropped right
-/// after `BEGIN` was sent returns its connection to the pool *inside* the transaction
-/// (SQLite: the write lock held and every later `begin` refused; PostgreSQL: an "idle in
-/// transaction" connection whose writes no one else sees). Found by `make bench`, whose load
-/// generator drops in-flight requests at the end of every run. So every operation through
-/// sqlx runs detached; SQLite's grant path (rusqlite, whole on the calling thread or on a
-/// blocking thread) needs no task of its own.
+/// after `BEGIN` was sent returns its connection to the pool *inside* the transaction (an
+/// "idle in transaction" connection whose writes no one else sees; on SQLite, when it still
+/// ran on sqlx, the write lock held and every later `begin` refused). Found by `make bench`,
+/// whose load generator drops in-flight requests at the end of every run. So every operation
+/// through sqlx runs detached; SQLite's (rusqlite, whole on the calling thread or on a
+/// blocking thread) need no task of their own.
 async fn detached<T: Send + 'static>(
     op: impl Future<Output = Result<T, StoreError>> + Send + 'static,
 ) -> Result<T, StoreError> {
@@ -363,7 +353,9 @@ pub trait Store: Send + Sync + 'static {
 /// Where the data lives (defined with the configuration that names it).
 pub use crate::config::DatabaseTarget;
 
-/// Opens the pool, applies the embedded migrations (sqlx::migrate!("./migrations/sqlite") / "./migrations/postgres"), returns the store.
+/// Opens the database, applies the embedded migrations (`migrations/sqlite` or
+/// `migrations/postgres`), returns the store. `acquire_timeout` is how long PostgreSQL's pool
+/// waits for a free connection (SQLite's reads and writes queue under [`QUERY_TIMEOUT`]).
 pub async fn open(
     target: &DatabaseTarget,
     max_connections: u32,
@@ -387,7 +379,7 @@ pub async fn open_with_lifetime(
     }
     Ok(match target {
         DatabaseTarget::Sqlite { path } => {
-            Arc::new(sqlite::SqliteStore::open(path, max_connections, acquire_timeout).await?)
+            Arc::new(sqlite::SqliteStore::open(path, max_connections).await?)
         }
         DatabaseTarget::Postgres { url } => Arc::new(
             postgres::PgStore::open(url, max_connections, acquire_timeout, max_lifetime).await?,
@@ -473,7 +465,7 @@ fn list_sql(q: &ProjectQuery, dialect: Dialect) -> Result<(String, Vec<Arg>), St
     Ok((sql, args))
 }
 
-/// Turns `args` into a parameter list for either backend (`sqlx::query_with`).
+/// Turns `args` into a parameter list for `sqlx::query_with` (PostgreSQL).
 fn arguments<'q, DB>(args: Vec<Arg>) -> Result<DB::Arguments<'q>, StoreError>
 where
     DB: sqlx::Database,

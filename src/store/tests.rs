@@ -56,7 +56,7 @@ where
 /// with the backend's own SQL on a pool of its own beside the store under test (open the
 /// store first: it creates and migrates the database).
 pub(super) enum Behind {
-    Sqlite(sqlx::SqlitePool),
+    Sqlite(std::sync::Mutex<rusqlite::Connection>),
     Postgres(sqlx::PgPool),
 }
 
@@ -64,10 +64,9 @@ impl Behind {
     pub(super) async fn open(t: &DatabaseTarget) -> Self {
         match t {
             DatabaseTarget::Sqlite { path } => {
-                let options = sqlx::sqlite::SqliteConnectOptions::new()
-                    .filename(path)
-                    .busy_timeout(Duration::from_secs(5));
-                Behind::Sqlite(sqlx::SqlitePool::connect_with(options).await.unwrap())
+                let conn = rusqlite::Connection::open(path).unwrap();
+                conn.busy_timeout(Duration::from_secs(5)).unwrap();
+                Behind::Sqlite(std::sync::Mutex::new(conn))
             }
             DatabaseTarget::Postgres { url } => {
                 Behind::Postgres(sqlx::PgPool::connect(url).await.unwrap())
@@ -82,8 +81,8 @@ impl Behind {
         r: &RefreshTokenRecord,
     ) -> Result<(), StoreError> {
         match self {
-            Behind::Sqlite(p) => authz_ops::sqlite::insert_refresh_token(p, r).await,
-            Behind::Postgres(p) => authz_ops::postgres::insert_refresh_token(p, r).await,
+            Behind::Sqlite(c) => super::sqlite::insert_refresh_token(&c.lock().unwrap(), r),
+            Behind::Postgres(p) => super::postgres::insert_refresh_token(p, r).await,
         }
     }
 
@@ -96,11 +95,14 @@ impl Behind {
         expires_at: i64,
     ) -> Result<(), StoreError> {
         match self {
-            Behind::Sqlite(p) => {
-                authz_ops::sqlite::record_access_token(p, family_id, jti, expires_at).await
-            }
+            Behind::Sqlite(c) => super::sqlite::record_access_token(
+                &mut c.lock().unwrap(),
+                family_id,
+                jti,
+                expires_at,
+            ),
             Behind::Postgres(p) => {
-                authz_ops::postgres::record_access_token(p, family_id, jti, expires_at).await
+                super::postgres::record_access_token(p, family_id, jti, expires_at).await
             }
         }
     }
@@ -155,16 +157,10 @@ async fn created_at(t: &DatabaseTarget, id: &str, set: Option<i64>) -> i64 {
     const SQL: &str = "UPDATE projects SET created_at = COALESCE($1, created_at) \
                        WHERE identifier = $2 RETURNING created_at";
     match t {
-        DatabaseTarget::Sqlite { path } => {
-            let options = sqlx::sqlite::SqliteConnectOptions::new().filename(path);
-            let pool = sqlx::SqlitePool::connect_with(options).await.unwrap();
-            sqlx::query_scalar(SQL)
-                .bind(set)
-                .bind(id)
-                .fetch_one(&pool)
-                .await
-                .unwrap()
-        }
+        DatabaseTarget::Sqlite { path } => rusqlite::Connection::open(path)
+            .unwrap()
+            .query_row(SQL, rusqlite::params![set, id], |r| r.get(0))
+            .unwrap(),
         DatabaseTarget::Postgres { url } => {
             let pool = sqlx::PgPool::connect(url).await.unwrap();
             sqlx::query_scalar(SQL)

@@ -9,7 +9,8 @@ use std::time::{Duration, Instant};
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::{PgPool, Postgres};
 
-use super::authz_ops::postgres as ops;
+mod ops;
+
 use super::{
     arguments, list_sql, record_args, Dialect, ProjectQuery, ProjectRecord, ProjectRow, Store,
     StoreError, GET_SQL, INSERT_SQL, UPDATE_SQL,
@@ -19,6 +20,8 @@ use super::{
     AuthCodeRecord, CodeRedemption, DeviceApproval, DeviceCodeRecord, DevicePoll, Found, Issuance,
     IssueOutcome, RefreshTokenRecord, RevokedToken, SessionRecord, Spend,
 };
+#[cfg(test)]
+pub(super) use ops::{insert_refresh_token, record_access_token};
 
 /// A pooled connection idle for this long is pinged before it is used again; one used more
 /// recently is taken as alive (as HikariCP's 500 ms "alive bypass window"), unless a
@@ -154,10 +157,8 @@ impl Store for PgStore {
 
     async fn insert_auth_code(&self, c: &AuthCodeRecord) -> Result<(), StoreError> {
         let c = c.clone();
-        self.run(
-            move |pool| async move { super::authz_ops::insert_auth_code_postgres(&pool, &c).await },
-        )
-        .await
+        self.run(move |pool| async move { ops::insert_auth_code(&pool, &c).await })
+            .await
     }
 
     async fn redeem_auth_code(
@@ -172,10 +173,8 @@ impl Store for PgStore {
 
     async fn find_auth_code(&self, code_hash: &str) -> Result<Found<AuthCodeRecord>, StoreError> {
         let code_hash = code_hash.to_owned();
-        self.run(move |pool| async move {
-            super::authz_ops::find_auth_code_postgres(&pool, &code_hash).await
-        })
-        .await
+        self.run(move |pool| async move { ops::find_auth_code(&pool, &code_hash).await })
+            .await
     }
 
     async fn find_refresh_token(
@@ -183,10 +182,8 @@ impl Store for PgStore {
         token_hash: &str,
     ) -> Result<Found<RefreshTokenRecord>, StoreError> {
         let token_hash = token_hash.to_owned();
-        self.run(move |pool| async move {
-            super::authz_ops::find_refresh_token_postgres(&pool, &token_hash).await
-        })
-        .await
+        self.run(move |pool| async move { ops::find_refresh_token(&pool, &token_hash).await })
+            .await
     }
 
     async fn spend_and_issue(
@@ -197,9 +194,9 @@ impl Store for PgStore {
     ) -> Result<IssueOutcome, StoreError> {
         let spend = spend.clone();
         let issuance = issuance.clone();
-        self.run(move |pool| async move {
-            super::authz_ops::spend_and_issue_postgres(&pool, &spend, now, &issuance).await
-        })
+        self.run(
+            move |pool| async move { ops::spend_and_issue(&pool, &spend, now, &issuance).await },
+        )
         .await
     }
 
@@ -243,10 +240,8 @@ impl Store for PgStore {
 
     async fn get_session(&self, id_hash: &str) -> Result<SessionRecord, StoreError> {
         let id_hash = id_hash.to_owned();
-        self.run(move |pool| async move {
-            super::authz_ops::get_session_postgres(&pool, &id_hash).await
-        })
-        .await
+        self.run(move |pool| async move { ops::get_session(&pool, &id_hash).await })
+            .await
     }
 
     async fn touch_session(&self, id_hash: &str, now: i64) -> Result<(), StoreError> {
@@ -337,7 +332,7 @@ impl Store for PgStore {
     ) -> Result<bool, StoreError> {
         let token_id = token_id.to_owned();
         self.run(move |pool| async move {
-            super::exchange::remember_postgres(&pool, &token_id, expires_at, now).await
+            ops::remember_exchanged_token(&pool, &token_id, expires_at, now).await
         })
         .await
     }

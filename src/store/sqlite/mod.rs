@@ -1,119 +1,84 @@
-//! SQLite backend: one file under the data directory, WAL, for a single replica. The grant
-//! hot path runs on connections of its own ([`grant`]).
+//! SQLite backend: one file under the data directory, WAL, for a single replica, on plain
+//! SQLite connections (`conn.rs`). A grant's path: `mod.rs` (here) → `grant.rs` (SQL in
+//! `store/authz.rs`); everything else → `ops.rs`; the schema → `migrate.rs`.
 
+mod conn;
 mod grant;
+mod migrate;
+mod ops;
 
 use std::future::Future;
 use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
-use sqlx::{Sqlite, SqlitePool};
+use rusqlite::Connection;
 
-use super::authz_ops::sqlite as ops;
-use super::{
-    arguments, list_sql, record_args, Dialect, ProjectQuery, ProjectRecord, ProjectRow, Store,
-    StoreError, GET_SQL, INSERT_SQL, UPDATE_SQL,
-};
-use super::{deadline, detached, QUERY_TIMEOUT};
+use super::{deadline, QUERY_TIMEOUT};
+use super::{list_sql, record_args, Dialect, ProjectQuery, ProjectRecord, Store, StoreError};
 use super::{
     AuthCodeRecord, CodeRedemption, DeviceApproval, DeviceCodeRecord, DevicePoll, Found, Issuance,
-    IssueOutcome, RefreshTokenRecord, RevokedToken, SessionRecord, Spend,
+    IssueOutcome, RefreshTokenRecord, RevokedToken, SessionRecord, Spend, INSERT_SQL, UPDATE_SQL,
 };
-use grant::{Direct, WAL_SIZE_LIMIT};
+use conn::Connections;
+#[cfg(test)]
+use conn::WAL_SIZE_LIMIT;
+
+#[cfg(test)]
+pub(super) use ops::{insert_refresh_token, record_access_token};
+
+/// How long a connection waits for another process's lock on the file.
+const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// [`Store`] on an SQLite file.
 pub(super) struct SqliteStore {
-    pool: SqlitePool,
-    /// Held by every writing operation, on the pool or on `direct`. SQLite admits one writer
-    /// at a time and makes the others poll its lock with growing sleeps (the busy handler),
-    /// so under concurrent writes some waited for up to a second; this queue is first come,
-    /// first served, and SQLite never sees two writers of this process. Reads do not take it
-    /// (WAL readers run alongside the writer).
-    writer: Arc<tokio::sync::Mutex<()>>,
-    /// The grant hot path without sqlx's per-statement thread hop.
-    direct: Arc<Direct>,
+    /// Held by every writing operation. SQLite admits one writer at a time and makes the
+    /// others poll its lock with growing sleeps (the busy handler), so under concurrent
+    /// writes some waited for up to a second; this queue is first come, first served, and
+    /// SQLite never sees two writers of this process. Reads do not take it (WAL readers run
+    /// alongside the writer).
+    writer: tokio::sync::Mutex<()>,
+    conns: Arc<Connections>,
+    /// Set by [`Store::close`]: every later operation is `Unavailable`.
+    closed: AtomicBool,
 }
 
 impl SqliteStore {
-    /// Creates the file's directory and the file if missing, opens the pool and migrates.
-    pub(super) async fn open(
-        path: &Path,
-        max_connections: u32,
-        acquire_timeout: Duration,
-    ) -> Result<Self, StoreError> {
+    /// Creates the file's directory and the file if missing, migrates, and opens the writer
+    /// and `max_connections - 1` readers (at least one).
+    pub(super) async fn open(path: &Path, max_connections: u32) -> Result<Self, StoreError> {
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
             tokio::fs::create_dir_all(dir)
                 .await
                 .map_err(|e| StoreError::Unavailable(format!("creating {}: {e}", dir.display())))?;
         }
-        let busy_timeout = Duration::from_secs(5);
-        let options = SqliteConnectOptions::new()
-            .filename(path)
-            .create_if_missing(true)
-            .journal_mode(SqliteJournalMode::Wal)
-            .synchronous(SqliteSynchronous::Normal)
-            .busy_timeout(busy_timeout)
-            .foreign_keys(true)
-            // Checkpoints run on the checkpointer thread (`grant`), never in a commit.
-            .pragma("wal_autocheckpoint", "0")
-            .pragma("journal_size_limit", WAL_SIZE_LIMIT.to_string());
-        let pool = SqlitePoolOptions::new()
-            .max_connections(max_connections)
-            .acquire_timeout(acquire_timeout)
-            // A file cannot hang up: no ping (a round trip to sqlx's worker thread) before
-            // every statement.
-            .test_before_acquire(false)
-            .connect_with(options)
-            .await?;
-        sqlx::migrate!("./migrations/sqlite").run(&pool).await?;
-        let direct = {
-            let path = path.to_owned();
-            tokio::task::spawn_blocking(move || Direct::open(&path, busy_timeout))
-                .await
-                .map_err(|_| StoreError::Internal("opening the database panicked".into()))??
-        };
-        Ok(SqliteStore {
-            pool,
-            writer: Arc::new(tokio::sync::Mutex::new(())),
-            direct,
-        })
-    }
-}
-
-impl SqliteStore {
-    /// A write through sqlx: [`detached`], behind the writer queue.
-    async fn write<T, Fut>(&self, op: impl FnOnce(SqlitePool) -> Fut) -> Result<T, StoreError>
-    where
-        T: Send + 'static,
-        Fut: Future<Output = Result<T, StoreError>> + Send + 'static,
-    {
-        let (writer, op) = (self.writer.clone(), op(self.pool.clone()));
-        detached(async move {
-            let _writer = writer.lock_owned().await;
-            op.await
+        let path = path.to_owned();
+        let readers = usize::try_from(max_connections.saturating_sub(1)).unwrap_or(1);
+        let conns = tokio::task::spawn_blocking(move || {
+            conn::create_and_migrate(&path, BUSY_TIMEOUT)?;
+            Connections::open(&path, readers, BUSY_TIMEOUT)
         })
         .await
+        .map_err(|_| StoreError::Internal("opening the database panicked".into()))??;
+        Ok(SqliteStore {
+            writer: tokio::sync::Mutex::new(()),
+            conns,
+            closed: AtomicBool::new(false),
+        })
     }
 
-    /// A read through sqlx: [`detached`].
-    async fn read<T, Fut>(&self, op: impl FnOnce(SqlitePool) -> Fut) -> Result<T, StoreError>
-    where
-        T: Send + 'static,
-        Fut: Future<Output = Result<T, StoreError>> + Send + 'static,
-    {
-        detached(op(self.pool.clone())).await
-    }
-
-    /// The grant path ([`Direct`]), in the caller's task: each operation runs whole on the
-    /// calling thread, or whole on a blocking thread that finishes it whether or not anyone
-    /// still waits, so dropping it leaves nothing half-done. A write holds the writer queue.
-    async fn grant<T>(
+    /// Every operation: refused once closed, under the deadline; a write holds the writer
+    /// queue. Each runs whole, on the calling thread or on a blocking thread that finishes it
+    /// whether or not anyone still waits, so a caller that goes away leaves nothing half-done.
+    async fn op<T>(
         &self,
         write: bool,
         op: impl Future<Output = Result<T, StoreError>>,
     ) -> Result<T, StoreError> {
+        if self.closed.load(Ordering::Acquire) {
+            return Err(StoreError::Unavailable("the store is closed".into()));
+        }
         deadline(QUERY_TIMEOUT, async {
             let _writer = if write {
                 Some(self.writer.lock().await)
@@ -124,59 +89,55 @@ impl SqliteStore {
         })
         .await
     }
+
+    /// A read off the grant path ([`ops`]).
+    async fn read<T: Send + 'static>(
+        &self,
+        read: impl Fn(&Connection) -> Result<T, StoreError> + Send + 'static,
+    ) -> Result<T, StoreError> {
+        self.op(false, self.conns.read(read)).await
+    }
+
+    /// A write off the grant path ([`ops`]).
+    async fn write<T: Send + 'static>(
+        &self,
+        write: impl Fn(&mut Connection) -> Result<T, StoreError> + Send + 'static,
+    ) -> Result<T, StoreError> {
+        self.op(true, self.conns.write(write)).await
+    }
 }
 
 #[async_trait::async_trait]
 impl Store for SqliteStore {
     async fn create_project(&self, p: &ProjectRecord) -> Result<(), StoreError> {
         let args = record_args(p)?;
-        self.write(|pool| async move {
-            let args = arguments::<Sqlite>(args)?;
-            sqlx::query_with(INSERT_SQL, args).execute(&pool).await?;
-            Ok(())
-        })
-        .await
+        self.write(move |conn| ops::execute(conn, INSERT_SQL, &args).map(drop))
+            .await
     }
 
     async fn update_project(&self, p: &ProjectRecord) -> Result<(), StoreError> {
         let args = record_args(p)?;
-        self.write(|pool| async move {
-            let args = arguments::<Sqlite>(args)?;
-            let done = sqlx::query_with(UPDATE_SQL, args).execute(&pool).await?;
-            if done.rows_affected() == 0 {
-                return Err(StoreError::NotFound);
-            }
-            Ok(())
+        self.write(move |conn| match ops::execute(conn, UPDATE_SQL, &args)? {
+            0 => Err(StoreError::NotFound),
+            _ => Ok(()),
         })
         .await
     }
 
     async fn get_project(&self, org: &str, id: &str) -> Result<ProjectRecord, StoreError> {
         let (org, id) = (org.to_owned(), id.to_owned());
-        self.read(|pool| async move {
-            let row: ProjectRow = sqlx::query_as(GET_SQL)
-                .bind(org)
-                .bind(id)
-                .fetch_one(&pool)
-                .await?;
-            row.try_into()
-        })
-        .await
+        self.read(move |conn| ops::get_project(conn, &org, &id))
+            .await
     }
 
     async fn list_projects(&self, q: &ProjectQuery) -> Result<Vec<ProjectRecord>, StoreError> {
         let (sql, args) = list_sql(q, Dialect::Sqlite)?;
-        self.read(|pool| async move {
-            let rows: Vec<ProjectRow> = sqlx::query_as_with(&sql, arguments::<Sqlite>(args)?)
-                .fetch_all(&pool)
-                .await?;
-            rows.into_iter().map(ProjectRecord::try_from).collect()
-        })
-        .await
+        self.read(move |conn| ops::list_projects(conn, &sql, &args))
+            .await
     }
 
     async fn insert_auth_code(&self, c: &AuthCodeRecord) -> Result<(), StoreError> {
-        self.grant(true, self.direct.insert_auth_code(c)).await
+        self.op(true, self.conns.insert_auth_code(c)).await
     }
 
     async fn redeem_auth_code(
@@ -185,20 +146,19 @@ impl Store for SqliteStore {
         now: i64,
     ) -> Result<CodeRedemption, StoreError> {
         let code_hash = code_hash.to_owned();
-        self.write(move |pool| async move { ops::redeem_auth_code(&pool, &code_hash, now).await })
+        self.write(move |conn| ops::redeem_auth_code(conn, &code_hash, now))
             .await
     }
 
     async fn find_auth_code(&self, code_hash: &str) -> Result<Found<AuthCodeRecord>, StoreError> {
-        self.grant(false, self.direct.find_auth_code(code_hash))
-            .await
+        self.op(false, self.conns.find_auth_code(code_hash)).await
     }
 
     async fn find_refresh_token(
         &self,
         token_hash: &str,
     ) -> Result<Found<RefreshTokenRecord>, StoreError> {
-        self.grant(false, self.direct.find_refresh_token(token_hash))
+        self.op(false, self.conns.find_refresh_token(token_hash))
             .await
     }
 
@@ -208,7 +168,7 @@ impl Store for SqliteStore {
         now: i64,
         issuance: &Issuance,
     ) -> Result<IssueOutcome, StoreError> {
-        self.grant(true, self.direct.spend_and_issue(spend, now, issuance))
+        self.op(true, self.conns.spend_and_issue(spend, now, issuance))
             .await
     }
 
@@ -218,7 +178,7 @@ impl Store for SqliteStore {
         now: i64,
     ) -> Result<Vec<RevokedToken>, StoreError> {
         let family_id = family_id.to_owned();
-        self.write(move |pool| async move { ops::revoke_family(&pool, &family_id, now).await })
+        self.write(move |conn| ops::revoke_family(conn, &family_id, now))
             .await
     }
 
@@ -229,10 +189,8 @@ impl Store for SqliteStore {
         now: i64,
     ) -> Result<(), StoreError> {
         let jti = jti.to_owned();
-        self.write(move |pool| async move {
-            ops::revoke_access_token(&pool, &jti, expires_at, now).await
-        })
-        .await
+        self.write(move |conn| ops::revoke_access_token(conn, &jti, expires_at, now))
+            .await
     }
 
     async fn revoked_tokens_since(
@@ -240,23 +198,22 @@ impl Store for SqliteStore {
         since: i64,
         now: i64,
     ) -> Result<Vec<RevokedToken>, StoreError> {
-        self.read(move |pool| async move { ops::revoked_tokens_since(&pool, since, now).await })
+        self.read(move |conn| ops::revoked_tokens_since(conn, since, now))
             .await
     }
 
     async fn create_session(&self, s: &SessionRecord) -> Result<(), StoreError> {
         let s = s.clone();
-        self.write(move |pool| async move { ops::create_session(&pool, &s).await })
-            .await
+        self.write(move |conn| ops::create_session(conn, &s)).await
     }
 
     async fn get_session(&self, id_hash: &str) -> Result<SessionRecord, StoreError> {
-        self.grant(false, self.direct.get_session(id_hash)).await
+        self.op(false, self.conns.get_session(id_hash)).await
     }
 
     async fn touch_session(&self, id_hash: &str, now: i64) -> Result<(), StoreError> {
         let id_hash = id_hash.to_owned();
-        self.write(move |pool| async move { ops::touch_session(&pool, &id_hash, now).await })
+        self.write(move |conn| ops::touch_session(conn, &id_hash, now))
             .await
     }
 
@@ -267,23 +224,21 @@ impl Store for SqliteStore {
     ) -> Result<(), StoreError> {
         let id_hash = id_hash.to_owned();
         let token = token.map(<[u8]>::to_vec);
-        self.write(move |pool| async move {
-            ops::update_session_idp_refresh_token(&pool, &id_hash, token.as_deref()).await
+        self.write(move |conn| {
+            ops::update_session_idp_refresh_token(conn, &id_hash, token.as_deref())
         })
         .await
     }
 
     async fn delete_session(&self, id_hash: &str) -> Result<(), StoreError> {
         let id_hash = id_hash.to_owned();
-        self.write(move |pool| async move { ops::delete_session(&pool, &id_hash).await })
+        self.write(move |conn| ops::delete_session(conn, &id_hash))
             .await
     }
 
     async fn purge_expired(&self, now: i64, session_idle_secs: i64) -> Result<u64, StoreError> {
-        self.write(
-            move |pool| async move { ops::purge_expired(&pool, now, session_idle_secs).await },
-        )
-        .await
+        self.write(move |conn| ops::purge_expired(conn, now, session_idle_secs))
+            .await
     }
 
     async fn remember_exchanged_token(
@@ -292,9 +247,9 @@ impl Store for SqliteStore {
         expires_at: i64,
         now: i64,
     ) -> Result<bool, StoreError> {
-        self.grant(
+        self.op(
             true,
-            self.direct
+            self.conns
                 .remember_exchanged_token(token_id, expires_at, now),
         )
         .await
@@ -302,7 +257,7 @@ impl Store for SqliteStore {
 
     async fn insert_device_code(&self, r: &DeviceCodeRecord) -> Result<(), StoreError> {
         let r = r.clone();
-        self.write(move |pool| async move { ops::insert_device_code(&pool, &r).await })
+        self.write(move |conn| ops::insert_device_code(conn, &r))
             .await
     }
 
@@ -312,10 +267,8 @@ impl Store for SqliteStore {
         now: i64,
     ) -> Result<DeviceCodeRecord, StoreError> {
         let user_code = user_code.to_owned();
-        self.read(
-            move |pool| async move { ops::find_device_by_user_code(&pool, &user_code, now).await },
-        )
-        .await
+        self.read(move |conn| ops::find_device_by_user_code(conn, &user_code, now))
+            .await
     }
 
     async fn decide_device_code(
@@ -326,10 +279,8 @@ impl Store for SqliteStore {
     ) -> Result<(), StoreError> {
         let user_code = user_code.to_owned();
         let approval = approval.cloned();
-        self.write(move |pool| async move {
-            ops::decide_device_code(&pool, &user_code, approval.as_ref(), now).await
-        })
-        .await
+        self.write(move |conn| ops::decide_device_code(conn, &user_code, approval.as_ref(), now))
+            .await
     }
 
     async fn poll_device_code(
@@ -338,22 +289,29 @@ impl Store for SqliteStore {
         now: i64,
     ) -> Result<DevicePoll, StoreError> {
         let device_code_hash = device_code_hash.to_owned();
-        self.write(
-            move |pool| async move { ops::poll_device_code(&pool, &device_code_hash, now).await },
-        )
-        .await
+        self.write(move |conn| ops::poll_device_code(conn, &device_code_hash, now))
+            .await
     }
 
     async fn ping(&self) -> Result<(), StoreError> {
-        self.read(|pool| async move {
-            sqlx::query("SELECT 1").execute(&pool).await?;
-            Ok(())
-        })
-        .await
+        self.read(|conn| Ok(conn.query_row("SELECT 1", [], |_| Ok(()))?))
+            .await
     }
 
+    /// Refuses every later operation and, once the writes in flight are done, copies the
+    /// WAL into the database file and empties it (a clean file to back up).
     async fn close(&self) {
-        let _ = tokio::time::timeout(QUERY_TIMEOUT, self.pool.close()).await;
+        self.closed.store(true, Ordering::Release);
+        let _writes = self.writer.lock().await;
+        let done = self
+            .conns
+            .run(true, |conn| {
+                Ok(conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()))?)
+            })
+            .await;
+        if let Err(e) = done {
+            tracing::warn!(error = %e, "SQLite's last checkpoint failed; the WAL is copied at the next start");
+        }
     }
 }
 
@@ -365,29 +323,28 @@ mod tests {
     async fn creates_directories_and_applies_the_pragmas() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("a/b/flyteauth.db");
-        let store = SqliteStore::open(&path, 2, Duration::from_secs(5))
-            .await
-            .unwrap();
+        let store = SqliteStore::open(&path, 2).await.unwrap();
         assert!(path.exists());
-        let pool = &store.pool;
-        let mode: String = sqlx::query_scalar("PRAGMA journal_mode")
-            .fetch_one(pool)
-            .await
-            .unwrap();
-        assert_eq!(mode, "wal");
-        for (pragma, want) in [
-            ("synchronous", 1),
-            ("busy_timeout", 5000),
-            ("foreign_keys", 1),
-            ("wal_autocheckpoint", 0),
-            ("journal_size_limit", WAL_SIZE_LIMIT),
-        ] {
-            let got: i64 = sqlx::query_scalar(&format!("PRAGMA {pragma}"))
-                .fetch_one(pool)
-                .await
+        {
+            let conn = store.conns.writer.lock().unwrap();
+            let mode: String = conn
+                .query_row("PRAGMA journal_mode", [], |r| r.get(0))
                 .unwrap();
-            assert_eq!(got, want, "PRAGMA {pragma}"); // synchronous 1 = NORMAL
+            assert_eq!(mode, "wal");
+            for (pragma, want) in [
+                ("synchronous", 1),
+                ("busy_timeout", 5000),
+                ("foreign_keys", 1),
+                ("wal_autocheckpoint", 0),
+                ("journal_size_limit", WAL_SIZE_LIMIT),
+            ] {
+                let got: i64 = conn
+                    .query_row(&format!("PRAGMA {pragma}"), [], |r| r.get(0))
+                    .unwrap();
+                assert_eq!(got, want, "PRAGMA {pragma}"); // synchronous 1 = NORMAL
+            }
         }
+        assert_eq!(store.conns.readers.len(), 1);
         store.close().await;
     }
 
@@ -396,7 +353,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let file = dir.path().join("not-a-dir");
         std::fs::write(&file, b"").unwrap();
-        let err = SqliteStore::open(&file.join("x.db"), 1, Duration::from_secs(1)).await;
+        let err = SqliteStore::open(&file.join("x.db"), 1).await;
         assert!(
             matches!(err, Err(StoreError::Unavailable(_))),
             "{:?}",

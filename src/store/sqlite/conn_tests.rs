@@ -1,5 +1,6 @@
-//! The grant path's connections, checkpointer and lock handling.
+//! The connections, the checkpointer and lock handling.
 use super::*;
+use rusqlite::TransactionBehavior;
 
 fn wal_file(dir: &tempfile::TempDir) -> std::path::PathBuf {
     let path = dir.path().join("flyteauth.db");
@@ -14,8 +15,8 @@ fn wal_file(dir: &tempfile::TempDir) -> std::path::PathBuf {
 #[test]
 fn both_connections_apply_the_pragmas() {
     let dir = tempfile::tempdir().unwrap();
-    let direct = Direct::open(&wal_file(&dir), Duration::from_millis(1234)).unwrap();
-    for conn in [&direct.reader, &direct.writer] {
+    let direct = Connections::open(&wal_file(&dir), 1, Duration::from_millis(1234)).unwrap();
+    for conn in [&direct.readers[0], &direct.writer] {
         let conn = conn.lock().unwrap();
         let get = |pragma: &str| -> i64 {
             conn.query_row(&format!("PRAGMA {pragma}"), [], |r| r.get(0))
@@ -38,7 +39,7 @@ fn never_creates_a_database_the_migrations_did_not_run_on() {
     let dir = tempfile::tempdir().unwrap();
     let missing = dir.path().join("missing.db");
     assert!(matches!(
-        Direct::open(&missing, Duration::from_secs(1)),
+        Connections::open(&missing, 1, Duration::from_secs(1)),
         Err(StoreError::Unavailable(_))
     ));
     assert!(!missing.exists());
@@ -50,7 +51,7 @@ fn never_creates_a_database_the_migrations_did_not_run_on() {
 fn checkpoints_run_beside_the_commits() {
     let dir = tempfile::tempdir().unwrap();
     let path = wal_file(&dir);
-    let direct = Direct::open(&path, Duration::from_secs(1)).unwrap();
+    let direct = Connections::open(&path, 1, Duration::from_secs(1)).unwrap();
     let size = || std::fs::metadata(&path).unwrap().len();
     {
         let conn = direct.writer.lock().unwrap();
@@ -81,7 +82,7 @@ fn the_wal_is_started_over_under_steady_writes() {
     let dir = tempfile::tempdir().unwrap();
     let path = wal_file(&dir);
     let wal = dir.path().join("flyteauth.db-wal");
-    let direct = Direct::open(&path, Duration::from_secs(1)).unwrap();
+    let direct = Connections::open(&path, 1, Duration::from_secs(1)).unwrap();
     {
         let conn = direct.writer.lock().unwrap();
         conn.execute_batch("PRAGMA journal_size_limit = 0; CREATE TABLE t (x BLOB);")
@@ -118,7 +119,7 @@ fn the_wal_is_started_over_under_steady_writes() {
 #[test]
 fn reads_on_the_calling_thread_never_wait() {
     let dir = tempfile::tempdir().unwrap();
-    let direct = Direct::open(&wal_file(&dir), Duration::from_millis(1234)).unwrap();
+    let direct = Connections::open(&wal_file(&dir), 1, Duration::from_millis(1234)).unwrap();
     let busy_timeout = |conn: &Connection| -> Result<i64, StoreError> {
         Ok(conn.query_row("PRAGMA busy_timeout", [], |r| r.get(0))?)
     };
@@ -126,10 +127,10 @@ fn reads_on_the_calling_thread_never_wait() {
     {
         let _writer = direct.writer.lock().unwrap();
         assert_eq!(direct.read_now(busy_timeout).unwrap().unwrap(), 0);
-        let _reader = direct.reader.lock().unwrap();
+        let _reader = direct.readers[0].lock().unwrap();
         assert!(direct.read_now(busy_timeout).is_none());
     }
-    for conn in [&direct.reader, &direct.writer] {
+    for conn in [&direct.readers[0], &direct.writer] {
         assert_eq!(busy_timeout(&conn.lock().unwrap()).unwrap(), 1234);
     }
 }
@@ -140,7 +141,7 @@ fn reads_on_the_calling_thread_never_wait() {
 fn writes_on_the_calling_thread_never_wait() {
     let dir = tempfile::tempdir().unwrap();
     let path = wal_file(&dir);
-    let direct = Direct::open(&path, Duration::from_millis(1234)).unwrap();
+    let direct = Connections::open(&path, 1, Duration::from_millis(1234)).unwrap();
     let busy_timeout = |conn: &mut Connection| -> Result<i64, StoreError> {
         Ok(conn.query_row("PRAGMA busy_timeout", [], |r| r.get(0))?)
     };
@@ -178,7 +179,7 @@ fn writes_on_the_calling_thread_never_wait() {
 #[test]
 fn a_read_that_would_wait_is_left_to_a_blocking_thread() {
     let dir = tempfile::tempdir().unwrap();
-    let direct = Direct::open(&wal_file(&dir), Duration::from_secs(1)).unwrap();
+    let direct = Connections::open(&wal_file(&dir), 1, Duration::from_secs(1)).unwrap();
     let busy = || {
         rusqlite::Error::SqliteFailure(rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_BUSY), None)
     };
@@ -201,7 +202,7 @@ async fn a_locked_database_is_unavailable() {
     other
         .execute_batch("CREATE TABLE t (x); BEGIN IMMEDIATE; INSERT INTO t VALUES (1);")
         .unwrap();
-    let direct = Direct::open(&path, Duration::from_millis(50)).unwrap();
+    let direct = Connections::open(&path, 1, Duration::from_millis(50)).unwrap();
     let err = direct
         .run(true, |conn| {
             conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
