@@ -9,7 +9,7 @@
 
 use std::time::{Duration, Instant};
 
-use flyteauth::keys::{generate_pem, SigningAlg, SigningKey};
+use flyteauth::testing::{generate_pem, SigningAlg, SigningKey};
 
 fn main() {
     let mut args = std::env::args().skip(1);

@@ -5,7 +5,7 @@ use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::Arc;
 
 /// Seconds since the Unix epoch.
-pub type UnixTime = i64;
+pub(crate) type UnixTime = i64;
 
 /// A source of the current time.
 pub trait Clock: Send + Sync + 'static {

@@ -26,7 +26,7 @@ pub struct OAuth2Metadata {
 
 /// flyteidl's `PublicClientAuthConfigResponse`.
 #[derive(Debug, Clone, Serialize)]
-pub struct PublicClientConfig {
+pub(crate) struct PublicClientConfig {
     pub client_id: String,
     pub redirect_uri: String,
     pub scopes: Vec<String>,

@@ -15,7 +15,7 @@ const DEFAULT_LIMIT: u32 = 100;
 
 /// Why a projects call failed. The message is the one the caller sees.
 #[derive(Debug, thiserror::Error)]
-pub enum ProjectError {
+pub(crate) enum ProjectError {
     #[error("{0}")]
     InvalidArgument(String),
     #[error("{0}")]

@@ -14,7 +14,7 @@
 use std::path::PathBuf;
 use std::sync::LazyLock;
 
-use flyteauth::config::{parse_duration, parse_file, Config};
+use flyteauth::testing::{parse_duration, parse_file, Config};
 use libfuzzer_sys::fuzz_target;
 
 static BASE: LazyLock<PathBuf> = LazyLock::new(|| {

@@ -20,15 +20,15 @@
 
 use std::sync::LazyLock;
 
-use flyteauth::authz_server::authorize::is_pkce_value;
-use flyteauth::authz_server::clients::Client;
-use flyteauth::authz_server::device::normalise_user_code;
-use flyteauth::transport::http::oauth::form::read_form;
-use flyteauth::transport::http::{cookies, redirect};
-use flyteauth::transport::http::pages::escape;
-use flyteauth::public_url::PublicUrls;
-use flyteauth::sealed::Sealer;
-use flyteauth::store::filters::{parse_filters, FilterOp, FilterValue};
+use flyteauth::testing::is_pkce_value;
+use flyteauth::testing::Client;
+use flyteauth::testing::normalise_user_code;
+use flyteauth::testing::read_form;
+use flyteauth::testing::{cookies, redirect};
+use flyteauth::testing::escape;
+use flyteauth::testing::PublicUrls;
+use flyteauth::testing::Sealer;
+use flyteauth::testing::{parse_filters, FilterOp, FilterValue};
 use libfuzzer_sys::fuzz_target;
 use url::Url;
 
@@ -64,6 +64,7 @@ static FIXTURE: LazyLock<Fixture> = LazyLock::new(|| {
             response_types: vec!["code".into()],
             scopes: vec!["all".into(), "offline".into(), "projects.*".into()],
             audience: Vec::new(),
+            require_pkce: true,
         },
     }
 });

@@ -1,5 +1,5 @@
 //! `token`: bearer tokens into a `TokenVerifier` built once, and `Authorization` header values
-//! into `flyteauth::auth::bearer_token`.
+//! into `flyteauth::testing::bearer_token`.
 //!
 //! The first input byte picks a mode (the rest of the input is the payload):
 //!
@@ -17,10 +17,10 @@
 
 use std::sync::{Arc, LazyLock};
 
-use flyteauth::auth::keysource::KeySource;
-use flyteauth::auth::{bearer_token, TokenVerifier, VerifierSettings};
-use flyteauth::clock::{ManualClock, SharedClock};
-use flyteauth::keys::{generate_pem, SigningAlg, SigningKey};
+use flyteauth::testing::KeySource;
+use flyteauth::testing::{bearer_token, TokenVerifier, VerifierSettings};
+use flyteauth::testing::{ManualClock, SharedClock};
+use flyteauth::testing::{generate_pem, SigningAlg, SigningKey};
 use libfuzzer_sys::fuzz_target;
 use serde_json::Value;
 
@@ -153,7 +153,7 @@ fn has_huge_date(claims: &Value) -> bool {
 }
 
 /// What an accepted token must satisfy, recomputed independently (in i128: no overflow).
-fn check_accepted(claims: &Value, id: &Arc<flyteauth::auth::Identity>) {
+fn check_accepted(claims: &Value, id: &Arc<flyteauth::testing::Identity>) {
     let num = |k: &str| {
         claims.get(k).and_then(|v| {
             v.as_i64()

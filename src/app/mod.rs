@@ -2,7 +2,7 @@
 //! on first start where Flyte's `secret init` would), signing keys, the store, the token
 //! verifier and the public URLs.
 
-pub mod serve;
+pub(crate) mod serve;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -81,7 +81,7 @@ pub struct StartOptions {
 /// directory; `check-config` only checks that it could, and stands in values in memory so
 /// every later check runs as `serve` would.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum SecretsMode {
+pub(crate) enum SecretsMode {
     Generate,
     DryRun,
 }
@@ -105,7 +105,7 @@ pub struct Prepared {
 /// and well-formed (generated where Flyte's `secret init` would), keys parse, static clients
 /// and local users valid, the IdP / external AS settings and proxies usable, TLS files
 /// readable.
-pub fn prepare(
+pub(crate) fn prepare(
     config: Config,
     env: Vec<(String, String)>,
     mode: SecretsMode,
@@ -418,7 +418,7 @@ fn signing_key_secret_name(config: &Config) -> String {
 }
 
 /// Produces the value of a generated secret.
-pub type SecretMaker = Box<dyn Fn() -> Result<String, KeyError>>;
+pub(crate) type SecretMaker = Box<dyn Fn() -> Result<String, KeyError>>;
 
 /// Creates the secrets Flyte's `secret init` would create, where they are missing.
 fn ensure_secrets(

@@ -10,14 +10,14 @@ use crate::transport::state::AppState;
 
 /// Why `serve` stopped: the state could not be built, or the server failed while running.
 #[derive(Debug)]
-pub enum ServeError {
+pub(crate) enum ServeError {
     Startup(StartupError),
     Run(anyhow::Error),
 }
 
 impl ServeError {
     /// The process exit code: [`StartupError::exit_code`], or 70 for a failure while running.
-    pub fn exit_code(&self) -> i32 {
+    pub(crate) fn exit_code(&self) -> i32 {
         match self {
             Self::Startup(e) => e.exit_code(),
             Self::Run(_) => 70,
@@ -36,7 +36,7 @@ impl std::fmt::Display for ServeError {
 
 /// Builds the state from `prepared`, prints the start-up banner (generated secrets, local
 /// users' password files, the listening and public URLs) and serves until `shutdown`.
-pub async fn serve(
+pub(crate) async fn serve(
     prepared: Prepared,
     opts: StartOptions,
     listeners: Listeners,

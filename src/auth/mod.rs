@@ -10,18 +10,17 @@
 mod cache;
 mod error;
 mod identity;
-pub mod keysource;
+pub(crate) mod keysource;
 mod revocation;
-pub mod roles;
-pub mod rules;
-pub mod verifier;
+pub(crate) mod roles;
+pub(crate) mod rules;
+pub(crate) mod verifier;
 
 use std::sync::Arc;
 
-pub use cache::TokenCache;
-pub use error::AuthError;
+pub(crate) use error::AuthError;
 pub use identity::{Credential, Identity, UserInfo};
-pub use revocation::Revocations;
+pub(crate) use revocation::Revocations;
 pub use verifier::{TokenVerifier, VerifierSettings};
 
 /// Extracts and checks the caller's credentials from request headers.
@@ -48,7 +47,7 @@ pub enum CredentialKind {
 }
 
 /// Name of the double-submit CSRF header for cookie-authenticated calls.
-pub const CSRF_HEADER: &str = "x-csrf-token";
+pub(crate) const CSRF_HEADER: &str = "x-csrf-token";
 
 impl Authenticator {
     pub fn new(
@@ -320,7 +319,7 @@ pub fn bearer_token<'a>(
 /// "CORS-safelisted request-header"): a well-formed `type/subtype` that is not
 /// `application/x-www-form-urlencoded`, `multipart/form-data` or `text/plain`. A missing,
 /// unparsable or listed value counts as simple (the strict reading: no exemption).
-pub fn not_cors_simple(headers: &http::HeaderMap) -> bool {
+pub(crate) fn not_cors_simple(headers: &http::HeaderMap) -> bool {
     let Some(value) = headers
         .get(http::header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())

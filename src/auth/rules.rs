@@ -9,7 +9,7 @@ use serde_json::Value;
 use super::Identity;
 use crate::config::AuthorizationFile;
 
-pub struct Rule {
+pub(crate) struct Rule {
     pub index: usize,
     pub methods: Vec<String>,
     pub scopes: Vec<String>,
@@ -111,7 +111,7 @@ impl Rules {
 }
 
 /// The RPC a REST route mirrors, for rule matching.
-pub fn rest_method(method: &http::Method, path: &str) -> Option<&'static str> {
+pub(crate) fn rest_method(method: &http::Method, path: &str) -> Option<&'static str> {
     Some(match (method.as_str(), path) {
         ("POST", "/api/v1/projects") => "flyteidl.service.AdminService/RegisterProject",
         ("GET", "/api/v1/projects") => "flyteidl.service.AdminService/ListProjects",

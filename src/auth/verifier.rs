@@ -282,7 +282,10 @@ impl TokenVerifier {
 /// Builds an identity from verified claims, normalising the shapes different authorization
 /// servers use: scopes from `scp` (array or space string) ∪ `scope`; client id from
 /// `client_id` | `azp` | `cid` | `appid`.
-pub fn identity_from_claims(claims: Map<String, Value>, exp: i64) -> Result<Identity, AuthError> {
+pub(crate) fn identity_from_claims(
+    claims: Map<String, Value>,
+    exp: i64,
+) -> Result<Identity, AuthError> {
     let mut scopes: Vec<String> = Vec::new();
     let mut push = |s: &str| {
         if !s.is_empty() && !scopes.iter().any(|x| x == s) {

@@ -35,7 +35,7 @@ pub struct Client {
 }
 
 /// The name of the generated secret of the default `flytepropeller` client.
-pub const PROPELLER_SECRET_NAME: &str = "flytepropeller_client_secret";
+pub(crate) const PROPELLER_SECRET_NAME: &str = "flytepropeller_client_secret";
 
 fn strings(v: &[&str]) -> Vec<String> {
     v.iter().map(|s| s.to_string()).collect()

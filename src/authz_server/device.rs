@@ -12,7 +12,7 @@ use crate::keys::{random_bytes, random_token};
 use crate::secret::Secret;
 use crate::store::{DeviceApproval, DeviceCodeRecord, DevicePoll, Spend, StoreError};
 
-pub use super::grant_types::DEVICE_CODE as GRANT_TYPE;
+pub(crate) use super::grant_types::DEVICE_CODE as GRANT_TYPE;
 /// Minimum polling interval (always sent: flytekit needs it).
 const INTERVAL: i64 = 5;
 /// §6.1: 20 consonants, no vowels (no words), no look-alikes: 8 characters ≈ 34.6 bits.
@@ -35,7 +35,7 @@ pub fn normalise_user_code(s: &str) -> String {
 }
 
 /// A user code as shown (`BCDF-GHJK`).
-pub fn display(code: &str) -> String {
+pub(crate) fn display(code: &str) -> String {
     if code.len() == 8 && code.is_char_boundary(4) {
         format!("{}-{}", &code[..4], &code[4..])
     } else {

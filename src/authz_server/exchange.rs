@@ -22,12 +22,12 @@ use super::{split_scopes, AuthorizationServer, Form};
 use crate::keys::random_token;
 use crate::secret::Secret;
 
-pub use super::grant_types::{
+pub(crate) use super::grant_types::{
     JWT_BEARER, TOKEN_EXCHANGE, TYPE_ACCESS_TOKEN, TYPE_ID_TOKEN, TYPE_JWT,
 };
 
 /// Whether `grant_type` is one of the two grants here (they need no client authentication).
-pub fn handles(grant_type: &str) -> bool {
+pub(crate) fn handles(grant_type: &str) -> bool {
     grant_type == TOKEN_EXCHANGE || grant_type == JWT_BEARER
 }
 

@@ -11,18 +11,18 @@
 //! issued here and not presented yet in [`recent`]. Codes and refresh tokens are opaque and
 //! stored hashed; access tokens are JWTs.
 
-pub mod authorize;
-pub mod client_auth;
-pub mod clients;
-pub mod device;
-pub mod error;
-pub mod exchange;
-pub mod grant_types;
-pub mod issue;
-pub mod recent;
-pub mod revoke;
-pub mod token;
-pub mod trusted_issuers;
+pub(crate) mod authorize;
+pub(crate) mod client_auth;
+pub(crate) mod clients;
+pub(crate) mod device;
+pub(crate) mod error;
+pub(crate) mod exchange;
+pub(crate) mod grant_types;
+pub(crate) mod issue;
+pub(crate) mod recent;
+pub(crate) mod revoke;
+pub(crate) mod token;
+pub(crate) mod trusted_issuers;
 
 #[cfg(test)]
 mod tests;
@@ -39,12 +39,12 @@ use crate::public_url::PublicUrls;
 use crate::store::Store;
 
 /// The parameters of a request, each present at most once (already checked by the transport).
-pub type Form = HashMap<String, String>;
+pub(crate) type Form = HashMap<String, String>;
 
 /// The stored form of an opaque credential (code, refresh token, device code): SHA-256 over
 /// the client id and the value. A credential presented by another client then simply does not
 /// exist — it can be neither redeemed nor burnt nor revoked through that client.
-pub fn bound_digest(client_id: &str, value: &str) -> String {
+pub(crate) fn bound_digest(client_id: &str, value: &str) -> String {
     crate::session::digest_hex(&format!("{client_id}:{value}"))
 }
 
@@ -109,8 +109,8 @@ impl Settings {
 }
 
 /// Failed client authentications tolerated per client within [`CLIENT_FAILURE_WINDOW_SECS`].
-pub const MAX_CLIENT_FAILURES: u32 = 20;
-pub const CLIENT_FAILURE_WINDOW_SECS: i64 = 300;
+pub(crate) const MAX_CLIENT_FAILURES: u32 = 20;
+pub(crate) const CLIENT_FAILURE_WINDOW_SECS: i64 = 300;
 
 /// Scopes of a request (`scope`, space- or comma-separated), duplicates dropped, in order.
 pub(crate) fn split_scopes(s: &str) -> Vec<String> {

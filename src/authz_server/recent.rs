@@ -19,7 +19,7 @@ use std::sync::Mutex;
 use crate::store::{AuthCodeRecord, RefreshTokenRecord};
 
 /// Entries kept per kind. A refresh token's record is ~0.5–2 KiB with its profile.
-pub const RECENT_ENTRIES: usize = 4096;
+pub(crate) const RECENT_ENTRIES: usize = 4096;
 
 /// Recently issued codes and refresh tokens, keyed by their stored digest.
 pub struct RecentGrants {

@@ -23,8 +23,8 @@ use crate::auth::keysource::RemoteJwks;
 use crate::config::ConfigError;
 use crate::keys::{public_key_from_jwk, PublicKey};
 
+pub(crate) use crate::config::trusted_issuers::TrustedIssuerFile;
 use crate::config::trusted_issuers::{is_http_url, trim_slash, KEY};
-pub use crate::config::trusted_issuers::{validate, SubjectFile, TrustedIssuerFile};
 
 /// Why an incoming token was refused. The messages are safe to return to the caller: they
 /// never hold the token.
@@ -212,7 +212,7 @@ struct Header {
 }
 
 /// Reads a JWKS document's keys (signature keys of allowed algorithms only).
-pub fn keys_from_jwks(doc: &Value) -> Vec<PublicKey> {
+pub(crate) fn keys_from_jwks(doc: &Value) -> Vec<PublicKey> {
     doc.get("keys")
         .and_then(Value::as_array)
         .into_iter()

@@ -24,7 +24,7 @@ use crate::config::{Config, ConfigError};
 
 /// Top-level sections other Flyte components read from the same files (flytepropeller,
 /// datacatalog, the scheduler, storage, logging, plugins, cluster resources, …).
-pub const OTHER_COMPONENT_SECTIONS: &[&str] = &[
+pub(crate) const OTHER_COMPONENT_SECTIONS: &[&str] = &[
     "application",
     "catalog-cache",
     "cloudEvents",
@@ -64,7 +64,7 @@ pub const OTHER_COMPONENT_SECTIONS: &[&str] = &[
 
 /// Flyte's `admin:` section is the admin *client* config of propeller and the scheduler
 /// (flyteidl `clients/go/admin` config); flyteauth's own `admin:` holds only `domains`.
-pub const ADMIN_CLIENT_KEYS: &[&str] = &[
+pub(crate) const ADMIN_CLIENT_KEYS: &[&str] = &[
     "endpoint",
     "insecure",
     "insecureSkipVerify",
@@ -95,7 +95,7 @@ pub const ADMIN_CLIENT_KEYS: &[&str] = &[
 
 /// FlyteAdmin keys inside flyteauth's sections that are accepted and not acted on, each with
 /// why (printed in the start-up warning).
-pub const IGNORED_FLYTE_KEYS: &[(&str, &str)] = &[
+pub(crate) const IGNORED_FLYTE_KEYS: &[(&str, &str)] = &[
     (
         "server.kube-config",
         "flyteauth does not talk to Kubernetes",
@@ -170,7 +170,7 @@ const PATH_KEYS: &[&[&str]] = &[
 
 /// The config files the given paths stand for: a file as is, a folder as its `*.yaml` and
 /// `*.yml` files in name order (hidden entries such as Kubernetes' `..data` skipped).
-pub fn expand(paths: &[PathBuf]) -> Result<Vec<PathBuf>, ConfigError> {
+pub(crate) fn expand(paths: &[PathBuf]) -> Result<Vec<PathBuf>, ConfigError> {
     let mut files = Vec::new();
     for p in paths {
         let meta = std::fs::metadata(p)
@@ -203,7 +203,7 @@ pub fn expand(paths: &[PathBuf]) -> Result<Vec<PathBuf>, ConfigError> {
 }
 
 /// Reads, merges, triages and validates the config at `paths`.
-pub fn load(paths: &[PathBuf]) -> Result<Config, ConfigError> {
+pub(crate) fn load(paths: &[PathBuf]) -> Result<Config, ConfigError> {
     let files = expand(paths)?;
     let mut merged = Value::Mapping(Mapping::new());
     for f in &files {
@@ -218,7 +218,7 @@ pub fn load(paths: &[PathBuf]) -> Result<Config, ConfigError> {
 }
 
 /// One YAML text (relative paths against `base`): [`Config::from_yaml`].
-pub fn from_text(text: &str, base: &Path) -> Result<Config, ConfigError> {
+pub(crate) fn from_text(text: &str, base: &Path) -> Result<Config, ConfigError> {
     finish(parse_document(text, Path::new("<config>"))?, base)
 }
 
@@ -313,7 +313,7 @@ fn get_mut<'a>(v: &'a mut Value, keys: &[&str]) -> Option<&'a mut Value> {
 }
 
 /// Deep merge: maps key by key, everything else replaced; a `null` does not erase.
-pub fn merge(into: &mut Value, from: Value) {
+pub(crate) fn merge(into: &mut Value, from: Value) {
     match (into, from) {
         (Value::Mapping(a), Value::Mapping(b)) => {
             for (k, v) in b {
@@ -336,7 +336,10 @@ fn section<'a>(doc: &'a mut Mapping, key: &str) -> Option<&'a mut Mapping> {
 
 /// Removes what belongs to other Flyte components, maps Flyte's spellings onto flyteauth's,
 /// and records the notices. Errors name the key's path.
-pub fn triage(doc: &mut Value, notices: &mut crate::config::Notices) -> Result<(), ConfigError> {
+pub(crate) fn triage(
+    doc: &mut Value,
+    notices: &mut crate::config::Notices,
+) -> Result<(), ConfigError> {
     let Some(root) = doc.as_mapping_mut() else {
         return Ok(());
     };

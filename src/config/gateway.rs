@@ -90,7 +90,7 @@ pub struct GatewayConfig {
 }
 
 /// Services that are always flyteauth's own: a gateway entry never takes them.
-pub const OWN_SERVICES: [&str; 6] = [
+pub(crate) const OWN_SERVICES: [&str; 6] = [
     "flyteidl.service.AuthMetadataService",
     "flyteidl.service.IdentityService",
     "flyteidl2.auth.AuthMetadataService",

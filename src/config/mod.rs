@@ -12,17 +12,18 @@ use std::path::{Path, PathBuf};
 
 use url::Url;
 
-pub mod database;
-pub mod files;
-pub mod gateway;
+pub(crate) mod database;
+pub(crate) mod files;
+pub(crate) mod gateway;
 mod net;
-pub mod roles;
-pub mod shapes;
-pub mod trusted_issuers;
+pub(crate) mod roles;
+pub(crate) mod shapes;
+pub(crate) mod trusted_issuers;
 mod validate;
 
-pub use database::{DatabasePool, DatabaseTarget};
-pub use net::{parse_same_site, TrustedProxies};
+pub(crate) use database::DatabasePool;
+pub use database::DatabaseTarget;
+pub(crate) use net::{parse_same_site, TrustedProxies};
 pub use shapes::*;
 
 /// A configuration error: the key's path and what is wrong with it.

@@ -73,7 +73,7 @@ fn in_net(ip: IpAddr, net: IpAddr, len: u8) -> bool {
 }
 
 /// Flyte's `sameSitePolicy` names (`DefaultMode` is flyteauth's default, Lax).
-pub fn parse_same_site(policy: &str) -> Result<SameSite, String> {
+pub(crate) fn parse_same_site(policy: &str) -> Result<SameSite, String> {
     match policy {
         "" | "DefaultMode" | "LaxMode" => Ok(SameSite::Lax),
         "StrictMode" => Ok(SameSite::Strict),

@@ -140,9 +140,9 @@ const PROJECT_ADMIN: &[Action] = &[
 
 /// The built-in roles (Flyte 2's `RoleType`s viewer, contributor, admin, project admin) and
 /// what they grant.
-pub const BUILT_IN_ROLES: [&str; 4] = ["viewer", "contributor", "projectAdmin", "admin"];
+pub(crate) const BUILT_IN_ROLES: [&str; 4] = ["viewer", "contributor", "projectAdmin", "admin"];
 
-pub fn built_in(role: &str) -> Option<Actions> {
+pub(crate) fn built_in(role: &str) -> Option<Actions> {
     Some(match role {
         "viewer" => Actions::of(VIEWER),
         "contributor" => Actions::of(CONTRIBUTOR),

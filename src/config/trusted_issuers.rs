@@ -58,7 +58,7 @@ pub(crate) fn is_http_url(s: &str) -> bool {
 }
 
 /// Checks the shapes (called by `Config::from_file`); the JWKS file is read at start-up.
-pub fn validate(list: &[TrustedIssuerFile]) -> Result<(), ConfigError> {
+pub(crate) fn validate(list: &[TrustedIssuerFile]) -> Result<(), ConfigError> {
     let mut seen = std::collections::HashSet::new();
     for (i, t) in list.iter().enumerate() {
         let at = |k: &str| format!("{KEY}[{i}].{k}");

@@ -130,7 +130,7 @@ impl PublicKey {
 }
 
 /// Whether tokens signed with `alg` can be verified at all (the verifier's allow-list).
-pub fn verifiable(alg: Algorithm) -> bool {
+pub(crate) fn verifiable(alg: Algorithm) -> bool {
     verification_algorithm(alg).is_some()
 }
 
@@ -376,7 +376,7 @@ pub fn generate_pem(alg: SigningAlg) -> Result<String, KeyError> {
 }
 
 /// `n` random bytes encoded as Flyte's `secret init` does (base64 std, no padding).
-pub fn random_b64_secret(n: usize) -> String {
+pub(crate) fn random_b64_secret(n: usize) -> String {
     STANDARD_NO_PAD.encode(random_bytes(n))
 }
 

@@ -21,16 +21,16 @@
 mod authz;
 mod device;
 mod exchange;
-pub mod filters;
+pub(crate) mod filters;
 mod postgres;
 mod sqlite;
 
-pub use authz::{
+pub(crate) use authz::{
     AuthCodeRecord, CodeRedemption, Found, Issuance, IssueOutcome, RefreshTokenRecord,
     RevokedToken, SessionRecord, Spend,
 };
-pub use device::{DeviceApproval, DeviceCodeRecord, DevicePoll};
-pub use filters::{parse_filters, Filter, FilterField, FilterOp, FilterValue};
+pub(crate) use device::{DeviceApproval, DeviceCodeRecord, DevicePoll};
+pub(crate) use filters::{parse_filters, Filter};
 
 use std::collections::BTreeMap;
 use std::future::Future;
@@ -103,12 +103,12 @@ fn is_transient(db: &dyn sqlx::error::DatabaseError) -> bool {
 }
 
 /// How long one store operation may take.
-pub const QUERY_TIMEOUT: Duration = Duration::from_secs(10);
+pub(crate) const QUERY_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// The deadline of a store operation: a database that stops answering (a partition, a silent
 /// connection) yields `Unavailable` after `limit` instead of hanging the caller. Every
 /// backend runs each operation under it ([`QUERY_TIMEOUT`]).
-pub async fn deadline<T>(
+pub(crate) async fn deadline<T>(
     limit: Duration,
     op: impl Future<Output = Result<T, StoreError>>,
 ) -> Result<T, StoreError> {
@@ -351,12 +351,11 @@ pub trait Store: Send + Sync + 'static {
 }
 
 /// Where the data lives (defined with the configuration that names it).
-pub use crate::config::DatabaseTarget;
+pub(crate) use crate::config::DatabaseTarget;
 
-/// Opens the database, applies the embedded migrations (`migrations/sqlite` or
-/// `migrations/postgres`), returns the store. `acquire_timeout` is how long PostgreSQL's pool
-/// waits for a free connection (SQLite's reads and writes queue under [`QUERY_TIMEOUT`]).
-pub async fn open(
+/// [`open_with_lifetime`] with no connection lifetime (the tests' way to open a store).
+#[cfg(test)]
+pub(crate) async fn open(
     target: &DatabaseTarget,
     max_connections: u32,
     acquire_timeout: Duration,
@@ -364,9 +363,12 @@ pub async fn open(
     open_with_lifetime(target, max_connections, acquire_timeout, None).await
 }
 
-/// As [`open`]; `max_lifetime` (Flyte's `database.connMaxLifeTime`) closes a PostgreSQL
-/// connection once it is that old.
-pub async fn open_with_lifetime(
+/// Opens the database, applies the embedded migrations (`migrations/sqlite` or
+/// `migrations/postgres`), returns the store. `acquire_timeout` is how long PostgreSQL's pool
+/// waits for a free connection (SQLite's reads and writes queue under [`QUERY_TIMEOUT`]);
+/// `max_lifetime` (Flyte's `database.connMaxLifeTime`) closes a PostgreSQL connection once it
+/// is that old.
+pub(crate) async fn open_with_lifetime(
     target: &DatabaseTarget,
     max_connections: u32,
     acquire_timeout: Duration,

@@ -6,7 +6,7 @@ use crate::transport::state::AppState;
 
 /// Background housekeeping: picks up revocations made by other replicas (so a revoked
 /// access token is refused everywhere within [`REVOCATION_POLL`]) and purges expired state.
-pub fn spawn_background(state: &Arc<AppState>) -> tokio::task::JoinHandle<()> {
+pub(crate) fn spawn_background(state: &Arc<AppState>) -> tokio::task::JoinHandle<()> {
     let state = state.clone();
     let exchange = state.clone();
     tokio::spawn(async move {
@@ -48,4 +48,4 @@ pub fn spawn_background(state: &Arc<AppState>) -> tokio::task::JoinHandle<()> {
 }
 
 /// How often replicas poll the store for revoked access tokens.
-pub const REVOCATION_POLL: std::time::Duration = std::time::Duration::from_secs(5);
+pub(crate) const REVOCATION_POLL: std::time::Duration = std::time::Duration::from_secs(5);

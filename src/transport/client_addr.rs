@@ -8,7 +8,7 @@ use http::HeaderMap;
 
 /// The client's address of a request, in its extensions (set by the server's dispatch).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct ClientAddr(pub IpAddr);
+pub(crate) struct ClientAddr(pub IpAddr);
 
 tokio::task_local! {
     /// The client's address of the request being served (set by the server's dispatch around
@@ -17,16 +17,16 @@ tokio::task_local! {
 }
 
 /// Runs `fut` with `addr` as the current request's client address.
-pub async fn scope<F: std::future::Future>(addr: IpAddr, fut: F) -> F::Output {
+pub(crate) async fn scope<F: std::future::Future>(addr: IpAddr, fut: F) -> F::Output {
     CURRENT.scope(addr, fut).await
 }
 
 /// The current request's client address, if served through the dispatch.
-pub fn current() -> Option<IpAddr> {
+pub(crate) fn current() -> Option<IpAddr> {
     CURRENT.try_with(|a| *a).ok()
 }
 
-pub use crate::config::TrustedProxies;
+pub(crate) use crate::config::TrustedProxies;
 
 /// Which address a request comes from (the parsing and matching of `server.trustedProxies`
 /// are the config's, [`crate::config::TrustedProxies`]).

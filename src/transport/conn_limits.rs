@@ -19,7 +19,7 @@ use tokio::time::{Instant, Sleep};
 use crate::transport::client_addr::TrustedProxies;
 
 /// Counts open connections, in total and per address.
-pub struct ConnLimits {
+pub(crate) struct ConnLimits {
     total: Arc<Semaphore>,
     per_address: DashMap<IpAddr, usize>,
     max_per_address: usize,
@@ -27,14 +27,14 @@ pub struct ConnLimits {
 }
 
 /// One open connection; dropping it frees its place.
-pub struct ConnPermit {
+pub(crate) struct ConnPermit {
     _total: OwnedSemaphorePermit,
     addr: Option<IpAddr>,
     limits: Arc<ConnLimits>,
 }
 
 impl ConnLimits {
-    pub fn new(max: usize, max_per_address: usize, exempt: TrustedProxies) -> Arc<Self> {
+    pub(crate) fn new(max: usize, max_per_address: usize, exempt: TrustedProxies) -> Arc<Self> {
         Arc::new(Self {
             total: Arc::new(Semaphore::new(max)),
             per_address: DashMap::new(),
@@ -44,7 +44,7 @@ impl ConnLimits {
     }
 
     /// A place for a connection from `addr`, or `None` when a cap is reached.
-    pub fn try_acquire(self: &Arc<Self>, addr: IpAddr) -> Option<ConnPermit> {
+    pub(crate) fn try_acquire(self: &Arc<Self>, addr: IpAddr) -> Option<ConnPermit> {
         let total = self.total.clone().try_acquire_owned().ok()?;
         let addr = if self.exempt.contains(addr) {
             None
@@ -63,8 +63,9 @@ impl ConnLimits {
         })
     }
 
-    /// Open connections now (for tests and the `flyteauth_connections_open` gauge).
-    pub fn open(&self, max: usize) -> usize {
+    /// Open connections now.
+    #[cfg(test)]
+    fn open(&self, max: usize) -> usize {
         max - self.total.available_permits()
     }
 }
@@ -83,13 +84,13 @@ impl Drop for ConnPermit {
 /// An I/O stream that fails with `TimedOut` when its first byte does not arrive in time: a
 /// socket that never speaks cannot keep its connection (hyper's protocol detection and the
 /// TLS handshake wait for it without a deadline of their own).
-pub struct FirstByteDeadline<IO> {
+pub(crate) struct FirstByteDeadline<IO> {
     inner: IO,
     deadline: Option<Pin<Box<Sleep>>>,
 }
 
 impl<IO> FirstByteDeadline<IO> {
-    pub fn new(inner: IO, within: Duration) -> Self {
+    pub(crate) fn new(inner: IO, within: Duration) -> Self {
         Self {
             inner,
             deadline: Some(Box::pin(tokio::time::sleep_until(Instant::now() + within))),
@@ -158,13 +159,13 @@ impl<IO: AsyncWrite + Unpin> AsyncWrite for FirstByteDeadline<IO> {
 
 /// A request body that must arrive completely before a deadline; after it, reading fails (the
 /// handler answers its protocol's error and the connection is freed).
-pub struct DeadlineBody<B> {
+pub(crate) struct DeadlineBody<B> {
     inner: B,
     deadline: Pin<Box<Sleep>>,
 }
 
 impl<B> DeadlineBody<B> {
-    pub fn new(inner: B, within: Duration) -> Self {
+    pub(crate) fn new(inner: B, within: Duration) -> Self {
         Self {
             inner,
             deadline: Box::pin(tokio::time::sleep_until(Instant::now() + within)),
@@ -174,7 +175,7 @@ impl<B> DeadlineBody<B> {
 
 /// The error of a body that did not arrive in time.
 #[derive(Debug)]
-pub struct BodyTimedOut;
+pub(crate) struct BodyTimedOut;
 
 impl std::fmt::Display for BodyTimedOut {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {

@@ -6,7 +6,7 @@ use tower_http::cors::{AllowOrigin, CorsLayer};
 
 use crate::transport::state::AppState;
 
-pub fn cors_layer(state: &AppState) -> Option<CorsLayer> {
+pub(crate) fn cors_layer(state: &AppState) -> Option<CorsLayer> {
     let s = &state.config.server;
     if !s.allow_cors || (s.allowed_origins.is_empty() && !s.allow_any_origin) {
         return None;

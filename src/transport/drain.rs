@@ -15,13 +15,13 @@ use http_body::Body;
 use http_body_util::BodyExt;
 
 /// How long an oversized body is drained before the refusal is written regardless.
-pub const DRAIN_WINDOW: Duration = Duration::from_secs(2);
+pub(crate) const DRAIN_WINDOW: Duration = Duration::from_secs(2);
 /// How much of an oversized body is drained, in multiples of the limit.
-pub const DRAIN_FACTOR: usize = 4;
+pub(crate) const DRAIN_FACTOR: usize = 4;
 
 /// Why a body could not be read whole.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum BodyError {
+pub(crate) enum BodyError {
     /// Over the limit. `drained`: the rest of the body was read and discarded, so the
     /// connection is clean; otherwise the answer should close it.
     TooLarge { drained: bool },
@@ -32,15 +32,15 @@ pub enum BodyError {
 /// Marks a request that arrived over HTTP/1.x (set by the server's dispatch: tonic-web
 /// rewrites a gRPC-web request's version to HTTP/2).
 #[derive(Debug, Clone, Copy)]
-pub struct Http1;
+pub(crate) struct Http1;
 
 /// Whether a refused request of `version` should have its body drained first.
-pub fn needs_drain(version: http::Version, body_is_end: bool) -> bool {
+pub(crate) fn needs_drain(version: http::Version, body_is_end: bool) -> bool {
     version <= http::Version::HTTP_11 && !body_is_end
 }
 
 /// [`needs_drain`] for a request, by its [`Http1`] mark or its version.
-pub fn request_needs_drain<B: Body>(req: &http::Request<B>) -> bool {
+pub(crate) fn request_needs_drain<B: Body>(req: &http::Request<B>) -> bool {
     let version = if req.extensions().get::<Http1>().is_some() {
         http::Version::HTTP_11
     } else {
@@ -52,7 +52,7 @@ pub fn request_needs_drain<B: Body>(req: &http::Request<B>) -> bool {
 /// Reads `body` whole when it is at most `limit` bytes. Over the limit, reads on and discards
 /// up to [`DRAIN_FACTOR`] × `limit` more bytes for at most [`DRAIN_WINDOW`], then gives up on
 /// it.
-pub async fn read_limited<B>(mut body: B, limit: usize) -> Result<Bytes, BodyError>
+pub(crate) async fn read_limited<B>(mut body: B, limit: usize) -> Result<Bytes, BodyError>
 where
     B: Body<Data = Bytes> + Unpin,
 {
@@ -76,7 +76,7 @@ where
 
 /// Reads and discards up to `budget` bytes of what is left of `body`, for at most
 /// [`DRAIN_WINDOW`]. True when the body ended within that.
-pub async fn drain<B>(body: &mut B, budget: usize) -> bool
+pub(crate) async fn drain<B>(body: &mut B, budget: usize) -> bool
 where
     B: Body<Data = Bytes> + Unpin,
 {

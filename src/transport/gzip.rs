@@ -6,7 +6,7 @@ use std::io::Read;
 
 /// Why a body could not be inflated.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum GunzipError {
+pub(crate) enum GunzipError {
     /// Not a valid gzip stream.
     Invalid,
     /// More than the allowed bytes once inflated.
@@ -14,7 +14,7 @@ pub enum GunzipError {
 }
 
 /// Inflates `body`, reading at most `max` bytes of output (one more to tell "too large").
-pub fn gunzip(body: &[u8], max: usize) -> Result<Vec<u8>, GunzipError> {
+pub(crate) fn gunzip(body: &[u8], max: usize) -> Result<Vec<u8>, GunzipError> {
     let mut out = Vec::new();
     match flate2::read::GzDecoder::new(body)
         .take(max as u64 + 1)

@@ -3,17 +3,17 @@
 //! clients ([`http`]), the Connect protocol ([`connect`]) and the gateway to Flyte's upstreams
 //! ([`gateway`]). Nothing below this layer imports from it.
 
-pub mod background;
-pub mod client_addr;
-pub mod conn_limits;
-pub mod connect;
-pub mod cors;
-pub mod drain;
-pub mod gateway;
-pub mod grpc;
-pub mod gzip;
-pub mod http;
-pub mod server;
-pub mod state;
-pub mod store_errors;
-pub mod tls;
+pub(crate) mod background;
+pub(crate) mod client_addr;
+pub(crate) mod conn_limits;
+pub(crate) mod connect;
+pub(crate) mod cors;
+pub(crate) mod drain;
+pub(crate) mod gateway;
+pub(crate) mod grpc;
+pub(crate) mod gzip;
+pub(crate) mod http;
+pub(crate) mod server;
+pub(crate) mod state;
+pub(crate) mod store_errors;
+pub(crate) mod tls;

@@ -40,7 +40,7 @@ pub struct Listeners {
 
 /// The peer address of a request, in its extensions.
 #[derive(Debug, Clone, Copy)]
-pub struct PeerAddr(pub SocketAddr);
+pub(crate) struct PeerAddr(pub SocketAddr);
 
 #[derive(Clone)]
 struct Dispatch {
@@ -153,7 +153,7 @@ impl Dispatch {
 
 /// A caller's `x-request-id` is kept only when it cannot forge a log line: 1–128 characters
 /// of `[A-Za-z0-9._:-]` (UUIDs, W3C trace ids, Envoy's ids); anything else gets a new id.
-pub fn is_safe_request_id(v: &str) -> bool {
+pub(crate) fn is_safe_request_id(v: &str) -> bool {
     (1..=128).contains(&v.len())
         && v.bytes()
             .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b':'))
@@ -316,11 +316,6 @@ fn build_services(state: &Arc<AppState>) -> (HttpService, HttpService, HttpServi
         BoxCloneSyncService::new(http),
         BoxCloneSyncService::new(connect),
     )
-}
-
-/// Checks what `run` would refuse (TLS files), so `serve` can fail before binding.
-pub fn preflight(state: &AppState) -> anyhow::Result<()> {
-    crate::transport::tls::tls_acceptor(state).map(|_| ())
 }
 
 /// Serves until `shutdown` resolves, then drains.

@@ -9,7 +9,7 @@ use crate::store::StoreError;
 
 /// Logs a store failure the caller cannot act on (unavailable, internal); the others are
 /// the caller's (not found, exists, invalid) and are not logged.
-pub fn log(e: &StoreError) {
+pub(crate) fn log(e: &StoreError) {
     match e {
         StoreError::Unavailable(m) => tracing::warn!(error = %m, "database unavailable"),
         StoreError::Internal(m) => tracing::error!(error = %m, "database error"),
@@ -19,7 +19,7 @@ pub fn log(e: &StoreError) {
 
 /// The gRPC code and the message the caller sees (never the database's own text for
 /// unavailable/internal failures).
-pub fn code_and_message(e: &StoreError) -> (Code, String) {
+pub(crate) fn code_and_message(e: &StoreError) -> (Code, String) {
     match e {
         StoreError::NotFound => (Code::NotFound, "not found".into()),
         StoreError::AlreadyExists => (Code::AlreadyExists, "already exists".into()),

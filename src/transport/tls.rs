@@ -6,13 +6,13 @@ use tokio_rustls::TlsAcceptor;
 
 use crate::transport::state::AppState;
 
-pub fn tls_acceptor(state: &AppState) -> anyhow::Result<Option<TlsAcceptor>> {
+pub(crate) fn tls_acceptor(state: &AppState) -> anyhow::Result<Option<TlsAcceptor>> {
     tls_acceptor_for(&state.config.server)
 }
 
 /// Reads and checks the TLS certificate and key (no port needed): part of the start-up
 /// validation `serve` and `check-config` share.
-pub fn check_tls(server: &crate::config::ServerConfig) -> Result<(), String> {
+pub(crate) fn check_tls(server: &crate::config::ServerConfig) -> Result<(), String> {
     tls_acceptor_for(server)
         .map(|_| ())
         .map_err(|e| e.to_string())

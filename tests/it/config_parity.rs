@@ -265,7 +265,7 @@ fn files_and_folders_merge_in_order_with_paths_relative_to_their_file() {
 /// The chart-shaped fixtures load unchanged; Flyte's keys land where flyteauth honours them.
 #[test]
 fn flyte_chart_fixtures_load_with_flytes_keys_honoured() {
-    use flyteauth::config::Config;
+    use flyteauth::testing::Config;
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/flyte-configs");
     let load = |p: &str| Config::load_all(&[root.join(p)]).unwrap_or_else(|e| panic!("{p}: {e}"));
 
@@ -291,7 +291,7 @@ fn flyte_chart_fixtures_load_with_flytes_keys_honoured() {
         ["refresh_token", "client_credentials"]
     );
     match &bin.database {
-        flyteauth::store::DatabaseTarget::Postgres { url } => {
+        flyteauth::testing::DatabaseTarget::Postgres { url } => {
             assert!(url.contains("flyte-db.flyte.svc.cluster.local"), "{url}")
         }
         other => panic!("{other:?}"),
@@ -351,7 +351,7 @@ fn flyte_chart_fixtures_load_with_flytes_keys_honoured() {
     let ext = load("external-okta");
     assert_eq!(
         ext.auth.auth_server_type,
-        flyteauth::config::AuthServerType::External
+        flyteauth::testing::AuthServerType::External
     );
     assert_eq!(ext.auth.extra_audiences, ["api://flyte"]);
 }

@@ -4,7 +4,7 @@
 
 use std::sync::Arc;
 
-use flyteauth::clock::ManualClock;
+use flyteauth::testing::ManualClock;
 use reqwest::redirect::Policy;
 use serde_json::Value;
 

@@ -2,7 +2,7 @@
 
 use std::path::Path;
 
-use flyteauth::config::Config;
+use flyteauth::testing::Config;
 
 fn yaml_blocks(text: &str) -> Vec<(usize, String)> {
     let mut out = Vec::new();

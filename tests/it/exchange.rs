@@ -9,9 +9,9 @@ use axum::routing::get;
 use axum::Json;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
-use flyteauth::clock::ManualClock;
-use flyteauth::keys::{generate_pem, SigningAlg, SigningKey};
 use flyteauth::pb::flyteidl::service as v1;
+use flyteauth::testing::ManualClock;
+use flyteauth::testing::{generate_pem, SigningAlg, SigningKey};
 use serde_json::{json, Value};
 
 use crate::support::{now, with_token, TestServer};
@@ -70,7 +70,7 @@ impl Issuer {
             .unwrap_or(("x", "y"));
         json!({
             "iss": self.url, "sub": sub, "aud": ["flyteauth"], "iat": at, "nbf": at,
-            "exp": at + 3600, "jti": format!("jti-{}", flyteauth::keys::random_token()),
+            "exp": at + 3600, "jti": format!("jti-{}", flyteauth::testing::random_token()),
             "kubernetes.io": {"namespace": ns, "serviceaccount": {"name": sa, "uid": "u-1"},
                               "pod": {"name": "flytepropeller-0", "uid": "p-1"}},
         })
@@ -466,7 +466,7 @@ async fn bad_subject_tokens_are_refused() {
 }
 
 fn clock_now(c: &ManualClock) -> i64 {
-    use flyteauth::clock::Clock;
+    use flyteauth::testing::Clock;
     c.now()
 }
 
@@ -612,7 +612,7 @@ fn bad_trusted_issuer_configs_name_the_key() {
         ),
     ];
     for (issuer, key) in cases {
-        let e = flyteauth::config::Config::from_yaml(&cfg(issuer), std::path::Path::new("/cfg"))
+        let e = flyteauth::testing::Config::from_yaml(&cfg(issuer), std::path::Path::new("/cfg"))
             .unwrap_err();
         assert!(e.to_string().contains(key), "{issuer}: {e}");
     }

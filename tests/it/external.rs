@@ -7,8 +7,8 @@ use std::sync::{Arc, Mutex};
 
 use axum::routing::get;
 use axum::Json;
-use flyteauth::keys::{generate_pem, SigningAlg, SigningKey};
 use flyteauth::pb::flyteidl::service as v1;
+use flyteauth::testing::{generate_pem, SigningAlg, SigningKey};
 use serde_json::{json, Value};
 use tonic::Code;
 

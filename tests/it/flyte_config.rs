@@ -5,7 +5,7 @@
 use std::collections::BTreeMap;
 
 use flyteauth::pb::flyteidl::admin as pb;
-use flyteauth::store::ProjectRecord;
+use flyteauth::testing::ProjectRecord;
 use tonic::Code;
 
 use crate::support::{browser, sign_in_alice, with_token, TestServer};

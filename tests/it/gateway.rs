@@ -163,7 +163,7 @@ async fn verify_identity_jwt(s: &TestServer, jwt: &str) -> serde_json::Value {
         .iter()
         .find(|k| k["kid"] == header["kid"])
         .expect("the JWT's kid is in /oauth2/jwks");
-    let key = flyteauth::keys::public_key_from_jwk(jwk).unwrap();
+    let key = flyteauth::testing::public_key_from_jwk(jwk).unwrap();
     assert!(key.verify_signature(format!("{h}.{c}").as_bytes(), &b64.decode(sig).unwrap()));
     serde_json::from_slice(&b64.decode(c).unwrap()).unwrap()
 }
@@ -263,9 +263,9 @@ async fn refused_calls_never_reach_the_upstream() {
         .unwrap_err();
     assert_eq!(e.code(), tonic::Code::Unauthenticated);
     assert_eq!(e.message(), "token expired");
-    let other = flyteauth::keys::SigningKey::from_pem(
-        flyteauth::keys::generate_rsa_pem().unwrap().as_bytes(),
-        flyteauth::keys::SigningAlg::RS256,
+    let other = flyteauth::testing::SigningKey::from_pem(
+        flyteauth::testing::generate_rsa_pem().unwrap().as_bytes(),
+        flyteauth::testing::SigningAlg::RS256,
     )
     .unwrap()
     .sign_jwt("at+jwt", &s.claims());

@@ -3,9 +3,9 @@
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
-use flyteauth::keys::{generate_pem, SigningAlg, SigningKey};
 use flyteauth::pb::flyteidl::service as v1;
 use flyteauth::pb::flyteidl2::auth as v2;
+use flyteauth::testing::{generate_pem, SigningAlg, SigningKey};
 use serde_json::json;
 use tonic::Code;
 

@@ -277,7 +277,7 @@ async fn pkce_downgrade_and_confidential_clients_without_pkce() {
     for name in ["web_secret", "strict_secret", "machine_secret"] {
         std::fs::write(
             dir.path().join("secrets").join(name),
-            flyteauth::keys::random_token(),
+            flyteauth::testing::random_token(),
         )
         .unwrap();
     }
@@ -545,7 +545,7 @@ async fn refresh(s: &TestServer, rt: &str) -> (u16, Value) {
 
 #[tokio::test]
 async fn a_just_rotated_refresh_token_is_redeemed_again_within_the_grace_period() {
-    let clock = flyteauth::clock::ManualClock::new(crate::support::now());
+    let clock = flyteauth::testing::ManualClock::new(crate::support::now());
     let s = TestServer::start_with_clock(ALICE, clock.clone()).await;
     let code = code_for(&s, &browser()).await;
     let (_, t0) = token(&s, &redeem_form(&code, VERIFIER), None).await;

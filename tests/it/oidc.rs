@@ -7,7 +7,7 @@ use std::sync::{Arc, Mutex};
 use axum::extract::{Form, State};
 use axum::routing::{get, post};
 use axum::Json;
-use flyteauth::keys::{generate_pem, SigningAlg, SigningKey};
+use flyteauth::testing::{generate_pem, SigningAlg, SigningKey};
 use reqwest::redirect::Policy;
 use serde_json::{json, Value};
 

@@ -287,7 +287,7 @@ pub(crate) async fn postgres_database() -> Option<String> {
 }
 
 fn hex_id() -> String {
-    flyteauth::keys::random_bytes(6)
+    flyteauth::testing::random_bytes(6)
         .iter()
         .map(|b| format!("{b:02x}"))
         .collect()

@@ -3,13 +3,13 @@
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use flyteauth::app::StartOptions;
-use flyteauth::clock::SystemClock;
-use flyteauth::config::Config;
-use flyteauth::keys::{SigningAlg, SigningKey};
 use flyteauth::pb::flyteidl::service as v1;
-use flyteauth::transport::server::Listeners;
-use flyteauth::transport::state::AppState;
+use flyteauth::testing::AppState;
+use flyteauth::testing::Config;
+use flyteauth::testing::Listeners;
+use flyteauth::testing::StartOptions;
+use flyteauth::testing::SystemClock;
+use flyteauth::testing::{SigningAlg, SigningKey};
 use serde_json::{json, Value};
 use tokio::net::TcpListener;
 use tokio::sync::oneshot;
@@ -68,14 +68,14 @@ impl TestServer {
     }
 
     /// Starts with an injected clock (tests that move time instead of sleeping).
-    pub async fn start_with_clock(extra: &str, clock: flyteauth::clock::SharedClock) -> Self {
+    pub async fn start_with_clock(extra: &str, clock: flyteauth::testing::SharedClock) -> Self {
         Self::start_full(Arc::new(tempfile::tempdir().unwrap()), extra, clock).await
     }
 
     async fn start_full(
         dir: Arc<tempfile::TempDir>,
         extra: &str,
-        clock: flyteauth::clock::SharedClock,
+        clock: flyteauth::testing::SharedClock,
     ) -> Self {
         let yaml = base_yaml(dir.path(), extra);
         let config = Config::from_yaml(&yaml, dir.path()).expect("test config");
@@ -92,7 +92,7 @@ impl TestServer {
         .await
         .expect("server starts");
         let (tx, rx) = oneshot::channel();
-        let task = tokio::spawn(flyteauth::transport::server::run(
+        let task = tokio::spawn(flyteauth::testing::run(
             state.clone(),
             Listeners {
                 http: listener,

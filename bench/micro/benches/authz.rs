@@ -8,7 +8,7 @@
 use std::hint::black_box;
 
 use criterion::{criterion_group, criterion_main, Criterion};
-use flyteauth::auth::roles::{Authorizer, RequestBody};
+use flyteauth::testing::{Authorizer, RequestBody};
 use flyteauth_micro_bench::authz;
 
 fn bench_authz(c: &mut Criterion) {

@@ -10,11 +10,11 @@ use std::sync::Arc;
 use aws_lc_rs::signature::{self, ParsedPublicKey, UnparsedPublicKey, VerificationAlgorithm};
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
-use flyteauth::auth::keysource::KeySource;
-use flyteauth::auth::verifier::DEFAULT_LEEWAY_SECS;
-use flyteauth::auth::{TokenVerifier, VerifierSettings};
-use flyteauth::clock::{Clock, SharedClock, SystemClock};
-use flyteauth::keys::{generate_pem, random_token, SigningAlg, SigningKey};
+use flyteauth::testing::KeySource;
+use flyteauth::testing::DEFAULT_LEEWAY_SECS;
+use flyteauth::testing::{TokenVerifier, VerifierSettings};
+use flyteauth::testing::{Clock, SharedClock, SystemClock};
+use flyteauth::testing::{generate_pem, random_token, SigningAlg, SigningKey};
 use serde_json::{json, Value};
 
 /// The deployment's public URL: issuer and audience of the token.
@@ -214,12 +214,12 @@ mod tests {
     }
 }
 
-/// Fixtures for `benches/authz.rs`: an [`Authorizer`](flyteauth::auth::roles::Authorizer)
+/// Fixtures for `benches/authz.rs`: an [`Authorizer`](flyteauth::testing::Authorizer)
 /// with many bindings, a user in a few groups, and encoded requests.
 pub mod authz {
-    use flyteauth::auth::roles::config::{compile, BindingFile};
-    use flyteauth::auth::roles::{Authorizer, Table};
-    use flyteauth::auth::{Credential, Identity, UserInfo};
+    use flyteauth::testing::{compile, BindingFile};
+    use flyteauth::testing::{Authorizer, Table};
+    use flyteauth::testing::{Credential, Identity, UserInfo};
     use prost::Message;
     use prost_reflect::{DynamicMessage, Value};
 

@@ -8,19 +8,19 @@
 //!   from, built from the vendored proto descriptors (`flyteauth authz-table` prints it).
 //! - [`engine`]: [`Authorizer::decide`], the one decision for own and forwarded calls.
 
-pub mod config;
-pub mod engine;
-pub mod rules;
-pub mod table;
+pub(crate) mod config;
+pub(crate) mod engine;
+pub(crate) mod rules;
+pub(crate) mod table;
 
-pub use config::{Action, Actions, BindingFile};
-pub use engine::{Authorizer, Decision, Denied, RequestBody, RoleGrant, Target};
-pub use table::{Need, Table};
+pub(crate) use engine::Decision;
+pub use engine::{Authorizer, RequestBody};
+pub use table::Table;
 
 /// Decides an own-service call whose request is already decoded (the message is encoded
 /// again and read like a forwarded one, so both take the same path). `Ok` without bindings
 /// or without an identity (authentication disabled).
-pub fn check_message<M: prost::Message>(
+pub(crate) fn check_message<M: prost::Message>(
     authorizer: Option<&Authorizer>,
     identity: Option<&crate::auth::Identity>,
     method: &str,
@@ -31,7 +31,7 @@ pub fn check_message<M: prost::Message>(
 
 /// The decision [`check_message`] renders as a gRPC status, for transports that render a
 /// refusal their own way (REST: 403 JSON). `Allow` without bindings or without a caller.
-pub fn decide_message<M: prost::Message>(
+pub(crate) fn decide_message<M: prost::Message>(
     authorizer: Option<&Authorizer>,
     identity: Option<&crate::auth::Identity>,
     method: &str,
@@ -44,7 +44,7 @@ pub fn decide_message<M: prost::Message>(
 }
 
 /// `ListProjects` (own service): keeps the projects the caller may view (in some domain).
-pub fn retain_viewable(
+pub(crate) fn retain_viewable(
     authorizer: Option<&Authorizer>,
     identity: Option<&crate::auth::Identity>,
     projects: &mut Vec<crate::pb::flyteidl::admin::Project>,

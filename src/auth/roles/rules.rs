@@ -6,7 +6,7 @@ use super::config::{Action, Actions};
 
 /// The flyteidl v1 services the table covers (DESIGN.md §12). `WatchService` is not in the
 /// published flyteidl 1.16 package; its rule is kept so it maps once the descriptors have it.
-pub const SERVICES_V1: &[&str] = &[
+pub(crate) const SERVICES_V1: &[&str] = &[
     "flyteidl.service.AdminService",
     "flyteidl.service.DataProxyService",
     "flyteidl.service.SignalService",
@@ -47,7 +47,7 @@ use Action::*;
 
 /// Explicit actions, first match wins. `*/Get*` style patterns match method names in any
 /// service.
-pub const RULES: &[(&str, Need)] = &[
+pub(crate) const RULES: &[(&str, Need)] = &[
     // The caller's own identity and the anonymous metadata services.
     ("flyteidl.service.IdentityService/*", Need::Authenticated),
     ("flyteidl2.auth.IdentityService/*", Need::Authenticated),
@@ -434,7 +434,7 @@ pub const RULES: &[(&str, Need)] = &[
 ];
 
 /// Where a method's scope comes from, when the descriptor search would get it wrong.
-pub enum ScopeOverride {
+pub(crate) enum ScopeOverride {
     /// Decided without a project: any binding that grants the action (list calls filtered
     /// by flyteauth, the domain list, the version).
     Anywhere,
@@ -454,7 +454,7 @@ macro_rules! execution {
     };
 }
 
-pub const SCOPE_OVERRIDES: &[(&str, ScopeOverride)] = &[
+pub(crate) const SCOPE_OVERRIDES: &[(&str, ScopeOverride)] = &[
     (
         "flyteidl.service.AdminService/ListProjects",
         ScopeOverride::Anywhere,
@@ -545,7 +545,7 @@ pub const SCOPE_OVERRIDES: &[(&str, ScopeOverride)] = &[
 
 /// Actions for methods no rule names (a newer package): reads are views, executions are
 /// created, anything else needs admin.
-pub fn generic_action(method: &str) -> Option<(Need, &'static str)> {
+pub(crate) fn generic_action(method: &str) -> Option<(Need, &'static str)> {
     let execution = ["Execution", "Run", "Action", "Log", "Signal", "Event"]
         .iter()
         .any(|w| method.contains(w));

@@ -27,12 +27,14 @@ use std::fmt::Write as _;
 use prost_reflect::{DescriptorPool, FieldDescriptor, Kind, MessageDescriptor};
 
 use super::rules::pattern_matches;
-pub use super::rules::{generic_action, Need, ScopeOverride, RULES, SCOPE_OVERRIDES, SERVICES_V1};
+pub(crate) use super::rules::{
+    generic_action, Need, ScopeOverride, RULES, SCOPE_OVERRIDES, SERVICES_V1,
+};
 
 /// flyteidl 1.16's services, as `flyteidl` on PyPI publishes them.
-pub const FLYTEIDL_V1: &[u8] = include_bytes!("../../../proto/descriptors/flyteidl.binpb");
+pub(crate) const FLYTEIDL_V1: &[u8] = include_bytes!("../../../proto/descriptors/flyteidl.binpb");
 /// flyteidl2 as `flyte` 2.12 installs it.
-pub const FLYTEIDL_V2: &[u8] = include_bytes!("../../../proto/descriptors/flyteidl2.binpb");
+pub(crate) const FLYTEIDL_V2: &[u8] = include_bytes!("../../../proto/descriptors/flyteidl2.binpb");
 
 /// A field path in a request message.
 #[derive(Debug, Clone)]

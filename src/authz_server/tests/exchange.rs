@@ -6,7 +6,7 @@ use serde_json::json;
 
 use super::*;
 use crate::authz_server::grant_types::{JWT_BEARER, TOKEN_EXCHANGE, TYPE_JWT};
-use crate::authz_server::trusted_issuers::SubjectFile;
+use crate::config::trusted_issuers::SubjectFile;
 
 const CI: &str = "https://ci.example.com";
 

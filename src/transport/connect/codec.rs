@@ -10,7 +10,7 @@ use prost_reflect::{DescriptorPool, DeserializeOptions, DynamicMessage, MessageD
 
 /// One unary procedure: `/package.Service/Method`.
 #[derive(Debug, Clone)]
-pub struct Procedure {
+pub(crate) struct Procedure {
     pub input: MessageDescriptor,
     pub output: MessageDescriptor,
     /// Client or server streaming: not served over Connect (unary only).
@@ -19,7 +19,7 @@ pub struct Procedure {
 
 /// How a Connect message is encoded on the wire (`application/proto` or `application/json`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Codec {
+pub(crate) enum Codec {
     Proto,
     Json,
 }
@@ -27,7 +27,7 @@ pub enum Codec {
 impl Codec {
     /// The codec of a unary request's `content-type` (parameters such as `charset=utf-8`
     /// ignored; JSON must be UTF-8).
-    pub fn from_content_type(value: &str) -> Option<Self> {
+    pub(crate) fn from_content_type(value: &str) -> Option<Self> {
         let mut parts = value.split(';');
         let media = parts.next().unwrap_or("").trim();
         let charset_ok = parts.all(|p| match p.trim().split_once('=') {
@@ -45,7 +45,7 @@ impl Codec {
         }
     }
 
-    pub fn content_type(self) -> &'static str {
+    pub(crate) fn content_type(self) -> &'static str {
         match self {
             Self::Proto => "application/proto",
             Self::Json => "application/json",
@@ -54,13 +54,15 @@ impl Codec {
 }
 
 /// Every procedure of the services in flyteauth's descriptor set.
-pub struct Procedures {
+pub(crate) struct Procedures {
     by_path: HashMap<String, Procedure>,
 }
 
 impl Procedures {
     /// From encoded `FileDescriptorSet`s (flyteauth's own, plus health).
-    pub fn from_descriptor_sets(sets: &[&[u8]]) -> Result<Self, prost_reflect::DescriptorError> {
+    pub(crate) fn from_descriptor_sets(
+        sets: &[&[u8]],
+    ) -> Result<Self, prost_reflect::DescriptorError> {
         let mut pool = DescriptorPool::new();
         for set in sets {
             pool.decode_file_descriptor_set(*set)?;
@@ -82,7 +84,7 @@ impl Procedures {
     }
 
     /// flyteauth's own services and grpc.health.v1.
-    pub fn builtin() -> Self {
+    pub(crate) fn builtin() -> Self {
         Self::from_descriptor_sets(&[
             crate::pb::FILE_DESCRIPTOR_SET,
             tonic_health::pb::FILE_DESCRIPTOR_SET,
@@ -90,14 +92,8 @@ impl Procedures {
         .expect("the embedded descriptor sets are valid")
     }
 
-    pub fn get(&self, path: &str) -> Option<&Procedure> {
+    pub(crate) fn get(&self, path: &str) -> Option<&Procedure> {
         self.by_path.get(path)
-    }
-
-    /// Whether a path names a service in the set (for "unknown method" vs "unknown service").
-    pub fn has_service(&self, service: &str) -> bool {
-        let prefix = format!("/{service}/");
-        self.by_path.keys().any(|p| p.starts_with(&prefix))
     }
 }
 
@@ -179,8 +175,6 @@ mod tests {
         }
         assert!(p.get("/grpc.health.v1.Health/Watch").unwrap().streaming);
         assert!(p.get("/flyteidl.service.AdminService/CreateTask").is_none());
-        assert!(p.has_service("flyteidl.service.AdminService"));
-        assert!(!p.has_service("flyteidl.service.DataProxyService"));
     }
 
     #[test]

@@ -7,7 +7,7 @@ use http::{header, HeaderValue, Response, StatusCode};
 
 /// A Connect error about to be written: the code and a short, non-secret message.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ConnectError {
+pub(crate) struct ConnectError {
     pub code: tonic::Code,
     pub message: String,
     /// The HTTP status, when it is not the code's own (an unknown procedure: 404).
@@ -15,7 +15,7 @@ pub struct ConnectError {
 }
 
 impl ConnectError {
-    pub fn new(code: tonic::Code, message: impl Into<String>) -> Self {
+    pub(crate) fn new(code: tonic::Code, message: impl Into<String>) -> Self {
         Self {
             code,
             message: message.into(),
@@ -25,7 +25,7 @@ impl ConnectError {
 
     /// A procedure flyteauth does not serve: `unimplemented` in an HTTP 404 (the answer of a
     /// Connect server's router to a path it does not know).
-    pub fn unknown_procedure(path: &str) -> Self {
+    pub(crate) fn unknown_procedure(path: &str) -> Self {
         Self {
             code: tonic::Code::Unimplemented,
             message: format!("{} is not served here", truncate(path, 200)),
@@ -34,16 +34,17 @@ impl ConnectError {
     }
 
     /// From a gRPC status of the translated call.
-    pub fn from_status(status: &tonic::Status) -> Self {
+    pub(crate) fn from_status(status: &tonic::Status) -> Self {
         Self::new(status.code(), status.message())
     }
 
-    pub fn http_status(&self) -> StatusCode {
+    pub(crate) fn http_status(&self) -> StatusCode {
         self.status.unwrap_or_else(|| http_status(self.code))
     }
 
     /// The response: JSON error body, `content-type: application/json`.
-    pub fn into_response(self) -> Response<Body> {
+    pub(crate) fn into_response(self) -> Response<Body> {
+        let status = self.http_status();
         let mut body = serde_json::Map::new();
         body.insert("code".into(), code_name(self.code).into());
         if !self.message.is_empty() {
@@ -52,7 +53,7 @@ impl ConnectError {
         let mut resp = Response::new(Body::from(
             serde_json::to_vec(&serde_json::Value::Object(body)).unwrap_or_default(),
         ));
-        *resp.status_mut() = self.status.unwrap_or_else(|| http_status(self.code));
+        *resp.status_mut() = status;
         resp.headers_mut().insert(
             header::CONTENT_TYPE,
             HeaderValue::from_static("application/json"),
@@ -69,7 +70,7 @@ fn truncate(s: &str, max: usize) -> &str {
 }
 
 /// The Connect name of a code (`snake_case`).
-pub fn code_name(code: tonic::Code) -> &'static str {
+pub(crate) fn code_name(code: tonic::Code) -> &'static str {
     use tonic::Code::*;
     match code {
         Ok => "ok",
@@ -93,7 +94,7 @@ pub fn code_name(code: tonic::Code) -> &'static str {
 }
 
 /// The HTTP status of a Connect error code.
-pub fn http_status(code: tonic::Code) -> StatusCode {
+pub(crate) fn http_status(code: tonic::Code) -> StatusCode {
     use tonic::Code::*;
     match code {
         Ok => StatusCode::OK,

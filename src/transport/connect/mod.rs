@@ -20,7 +20,7 @@
 //! (again bounded), converted, framed and handed to the gRPC routes under the deadline.
 
 mod codec;
-pub mod error;
+pub(crate) mod error;
 
 use std::convert::Infallible;
 use std::sync::Arc;
@@ -34,8 +34,8 @@ use http::{header, HeaderMap, HeaderName, HeaderValue, Request, Response, Status
 use http_body_util::BodyExt;
 use tower::{Service, ServiceExt};
 
-pub use codec::{Codec, Procedures};
-pub use error::ConnectError;
+pub(crate) use codec::{Codec, Procedures};
+pub(crate) use error::ConnectError;
 
 use crate::transport::drain::{read_limited, BodyError};
 
@@ -47,7 +47,7 @@ const TIMEOUT_MS: &str = "connect-timeout-ms";
 /// Whether a request is a Connect call: `POST` to `/package.Service/Method` with a Connect
 /// content type (`application/proto`, `application/json`, or a streaming
 /// `application/connect+…`, which is answered `unimplemented`).
-pub fn is_connect<B>(req: &Request<B>) -> bool {
+pub(crate) fn is_connect<B>(req: &Request<B>) -> bool {
     if req.method() != http::Method::POST || !is_procedure_path(req.uri().path()) {
         return false;
     }
@@ -82,14 +82,14 @@ fn is_procedure_path(path: &str) -> bool {
 
 /// The Connect side of the one port, in front of the gRPC routes.
 #[derive(Clone)]
-pub struct ConnectService {
+pub(crate) struct ConnectService {
     grpc: tonic::service::Routes,
     procedures: Arc<Procedures>,
     max_bytes: usize,
 }
 
 impl ConnectService {
-    pub fn new(grpc: tonic::service::Routes, max_bytes: usize) -> Self {
+    pub(crate) fn new(grpc: tonic::service::Routes, max_bytes: usize) -> Self {
         Self {
             grpc,
             procedures: Arc::new(Procedures::builtin()),

@@ -558,7 +558,7 @@ impl Gateway {
 
 /// Marks a request tonic-web translated from gRPC-web (set by the server's dispatch).
 #[derive(Debug, Clone, Copy)]
-pub struct GrpcWebMark;
+pub(crate) struct GrpcWebMark;
 
 mod body;
 use body::{code_label, status_label, GrpcBody};

@@ -16,7 +16,7 @@ use crate::keys::KeySet;
 
 /// Lifetime of an identity JWT: long enough for a slow upstream to check it, short enough that
 /// a leaked one is soon useless.
-pub const IDENTITY_JWT_SECS: i64 = 90;
+pub(crate) const IDENTITY_JWT_SECS: i64 = 90;
 /// A minted JWT is reused for a caller while it has at least this long left.
 const REUSE_MIN_LEFT_SECS: i64 = 60;
 /// Bound on the memo of minted JWTs (cleared when full; entries are cheap to remake).
@@ -24,7 +24,7 @@ const MAX_MEMO: usize = 10_000;
 
 /// Removes every header a client could assert an identity with: the configured ones and any
 /// `x-auth-request-*`, `x-amzn-oidc-*`, `x-flyte-identity`.
-pub fn strip(headers: &mut HeaderMap, names: &IdentityHeaders) {
+pub(crate) fn strip(headers: &mut HeaderMap, names: &IdentityHeaders) {
     for n in [
         &names.subject,
         &names.email,
@@ -74,7 +74,7 @@ struct IdentityClaims<'a> {
 }
 
 /// Mints (and briefly reuses) the identity JWTs.
-pub struct IdentityMinter {
+pub(crate) struct IdentityMinter {
     keys: Arc<KeySet>,
     clock: SharedClock,
     issuer: String,
@@ -83,7 +83,7 @@ pub struct IdentityMinter {
 }
 
 impl IdentityMinter {
-    pub fn new(keys: Arc<KeySet>, clock: SharedClock, issuer: String) -> Self {
+    pub(crate) fn new(keys: Arc<KeySet>, clock: SharedClock, issuer: String) -> Self {
         Self {
             keys,
             clock,
@@ -93,13 +93,13 @@ impl IdentityMinter {
     }
 
     /// The audience of the JWTs for `upstream`.
-    pub fn audience(upstream: &str) -> String {
+    pub(crate) fn audience(upstream: &str) -> String {
         format!("flyteauth-gateway:{upstream}")
     }
 
     /// The JWT for `id` calling `upstream` (an RSA signature costs ~0.2 ms: a caller's JWT is
     /// reused while it has a minute left).
-    pub fn jwt(&self, upstream: &str, id: &Identity, groups: &[&str]) -> HeaderValue {
+    pub(crate) fn jwt(&self, upstream: &str, id: &Identity, groups: &[&str]) -> HeaderValue {
         let now = self.clock.now();
         let credential = match id.credential {
             Credential::Bearer => "bearer",
@@ -145,7 +145,7 @@ impl IdentityMinter {
 
 /// Sets the identity headers from `id`. A value a header cannot carry (a control character)
 /// leaves that header unset rather than failing the call.
-pub fn set(
+pub(crate) fn set(
     headers: &mut HeaderMap,
     names: &IdentityHeaders,
     id: &Identity,

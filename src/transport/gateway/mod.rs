@@ -9,14 +9,14 @@
 //! - [`identity`]: stripping forged identity headers, setting the verified ones, the JWT.
 //! - [`forward`]: the upstream clients, the request/response rewriting, error mapping.
 
-pub mod config;
+pub(crate) mod config;
 mod forward;
-pub mod identity;
+pub(crate) mod identity;
 
 use std::sync::Arc;
 
-pub use config::{GatewayConfig, GatewayFile};
-pub use forward::{GrpcWebMark, Protocol};
+pub(crate) use config::GatewayConfig;
+pub(crate) use forward::{GrpcWebMark, Protocol};
 
 use crate::auth::rules::Denied;
 use crate::auth::{Authenticator, Identity};
@@ -24,7 +24,7 @@ use crate::config::ConfigError;
 
 /// What a forwarded call asks for, as the authorization decision sees it.
 #[derive(Debug, Clone, Copy)]
-pub struct CallInfo<'a> {
+pub(crate) struct CallInfo<'a> {
     /// `pkg.Service/Method` for an RPC; for a forwarded HTTP path the RPC it mirrors when
     /// known (`flyteidl.service.AdminService/ListProjects`), else the path (`/api/v1/...`).
     pub method: &'a str,
@@ -38,7 +38,7 @@ pub struct CallInfo<'a> {
 /// The one authorization hook of forwarded calls: the `auth.authorization` rules (the
 /// blanket scope rule was applied by authentication), then the per-project roles (DESIGN.md
 /// §12) on the request message. The error is the refusal's text (PERMISSION_DENIED).
-pub fn authorize(
+pub(crate) fn authorize(
     auth: &Authenticator,
     roles: Option<&crate::auth::roles::Authorizer>,
     identity: &Identity,

@@ -10,12 +10,12 @@ use crate::projects::{ProjectError, Projects};
 use crate::transport::state::AppState;
 
 #[derive(Clone)]
-pub struct AdminApi {
+pub(crate) struct AdminApi {
     state: Arc<AppState>,
 }
 
 impl AdminApi {
-    pub fn new(state: Arc<AppState>) -> Self {
+    pub(crate) fn new(state: Arc<AppState>) -> Self {
         Self { state }
     }
 

@@ -15,7 +15,7 @@ use crate::auth::{AuthError, Authenticator, Identity};
 
 /// Wraps a service so that every call must carry a valid token.
 #[derive(Clone)]
-pub struct AuthLayer {
+pub(crate) struct AuthLayer {
     auth: Arc<Authenticator>,
     /// Flyte's `disableForGrpc`: failures continue anonymously instead of failing.
     allow_anonymous: bool,
@@ -24,7 +24,7 @@ pub struct AuthLayer {
 }
 
 impl AuthLayer {
-    pub fn new(auth: Arc<Authenticator>, allow_anonymous: bool) -> Self {
+    pub(crate) fn new(auth: Arc<Authenticator>, allow_anonymous: bool) -> Self {
         Self {
             auth,
             allow_anonymous,
@@ -33,7 +33,7 @@ impl AuthLayer {
     }
 
     /// `server.maxRequestBytes`: a refused request's body is drained up to it.
-    pub fn with_drain_limit(mut self, limit: usize) -> Self {
+    pub(crate) fn with_drain_limit(mut self, limit: usize) -> Self {
         self.drain_limit = limit;
         self
     }
@@ -67,7 +67,7 @@ impl<S> Layer<S> for AuthLayer {
 }
 
 #[derive(Clone)]
-pub struct AuthService<S> {
+pub(crate) struct AuthService<S> {
     inner: S,
     layer: AuthLayer,
 }

@@ -12,12 +12,12 @@ use crate::transport::http::oauth::metadata::{current_metadata, public_client_co
 use crate::transport::state::AppState;
 
 #[derive(Clone)]
-pub struct AuthMetadataApi {
+pub(crate) struct AuthMetadataApi {
     state: Arc<AppState>,
 }
 
 impl AuthMetadataApi {
-    pub fn new(state: Arc<AppState>) -> Self {
+    pub(crate) fn new(state: Arc<AppState>) -> Self {
         Self { state }
     }
 

@@ -11,12 +11,12 @@ use crate::pb::flyteidl2::auth as v2;
 use crate::transport::state::AppState;
 
 #[derive(Clone)]
-pub struct IdentityApi {
+pub(crate) struct IdentityApi {
     _state: Arc<AppState>,
 }
 
 impl IdentityApi {
-    pub fn new(state: Arc<AppState>) -> Self {
+    pub(crate) fn new(state: Arc<AppState>) -> Self {
         Self { _state: state }
     }
 }

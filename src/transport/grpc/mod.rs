@@ -2,7 +2,7 @@
 //! protected ones; metadata, health and reflection anonymous).
 
 mod admin;
-pub mod auth_layer;
+pub(crate) mod auth_layer;
 mod auth_metadata;
 mod identity;
 
@@ -15,19 +15,19 @@ use crate::pb::flyteidl2::auth as v2;
 use crate::transport::state::AppState;
 use auth_layer::AuthLayer;
 
-pub use admin::AdminApi;
-pub use auth_metadata::AuthMetadataApi;
-pub use identity::IdentityApi;
+pub(crate) use admin::AdminApi;
+pub(crate) use auth_metadata::AuthMetadataApi;
+pub(crate) use identity::IdentityApi;
 
 /// The public URL of the call, derived from `:authority`/Host by the transport.
 #[derive(Debug, Clone)]
-pub struct RequestOrigin {
+pub(crate) struct RequestOrigin {
     pub authority: Option<String>,
     pub scheme: &'static str,
 }
 
 /// Builds every gRPC service into one set of routes.
-pub fn routes(state: &Arc<AppState>) -> Routes {
+pub(crate) fn routes(state: &Arc<AppState>) -> Routes {
     let max = state.config.server.max_grpc_message_bytes;
     let use_auth = state.config.server.use_auth;
     let auth = AuthLayer::new(
@@ -113,7 +113,7 @@ pub fn routes(state: &Arc<AppState>) -> Routes {
 }
 
 /// The caller's identity as put in place by the auth layer.
-pub fn identity<T>(req: &tonic::Request<T>) -> Option<Arc<crate::auth::Identity>> {
+pub(crate) fn identity<T>(req: &tonic::Request<T>) -> Option<Arc<crate::auth::Identity>> {
     req.extensions()
         .get::<Arc<crate::auth::Identity>>()
         .cloned()

@@ -17,7 +17,7 @@ const SECURITY_HEADERS: [(header::HeaderName, &str); 4] = [
     (header::CACHE_CONTROL, "no-cache"),
 ];
 
-pub async fn index() -> Response {
+pub(crate) async fn index() -> Response {
     (
         SECURITY_HEADERS,
         [(header::CONTENT_TYPE, "text/html; charset=utf-8")],
@@ -26,7 +26,7 @@ pub async fn index() -> Response {
         .into_response()
 }
 
-pub async fn app_js() -> Response {
+pub(crate) async fn app_js() -> Response {
     (
         SECURITY_HEADERS,
         [(header::CONTENT_TYPE, "text/javascript; charset=utf-8")],

@@ -51,8 +51,6 @@ impl Default for CookieFactory {
     }
 }
 
-pub use crate::config::parse_same_site;
-
 impl CookieFactory {
     /// The name cookie `base` is set and read under.
     pub fn name(&self, base: &'static str) -> &'static str {
@@ -129,6 +127,7 @@ pub fn get<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::config::parse_same_site;
 
     #[test]
     fn attributes() {

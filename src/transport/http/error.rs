@@ -13,7 +13,7 @@ use crate::store::StoreError;
 
 /// An error answered by a REST route.
 #[derive(Debug)]
-pub enum ApiError {
+pub(crate) enum ApiError {
     Status(tonic::Status),
     Auth(AuthError),
     /// PERMISSION_DENIED by the method rules or the role bindings: 403.
@@ -73,7 +73,7 @@ impl From<AuthError> for ApiError {
 }
 
 /// grpc-gateway's mapping from gRPC code to HTTP status.
-pub fn http_status(code: Code) -> StatusCode {
+pub(crate) fn http_status(code: Code) -> StatusCode {
     match code {
         Code::Ok => StatusCode::OK,
         Code::Cancelled => StatusCode::from_u16(499).expect("valid"),
@@ -130,12 +130,12 @@ impl IntoResponse for ApiError {
 }
 
 /// A 400 for a body or query the route could not read.
-pub fn bad_request(message: impl std::fmt::Display) -> ApiError {
+pub(crate) fn bad_request(message: impl std::fmt::Display) -> ApiError {
     ApiError::BadRequest(message.to_string())
 }
 
 /// A JSON body the route could not read: 413 when over the size limit, else 400.
-pub fn json_rejection(e: axum::extract::rejection::JsonRejection) -> ApiError {
+pub(crate) fn json_rejection(e: axum::extract::rejection::JsonRejection) -> ApiError {
     if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
         ApiError::TooLarge
     } else {

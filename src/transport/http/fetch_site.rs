@@ -10,7 +10,7 @@ use crate::transport::state::AppState;
 
 /// What the request's headers say about where it came from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Site {
+pub(crate) enum Site {
     /// This deployment (or a user's own navigation: typed URL, bookmark).
     Same,
     /// Another site.
@@ -21,7 +21,7 @@ pub enum Site {
 }
 
 /// Classifies the request.
-pub fn site(state: &AppState, headers: &HeaderMap, origin: Option<&RequestOrigin>) -> Site {
+pub(crate) fn site(state: &AppState, headers: &HeaderMap, origin: Option<&RequestOrigin>) -> Site {
     let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
     match header("sec-fetch-site") {
         Some("same-origin") | Some("none") => return Site::Same,

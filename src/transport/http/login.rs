@@ -71,7 +71,7 @@ fn show_form(
 
 /// `GET /login[?redirect_url=…]`: straight on when a session exists; else the IdP (when
 /// `openId` is configured) or the local-users form.
-pub async fn login_page(
+pub(crate) async fn login_page(
     State(state): State<Arc<AppState>>,
     headers: HeaderMap,
     origin: Option<axum::Extension<crate::transport::grpc::RequestOrigin>>,
@@ -113,7 +113,7 @@ fn store_unavailable(e: crate::store::StoreError) -> Response {
 }
 
 /// `POST /login`: checks CSRF, limits, credentials; creates the session.
-pub async fn login_submit(
+pub(crate) async fn login_submit(
     State(state): State<Arc<AppState>>,
     headers: HeaderMap,
     origin: Option<axum::Extension<crate::transport::grpc::RequestOrigin>>,
@@ -223,7 +223,7 @@ pub async fn login_submit(
 /// another site (§14: `Sec-Fetch-Site: cross-site`, or a foreign `Origin` / `Referer`) that
 /// does not carry the session's CSRF token (form field `csrf_token` or header
 /// `x-csrf-token`) changes nothing: it gets a confirmation page whose POST form carries it.
-pub async fn logout(
+pub(crate) async fn logout(
     State(state): State<Arc<AppState>>,
     headers: HeaderMap,
     origin: Option<axum::Extension<crate::transport::grpc::RequestOrigin>>,

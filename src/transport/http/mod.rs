@@ -1,16 +1,16 @@
 //! The HTTP side of the one port: metadata documents, JWKS, the REST mirrors, health.
 //! (gRPC and gRPC-web requests are routed away before they reach this router.)
 
-pub mod console;
+pub(crate) mod console;
 pub mod cookies;
-pub mod error;
-pub mod fetch_site;
-pub mod login;
-pub mod oauth;
-pub mod oidc;
-pub mod pages;
+pub(crate) mod error;
+pub(crate) mod fetch_site;
+pub(crate) mod login;
+pub(crate) mod oauth;
+pub(crate) mod oidc;
+pub(crate) mod pages;
 pub mod redirect;
-pub mod rest;
+pub(crate) mod rest;
 
 use std::sync::Arc;
 
@@ -25,7 +25,7 @@ use oauth::metadata::{flyte_client, jwks, oauth_metadata};
 use oauth::{authorize, device, revoke, token};
 
 /// The router of the `metrics.port` listener: `/metrics` and `/healthcheck`.
-pub fn metrics_router(state: Arc<AppState>) -> Router {
+pub(crate) fn metrics_router(state: Arc<AppState>) -> Router {
     Router::new()
         .route("/metrics", get(metrics))
         .route("/healthcheck", get(healthcheck))
@@ -33,7 +33,7 @@ pub fn metrics_router(state: Arc<AppState>) -> Router {
 }
 
 /// Builds the HTTP router.
-pub fn router(state: Arc<AppState>) -> Router {
+pub(crate) fn router(state: Arc<AppState>) -> Router {
     let max = state.config.server.max_request_bytes;
     let mut router = Router::new().route("/healthcheck", get(healthcheck));
     // With `metrics.port`, `/metrics` is served on that listener only (§14).

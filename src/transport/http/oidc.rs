@@ -24,7 +24,7 @@ fn see_other(location: &str) -> Response {
 }
 
 /// Sends the browser to the IdP; `next` is the validated end-of-login target.
-pub fn begin(
+pub(crate) fn begin(
     state: &AppState,
     origin: Option<&RequestOrigin>,
     next: &str,
@@ -75,7 +75,7 @@ pub fn begin(
 }
 
 /// `GET|POST /callback?code=…&state=…` (or `?error=…`).
-pub async fn callback(
+pub(crate) async fn callback(
     State(state): State<Arc<AppState>>,
     headers: HeaderMap,
     Query(q): Query<HashMap<String, String>>,
@@ -208,7 +208,7 @@ pub async fn callback(
 }
 
 /// `GET /.well-known/openid-configuration`: 303 to the IdP's discovery document (spec §3.4).
-pub async fn openid_configuration(State(state): State<Arc<AppState>>) -> Response {
+pub(crate) async fn openid_configuration(State(state): State<Arc<AppState>>) -> Response {
     match &state.oidc {
         Some(o) => (
             StatusCode::SEE_OTHER,

@@ -17,7 +17,7 @@ pub fn escape(s: &str) -> String {
 }
 
 /// An error page as an answer (`Cache-Control: no-store`).
-pub fn error_response(
+pub(crate) fn error_response(
     status: http::StatusCode,
     title: &str,
     message: &str,
@@ -32,7 +32,7 @@ pub fn error_response(
 }
 
 /// A page around trusted `body` HTML (callers escape what they interpolate).
-pub fn raw_page(title: &str, body: &str) -> String {
+pub(crate) fn raw_page(title: &str, body: &str) -> String {
     page(title, body)
 }
 
@@ -52,7 +52,7 @@ button{{margin-top:1rem;padding:.5rem 1rem}}.error{{color:#a00}}</style></head>
 }
 
 /// The login form. `error` is shown above it.
-pub fn login_form(
+pub(crate) fn login_form(
     csrf_token: &str,
     redirect_url: &str,
     error: Option<&str>,
@@ -79,12 +79,12 @@ pub fn login_form(
 }
 
 /// An error page with a short, non-secret explanation.
-pub fn error_page(title: &str, message: &str) -> String {
+pub(crate) fn error_page(title: &str, message: &str) -> String {
     page(title, &format!("<p>{}</p>", escape(message)))
 }
 
 /// A simple informational page.
-pub fn info_page(title: &str, message: &str, link: Option<(&str, &str)>) -> String {
+pub(crate) fn info_page(title: &str, message: &str, link: Option<(&str, &str)>) -> String {
     let link = link
         .map(|(href, text)| format!(r#"<p><a href="{}">{}</a></p>"#, escape(href), escape(text)))
         .unwrap_or_default();
@@ -93,7 +93,7 @@ pub fn info_page(title: &str, message: &str, link: Option<(&str, &str)>) -> Stri
 
 /// The page for a form body that could not be read: 413 when it is over
 /// `server.maxRequestBytes` (its reading stopped at the limit), else 400.
-pub fn unreadable_form(
+pub(crate) fn unreadable_form(
     rejection: &axum::extract::rejection::FormRejection,
 ) -> (http::StatusCode, String) {
     if rejection.status() == http::StatusCode::PAYLOAD_TOO_LARGE {
@@ -114,7 +114,7 @@ pub fn unreadable_form(
 
 /// The confirmation asked for a logout that did not come from this site (§14: a cross-site
 /// GET changes nothing): a POST form carrying the session's CSRF token.
-pub fn logout_confirm(csrf_token: &str, redirect_url: &str) -> String {
+pub(crate) fn logout_confirm(csrf_token: &str, redirect_url: &str) -> String {
     page(
         "Sign out?",
         &format!(

@@ -21,7 +21,7 @@ use crate::transport::state::AppState;
 
 /// The authenticated caller of a REST route (bearer token in `Authorization` or
 /// `auth.httpAuthorizationHeader`). `None` only under `disableForHttp`.
-pub struct Caller(pub Option<Arc<Identity>>);
+pub(crate) struct Caller(pub Option<Arc<Identity>>);
 
 impl FromRequestParts<Arc<AppState>> for Caller {
     type Rejection = ApiError;
@@ -98,7 +98,7 @@ pub struct LabelsJson {
 /// A project state by name (`"ACTIVE"`) or number, as protojson accepts.
 #[derive(Debug, Default, Deserialize)]
 #[serde(untagged)]
-pub enum StateJson {
+pub(crate) enum StateJson {
     #[default]
     Missing,
     Name(String),
@@ -182,11 +182,11 @@ impl From<ProjectJson> for pb::Project {
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(default)]
-pub struct RegisterJson {
+pub(crate) struct RegisterJson {
     pub project: Option<ProjectJson>,
 }
 
-pub async fn register_project(
+pub(crate) async fn register_project(
     State(state): State<Arc<AppState>>,
     caller: Caller,
     body: Result<Json<RegisterJson>, JsonRejection>,
@@ -200,7 +200,7 @@ pub async fn register_project(
     Ok(Json(serde_json::json!({})).into_response())
 }
 
-pub async fn update_project(
+pub(crate) async fn update_project(
     State(state): State<Arc<AppState>>,
     caller: Caller,
     Path(id): Path<String>,
@@ -214,7 +214,7 @@ pub async fn update_project(
     Ok(Json(serde_json::json!({})).into_response())
 }
 
-pub async fn get_project(
+pub(crate) async fn get_project(
     State(state): State<Arc<AppState>>,
     caller: Caller,
     Path(id): Path<String>,
@@ -228,12 +228,12 @@ pub async fn get_project(
 }
 
 #[derive(Serialize)]
-pub struct ProjectsJson {
+pub(crate) struct ProjectsJson {
     projects: Vec<ProjectJson>,
     token: String,
 }
 
-pub async fn list_projects(
+pub(crate) async fn list_projects(
     State(state): State<Arc<AppState>>,
     caller: Caller,
     Query(q): Query<HashMap<String, String>>,
@@ -273,7 +273,7 @@ pub async fn list_projects(
     }))
 }
 
-pub async fn get_domains(
+pub(crate) async fn get_domains(
     State(state): State<Arc<AppState>>,
     caller: Caller,
 ) -> Result<Json<serde_json::Value>, ApiError> {
@@ -292,7 +292,7 @@ pub async fn get_domains(
 
 /// `/me`: UserInfo as JSON, plus `X-User-Subject` and `X-User-Claim-*` headers so it can
 /// serve as an nginx `auth_request` endpoint (spec §2.5).
-pub async fn me(
+pub(crate) async fn me(
     State(state): State<Arc<AppState>>,
     Caller(caller): Caller,
 ) -> Result<Response, ApiError> {

@@ -61,7 +61,7 @@ fn error_redirect(
 }
 
 /// `GET|POST /oauth2/authorize`.
-pub async fn authorize(
+pub(crate) async fn authorize(
     State(state): State<Arc<AppState>>,
     method: Method,
     headers: HeaderMap,
@@ -73,7 +73,7 @@ pub async fn authorize(
 }
 
 /// `GET /oauth2/authorize_callback`: the same request, replayed after login.
-pub async fn authorize_callback(
+pub(crate) async fn authorize_callback(
     State(state): State<Arc<AppState>>,
     method: Method,
     headers: HeaderMap,

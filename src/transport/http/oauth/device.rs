@@ -22,7 +22,7 @@ use crate::transport::http::pages::{self, escape};
 use crate::transport::state::AppState;
 
 /// `POST /oauth2/device_authorization` (§3.1).
-pub async fn device_authorization(
+pub(crate) async fn device_authorization(
     State(state): State<Arc<AppState>>,
     headers: HeaderMap,
     origin: Option<axum::Extension<RequestOrigin>>,
@@ -95,7 +95,7 @@ fn confirm_page(csrf: &str, code: &str, client: &str, scopes: &[String], who: &s
 }
 
 /// `GET /oauth2/device[?user_code=…]`: the code-entry page (requires a session).
-pub async fn device_page(
+pub(crate) async fn device_page(
     State(state): State<Arc<AppState>>,
     headers: HeaderMap,
     Query(q): Query<HashMap<String, String>>,
@@ -132,7 +132,7 @@ pub async fn device_page(
 }
 
 /// `POST /oauth2/device`: code entered → confirmation; confirmation → decision.
-pub async fn device_submit(
+pub(crate) async fn device_submit(
     State(state): State<Arc<AppState>>,
     headers: HeaderMap,
     peer: Option<axum::Extension<crate::transport::client_addr::ClientAddr>>,

@@ -14,7 +14,7 @@ use crate::secret::Secret;
 use crate::transport::state::AppState;
 
 /// A request body as axum hands it over.
-pub type Body = Result<axum::body::Bytes, axum::extract::rejection::BytesRejection>;
+pub(crate) type Body = Result<axum::body::Bytes, axum::extract::rejection::BytesRejection>;
 
 /// Reads an `application/x-www-form-urlencoded` body whose parameters appear at most once.
 pub fn read_form(headers: &HeaderMap, body: Body) -> Result<Form, OAuthError> {
@@ -51,7 +51,7 @@ pub fn read_form(headers: &HeaderMap, body: Body) -> Result<Form, OAuthError> {
 
 /// §2.3.1: the credentials of HTTP Basic (id and secret form-urlencoded inside) or of the
 /// form parameters.
-pub fn client_credentials(
+pub(crate) fn client_credentials(
     headers: &HeaderMap,
     form: &Form,
 ) -> Result<ClientCredentials, OAuthError> {
@@ -113,12 +113,12 @@ pub fn client_credentials(
 }
 
 /// The client's address of the request being served.
-pub fn client_addr() -> Option<IpAddr> {
+pub(crate) fn client_addr() -> Option<IpAddr> {
     crate::transport::client_addr::current()
 }
 
 /// The client the request authenticates (Basic or form).
-pub async fn authenticate_client<'a>(
+pub(crate) async fn authenticate_client<'a>(
     state: &'a AppState,
     headers: &HeaderMap,
     form: &Form,

@@ -14,7 +14,7 @@ use crate::transport::state::AppState;
 
 /// The metadata clients are given: the built-in AS as seen through the public URL `public`,
 /// or the external AS's document (`None` while it has not been fetched yet).
-pub fn current_metadata(state: &AppState, public: &str) -> Option<OAuth2Metadata> {
+pub(crate) fn current_metadata(state: &AppState, public: &str) -> Option<OAuth2Metadata> {
     match &state.external {
         Some(ext) => ext.metadata().map(|m| (*m).clone()),
         None => Some(oauth2_metadata(state, public)),
@@ -22,7 +22,7 @@ pub fn current_metadata(state: &AppState, public: &str) -> Option<OAuth2Metadata
 }
 
 /// Metadata of the built-in AS as seen through the public URL `public`.
-pub fn oauth2_metadata(state: &AppState, public: &str) -> OAuth2Metadata {
+pub(crate) fn oauth2_metadata(state: &AppState, public: &str) -> OAuth2Metadata {
     OAuth2Metadata::built_in(
         state.authz.issuer(public),
         public,
@@ -30,7 +30,7 @@ pub fn oauth2_metadata(state: &AppState, public: &str) -> OAuth2Metadata {
     )
 }
 
-pub fn public_client_config(state: &AppState) -> PublicClientConfig {
+pub(crate) fn public_client_config(state: &AppState) -> PublicClientConfig {
     let fc = &state.config.auth.flyte_client;
     PublicClientConfig {
         client_id: fc.client_id.clone(),
@@ -43,7 +43,7 @@ pub fn public_client_config(state: &AppState) -> PublicClientConfig {
 }
 
 /// `GET /.well-known/oauth-authorization-server`.
-pub async fn oauth_metadata(
+pub(crate) async fn oauth_metadata(
     State(state): State<Arc<AppState>>,
     origin: Option<axum::Extension<RequestOrigin>>,
 ) -> Response {
@@ -58,12 +58,12 @@ pub async fn oauth_metadata(
 }
 
 /// `GET /config/v1/flyte_client`.
-pub async fn flyte_client(State(state): State<Arc<AppState>>) -> Response {
+pub(crate) async fn flyte_client(State(state): State<Arc<AppState>>) -> Response {
     Json(public_client_config(&state)).into_response()
 }
 
 /// `GET /oauth2/jwks`.
-pub async fn jwks(State(state): State<Arc<AppState>>) -> Response {
+pub(crate) async fn jwks(State(state): State<Arc<AppState>>) -> Response {
     (
         [(header::CACHE_CONTROL, "public, max-age=300")],
         Json(state.keys.jwks()),

@@ -2,12 +2,12 @@
 //! documents: each handler reads the request (form, client credentials, session, origin),
 //! calls [`crate::authz_server::AuthorizationServer`] and writes its answer.
 
-pub mod authorize;
-pub mod device;
-pub mod form;
-pub mod metadata;
-pub mod revoke;
-pub mod token;
+pub(crate) mod authorize;
+pub(crate) mod device;
+pub(crate) mod form;
+pub(crate) mod metadata;
+pub(crate) mod revoke;
+pub(crate) mod token;
 
 use axum::response::{IntoResponse, Response};
 use axum::Json;
@@ -18,7 +18,7 @@ use crate::transport::grpc::RequestOrigin;
 use crate::transport::state::AppState;
 
 /// The public URL a request came through (`origin` as the dispatch derived it).
-pub fn public_url(state: &AppState, origin: Option<&RequestOrigin>) -> String {
+pub(crate) fn public_url(state: &AppState, origin: Option<&RequestOrigin>) -> String {
     state
         .public_urls
         .resolve(
@@ -29,7 +29,7 @@ pub fn public_url(state: &AppState, origin: Option<&RequestOrigin>) -> String {
 }
 
 /// Headers every token-endpoint response carries (RFC 6749 §5.1).
-pub fn no_store(resp: &mut Response) {
+pub(crate) fn no_store(resp: &mut Response) {
     let h = resp.headers_mut();
     h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     h.insert(header::PRAGMA, HeaderValue::from_static("no-cache"));

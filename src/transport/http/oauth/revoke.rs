@@ -12,7 +12,7 @@ use crate::authz_server::error::OAuthError;
 use crate::transport::state::AppState;
 
 /// `POST /oauth2/revoke`: always 200 for unknown or invalid tokens (§2.2).
-pub async fn revoke(
+pub(crate) async fn revoke(
     State(state): State<Arc<AppState>>,
     headers: HeaderMap,
     body: Body,
@@ -34,7 +34,7 @@ pub async fn revoke(
 }
 
 /// `POST /oauth2/introspect`: confidential clients only (§2.1).
-pub async fn introspect(
+pub(crate) async fn introspect(
     State(state): State<Arc<AppState>>,
     headers: HeaderMap,
     body: Body,

@@ -16,7 +16,7 @@ use crate::transport::grpc::RequestOrigin;
 use crate::transport::state::AppState;
 
 /// `POST /oauth2/token`.
-pub async fn token(
+pub(crate) async fn token(
     State(state): State<Arc<AppState>>,
     headers: HeaderMap,
     origin: Option<axum::Extension<RequestOrigin>>,
