@@ -7,7 +7,7 @@ use serde_json::Value;
 use sha2::{Digest, Sha256};
 
 pub(crate) use crate::support::browser;
-use crate::support::{sign_in_alice, with_token, TestServer};
+use crate::support::{log_in_alice, sign_in_alice, with_token, TestServer};
 
 pub(crate) const ALICE: &str = "auth:\n  clockSkew: 0s\n  userAuth:\n    localUsers:\n      - { username: alice, passwordSecretName: alice_pw, name: Alice Example, email: alice@example.com, groups: [dev] }\n";
 /// ALICE without the refresh-token grace period (§14, tested in `hostile`): a reuse right
@@ -46,32 +46,7 @@ pub(crate) async fn login_and_authorize(s: &TestServer, b: &reqwest::Client, url
     if !login.starts_with("/login?") {
         return login; // already signed in
     }
-    let page = b
-        .get(format!("{}{login}", s.url))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    let field = |name: &str| {
-        let marker = format!("name=\"{name}\" value=\"");
-        let start = page.find(&marker).unwrap() + marker.len();
-        let end = page[start..].find('"').unwrap() + start;
-        page[start..end].replace("&amp;", "&")
-    };
-    let password = std::fs::read_to_string(s.dir.path().join("secrets/alice_pw")).unwrap();
-    let r = b
-        .post(format!("{}/login", s.url))
-        .form(&[
-            ("username", "alice"),
-            ("password", password.trim()),
-            ("csrf_token", &field("csrf_token")),
-            ("redirect_url", &field("redirect_url")),
-        ])
-        .send()
-        .await
-        .unwrap();
+    let r = log_in_alice(s, b, &login).await;
     assert_eq!(r.status(), 303, "{:?}", r.text().await);
     let back = location(&r);
     assert!(back.starts_with("/oauth2/authorize_callback?"), "{back}");

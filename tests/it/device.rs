@@ -8,7 +8,7 @@ use flyteauth::testing::ManualClock;
 use reqwest::redirect::Policy;
 use serde_json::Value;
 
-use crate::support::{now, TestServer};
+use crate::support::{form_field, log_in_alice, now, TestServer};
 
 const ALICE: &str = "auth:\n  userAuth:\n    localUsers:\n      - { username: alice, passwordSecretName: alice_pw, name: Alice Example }\n";
 const GRANT: &str = "urn:ietf:params:oauth:grant-type:device_code";
@@ -21,12 +21,6 @@ async fn post(s: &TestServer, path: &str, form: &[(&str, &str)]) -> (u16, Value)
         .await
         .unwrap();
     (r.status().as_u16(), r.json().await.unwrap())
-}
-
-fn hidden(page: &str, name: &str) -> String {
-    let marker = format!("name=\"{name}\" value=\"");
-    let start = page.find(&marker).unwrap() + marker.len();
-    page[start..start + page[start..].find('"').unwrap()].to_owned()
 }
 
 /// Signs alice in and answers the device page for `user_code` with `action`.
@@ -43,29 +37,7 @@ async fn answer(s: &TestServer, user_code: &str, action: &str) -> u16 {
         .unwrap();
     assert_eq!(r.status(), 303, "a session is required");
     let login = r.headers()["location"].to_str().unwrap().to_owned();
-    let page = b
-        .get(format!("{}{login}", s.url))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    let password = std::fs::read_to_string(s.dir.path().join("secrets/alice_pw")).unwrap();
-    let r = b
-        .post(format!("{}/login", s.url))
-        .form(&[
-            ("username", "alice"),
-            ("password", password.trim()),
-            ("csrf_token", &hidden(&page, "csrf_token")),
-            (
-                "redirect_url",
-                &hidden(&page, "redirect_url").replace("&amp;", "&"),
-            ),
-        ])
-        .send()
-        .await
-        .unwrap();
+    let r = log_in_alice(s, &b, &login).await;
     assert_eq!(r.status(), 303);
     let back = r.headers()["location"].to_str().unwrap().to_owned();
     let page = b
@@ -80,7 +52,7 @@ async fn answer(s: &TestServer, user_code: &str, action: &str) -> u16 {
         page.contains(&format!("value=\"{user_code}\"")),
         "verification_uri_complete pre-fills the code"
     );
-    let csrf = hidden(&page, "csrf_token");
+    let csrf = form_field(&page, "csrf_token").unwrap();
     let confirm = b
         .post(format!("{}/oauth2/device", s.url))
         .form(&[("user_code", user_code), ("csrf_token", &csrf)])

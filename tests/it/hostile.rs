@@ -12,7 +12,7 @@ use crate::authz::{
     browser, challenge, code_for, location, login_and_authorize, query, redeem_form, token, ALICE,
     VERIFIER,
 };
-use crate::support::{localhost_tls, TestServer};
+use crate::support::{form_field, localhost_tls, page, TestServer};
 
 /// A cookie-keeping client whose connections come from `addr` (any 127/8 address works on
 /// Linux loopback).
@@ -27,17 +27,8 @@ fn browser_from(addr: &str) -> reqwest::Client {
 
 /// The login form's CSRF token (and its cookie, kept by `b`).
 async fn login_csrf(s: &TestServer, b: &reqwest::Client) -> String {
-    let page = b
-        .get(format!("{}/login", s.url))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    let marker = "name=\"csrf_token\" value=\"";
-    let start = page.find(marker).expect("login form") + marker.len();
-    page[start..start + page[start..].find('"').unwrap()].to_owned()
+    let page = page(b, &format!("{}/login", s.url)).await;
+    form_field(&page, "csrf_token").expect("login form")
 }
 
 async fn login_status(s: &TestServer, b: &reqwest::Client, user: &str, password: &str) -> u16 {

@@ -4,12 +4,9 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use flyteauth::pb::flyteidl::service as v1;
-use flyteauth::testing::AppState;
-use flyteauth::testing::Config;
-use flyteauth::testing::Listeners;
-use flyteauth::testing::StartOptions;
-use flyteauth::testing::SystemClock;
-use flyteauth::testing::{SigningAlg, SigningKey};
+use flyteauth::testing::{
+    AppState, Config, Listeners, SigningAlg, SigningKey, StartOptions, SystemClock,
+};
 use serde_json::{json, Value};
 use tokio::net::TcpListener;
 use tokio::sync::oneshot;
@@ -239,31 +236,46 @@ pub fn cookie_value(r: &reqwest::Response, name: &str) -> Option<String> {
         })
 }
 
-/// Signs the local user alice in through the login form (her password from the test's
-/// secrets); returns the session's CSRF token.
-pub async fn sign_in_alice(s: &TestServer, b: &reqwest::Client) -> String {
-    let page = b
-        .get(format!("{}/login", s.url))
+/// The body of the page at `url`.
+pub async fn page(b: &reqwest::Client, url: &str) -> String {
+    b.get(url).send().await.unwrap().text().await.unwrap()
+}
+
+/// The value of the form field `name` in `page` (`&amp;` unescaped), if there is one.
+pub fn form_field(page: &str, name: &str) -> Option<String> {
+    let marker = format!("name=\"{name}\" value=\"");
+    let start = page.find(&marker)? + marker.len();
+    let end = start + page[start..].find('"')?;
+    Some(page[start..end].replace("&amp;", "&"))
+}
+
+/// Signs the local user alice in through the login form at `login` (a path: `/login`, or
+/// where a protected page sent the browser), her password from the test's secrets, keeping
+/// the form's `redirect_url`. The login's response: 303 on success.
+pub async fn log_in_alice(s: &TestServer, b: &reqwest::Client, login: &str) -> reqwest::Response {
+    let page = page(b, &format!("{}{login}", s.url)).await;
+    let password = std::fs::read_to_string(s.dir.path().join("secrets/alice_pw")).unwrap();
+    let mut form = vec![
+        ("username", "alice".to_owned()),
+        ("password", password.trim().to_owned()),
+        (
+            "csrf_token",
+            form_field(&page, "csrf_token").expect("login form"),
+        ),
+    ];
+    if let Some(redirect) = form_field(&page, "redirect_url") {
+        form.push(("redirect_url", redirect));
+    }
+    b.post(format!("{}/login", s.url))
+        .form(&form)
         .send()
         .await
         .unwrap()
-        .text()
-        .await
-        .unwrap();
-    let marker = "name=\"csrf_token\" value=\"";
-    let start = page.find(marker).unwrap() + marker.len();
-    let form_csrf = page[start..start + page[start..].find('"').unwrap()].to_owned();
-    let password = std::fs::read_to_string(s.dir.path().join("secrets/alice_pw")).unwrap();
-    let r = b
-        .post(format!("{}/login", s.url))
-        .form(&[
-            ("username", "alice"),
-            ("password", password.trim()),
-            ("csrf_token", &form_csrf),
-        ])
-        .send()
-        .await
-        .unwrap();
+}
+
+/// Signs alice in through `/login`; returns the session's CSRF token.
+pub async fn sign_in_alice(s: &TestServer, b: &reqwest::Client) -> String {
+    let r = log_in_alice(s, b, "/login").await;
     assert_eq!(r.status(), 303);
     cookie_value(&r, "flyte_csrf").unwrap()
 }
