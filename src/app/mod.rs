@@ -276,7 +276,7 @@ impl AppState {
             &config.user_auth.http_proxy_url,
         )?;
         let metrics = Arc::new(crate::metrics::Metrics::default());
-        let store = store::open_with_lifetime(
+        let store = store::open(
             &config.database,
             config.database_pool.max_open_connections.max(1),
             std::time::Duration::from_secs(5),

@@ -53,7 +53,7 @@ pub(super) async fn fixture_with(
     let target = DatabaseTarget::Sqlite {
         path: dir.path().join("as.db"),
     };
-    let store = crate::store::open(&target, 4, Duration::from_secs(10))
+    let store = crate::store::open(&target, 4, Duration::from_secs(10), None)
         .await
         .expect("open store");
     let clock = ManualClock::new(START);

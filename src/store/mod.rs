@@ -353,22 +353,12 @@ pub trait Store: Send + Sync + 'static {
 /// Where the data lives (defined with the configuration that names it).
 pub(crate) use crate::config::DatabaseTarget;
 
-/// [`open_with_lifetime`] with no connection lifetime (the tests' way to open a store).
-#[cfg(test)]
-pub(crate) async fn open(
-    target: &DatabaseTarget,
-    max_connections: u32,
-    acquire_timeout: Duration,
-) -> Result<Arc<dyn Store>, StoreError> {
-    open_with_lifetime(target, max_connections, acquire_timeout, None).await
-}
-
 /// Opens the database, applies the embedded migrations (`migrations/sqlite` or
 /// `migrations/postgres`), returns the store. `acquire_timeout` is how long PostgreSQL's pool
 /// waits for a free connection (SQLite's reads and writes queue under [`QUERY_TIMEOUT`]);
 /// `max_lifetime` (Flyte's `database.connMaxLifeTime`) closes a PostgreSQL connection once it
 /// is that old.
-pub(crate) async fn open_with_lifetime(
+pub(crate) async fn open(
     target: &DatabaseTarget,
     max_connections: u32,
     acquire_timeout: Duration,

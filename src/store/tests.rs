@@ -9,7 +9,7 @@ use std::hash::{BuildHasher, RandomState};
 const TIMEOUT: Duration = Duration::from_secs(10);
 
 pub(super) async fn open_store(t: &DatabaseTarget) -> Arc<dyn Store> {
-    open(t, 4, TIMEOUT).await.expect("open store")
+    open(t, 4, TIMEOUT, None).await.expect("open store")
 }
 
 pub(super) async fn run_sqlite<F: Future<Output = ()>>(case: impl FnOnce(DatabaseTarget) -> F) {
@@ -428,7 +428,7 @@ async fn zero_connections_is_invalid() {
     let path = "unused.db".into();
     let t = DatabaseTarget::Sqlite { path };
     assert!(matches!(
-        open(&t, 0, TIMEOUT).await,
+        open(&t, 0, TIMEOUT, None).await,
         Err(StoreError::Invalid(_))
     ));
 }
