@@ -68,7 +68,7 @@ pub(super) struct UpstreamClient {
     /// `scheme://host:port` (no trailing slash).
     origin: String,
     /// HTTP/2 only (h2c or h2 by ALPN): gRPC.
-    grpc: UpstreamHttp,
+    grpc: Arc<GrpcUpstream>,
     /// HTTP/1.1, or h2 when TLS negotiates it: Connect and REST.
     http: UpstreamHttp,
 }
@@ -121,17 +121,19 @@ impl UpstreamClient {
             .https_or_http()
             .enable_all_versions()
             .wrap_connector(tcp);
-        let grpc = Client::builder(TokioExecutor::new())
-            .http2_only(true)
-            .http2_keep_alive_interval(Duration::from_secs(30))
-            .http2_keep_alive_timeout(Duration::from_secs(10))
-            .timer(hyper_util::rt::TokioTimer::new())
-            .build(h2);
+        let origin = cfg.base.origin().ascii_serialization();
+        let dial: http::Uri = origin.parse().map_err(|_| {
+            ConfigError::new(
+                format!("gateway.upstreams[{index}].url"),
+                format!("{origin} is not a URL"),
+            )
+        })?;
+        let grpc = GrpcUpstream::new(h2, dial, CONNECT_TIMEOUT);
         let http = Client::builder(TokioExecutor::new())
             .pool_idle_timeout(Duration::from_secs(60))
             .build(any);
         Ok(Self {
-            origin: cfg.base.origin().ascii_serialization(),
+            origin,
             cfg: cfg.clone(),
             grpc,
             http,
@@ -150,6 +152,8 @@ impl UpstreamClient {
 
 mod errors;
 use errors::{error_response, CallError};
+mod grpc_client;
+use grpc_client::GrpcUpstream;
 
 /// Hop-by-hop headers (RFC 9110 §7.6.1) and ones the gateway sets itself.
 const HOP_BY_HOP: [HeaderName; 7] = [
@@ -488,71 +492,85 @@ impl Gateway {
         let uri: http::Uri = format!("{}{pq}", upstream.origin)
             .parse()
             .map_err(|_| CallError::Malformed("request path not forwardable"))?;
+        let timeout = deadline(&parts.headers, protocol);
+        let started = Instant::now();
+        let deadline_exceeded = || {
+            tracing::info!(upstream = name, route = %method_name, "upstream deadline exceeded");
+            self.count(name, protocol, "deadline");
+            CallError::Deadline(name.to_owned())
+        };
+        let unavailable = |e: &dyn std::fmt::Display| {
+            tracing::warn!(upstream = name, route = %method_name, error = %e, "upstream unavailable");
+            self.count(name, protocol, "unavailable");
+            CallError::Unavailable(name.to_owned())
+        };
+        if !grpc {
+            let mut out = Request::builder()
+                .method(parts.method.clone())
+                .uri(uri)
+                .body(Full::new(body))
+                .map_err(|_| CallError::Malformed("request not forwardable"))?;
+            *out.headers_mut() = std::mem::take(&mut parts.headers);
+            let resp = within(timeout, upstream.http.request(out))
+                .await
+                .ok_or_else(deadline_exceeded)?
+                .map_err(|e| unavailable(&e))?;
+            d.metrics
+                .observe(name, crate::metrics::Kind::Upstream, started.elapsed());
+            let (mut rparts, rbody) = resp.into_parts();
+            strip_hop_by_hop(&mut rparts.headers);
+            self.count(name, protocol, status_label(rparts.status));
+            return Ok(Response::from_parts(rparts, axum::body::Body::new(rbody)));
+        }
         let mut out = Request::builder()
             .method(parts.method.clone())
             .uri(uri)
-            .body(Full::new(body))
+            .version(http::Version::HTTP_2)
+            .body(())
             .map_err(|_| CallError::Malformed("request not forwardable"))?;
         *out.headers_mut() = std::mem::take(&mut parts.headers);
-        if grpc {
-            *out.version_mut() = http::Version::HTTP_2;
-        }
-        let client = if grpc { &upstream.grpc } else { &upstream.http };
-        let timeout = deadline(out.headers(), protocol);
-        let started = Instant::now();
-        let sent = client.request(out);
-        let result = match timeout {
-            Some(t) => match tokio::time::timeout(t, sent).await {
-                Ok(r) => r,
-                Err(_) => {
-                    tracing::info!(upstream = name, route = %method_name, "upstream deadline exceeded");
-                    self.count(name, protocol, "deadline");
-                    return Err(CallError::Deadline(name.to_owned()));
-                }
-            },
-            None => sent.await,
-        };
-        let resp = match result {
-            Ok(r) => r,
-            Err(e) => {
-                tracing::warn!(upstream = name, route = %method_name, error = %e, "upstream unavailable");
-                self.count(name, protocol, "unavailable");
-                return Err(CallError::Unavailable(name.to_owned()));
-            }
-        };
+        let resp = within(timeout, upstream.grpc.call(out, body))
+            .await
+            .ok_or_else(deadline_exceeded)?
+            .map_err(|e| unavailable(&e))?;
         d.metrics
             .observe(name, crate::metrics::Kind::Upstream, started.elapsed());
         let (mut rparts, rbody) = resp.into_parts();
         strip_hop_by_hop(&mut rparts.headers);
-        if grpc {
-            // A trailers-only response carries the status in its headers.
-            let code = rparts
-                .headers
-                .get("grpc-status")
-                .and_then(|v| v.to_str().ok())
-                .map(code_label);
-            if let Some(code) = code {
-                self.count(name, protocol, code);
-            }
-            if code.is_some() {
-                // Trailers-only: the status is in the headers, and nothing may follow them
-                // (an empty body ends the stream with the HEADERS frame, as gRPC requires).
-                return Ok(Response::from_parts(rparts, axum::body::Body::empty()));
-            }
-            let body = GrpcBody {
-                inner: rbody,
-                deadline: timeout
-                    .map(|t| Box::pin(tokio::time::sleep(t.saturating_sub(started.elapsed())))),
-                upstream: name.to_owned(),
-                gateway: Some(self.clone()),
-                protocol,
-                done: false,
-            };
-            Ok(Response::from_parts(rparts, axum::body::Body::new(body)))
-        } else {
-            self.count(name, protocol, status_label(rparts.status));
-            Ok(Response::from_parts(rparts, axum::body::Body::new(rbody)))
+        // A trailers-only response carries the status in its headers.
+        let code = rparts
+            .headers
+            .get("grpc-status")
+            .and_then(|v| v.to_str().ok())
+            .map(code_label);
+        if let Some(code) = code {
+            // Trailers-only: nothing may follow the headers (an empty body ends the stream
+            // with the HEADERS frame, as gRPC requires).
+            self.count(name, protocol, code);
+            return Ok(Response::from_parts(rparts, axum::body::Body::empty()));
         }
+        let body = GrpcBody {
+            inner: rbody,
+            data_done: false,
+            deadline: timeout
+                .map(|t| Box::pin(tokio::time::sleep(t.saturating_sub(started.elapsed())))),
+            upstream: name.to_owned(),
+            gateway: Some(self.clone()),
+            protocol,
+            done: false,
+        };
+        Ok(Response::from_parts(rparts, axum::body::Body::new(body)))
+    }
+}
+
+/// `call`'s result, or `None` when `timeout` passed first.
+async fn within<T>(
+    timeout: Option<Duration>,
+    call: impl std::future::Future<Output = T>,
+) -> Option<T> {
+    match timeout {
+        Some(t) => tokio::time::timeout(t, call).await.ok(),
+        None => Some(call.await),
     }
 }
 

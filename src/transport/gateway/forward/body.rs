@@ -4,10 +4,10 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
-use bytes::{Buf, Bytes};
+use bytes::Bytes;
+use h2::RecvStream;
 use http::{HeaderMap, HeaderValue, StatusCode};
 use http_body::Frame;
-use hyper::body::Incoming;
 
 use super::super::Gateway;
 use super::Protocol;
@@ -34,7 +34,9 @@ pub(super) fn status_label(s: StatusCode) -> &'static str {
 /// stream ends with UNAVAILABLE and a passed deadline with DEADLINE_EXCEEDED (as trailers),
 /// and the final status is counted.
 pub(super) struct GrpcBody {
-    pub(super) inner: Incoming,
+    pub(super) inner: RecvStream,
+    /// Set once the DATA frames have ended (the trailers are next).
+    pub(super) data_done: bool,
     pub(super) deadline: Option<Pin<Box<tokio::time::Sleep>>>,
     pub(super) upstream: String,
     /// Set while the status is still to be counted.
@@ -65,6 +67,16 @@ impl GrpcBody {
             }
         }
     }
+
+    /// The upstream reset the stream or the connection failed: UNAVAILABLE, as trailers.
+    fn failed(
+        &mut self,
+        e: &h2::Error,
+    ) -> Poll<Option<Result<Frame<Bytes>, std::convert::Infallible>>> {
+        tracing::warn!(upstream = %self.upstream, error = %e, "upstream stream failed");
+        let m = format!("upstream {} is unavailable (stream reset)", self.upstream);
+        self.finish("14", Some(&m))
+    }
 }
 
 impl http_body::Body for GrpcBody {
@@ -85,29 +97,34 @@ impl http_body::Body for GrpcBody {
                 return this.finish("4", Some(&m));
             }
         }
-        match Pin::new(&mut this.inner).poll_frame(cx) {
-            Poll::Pending => Poll::Pending,
-            Poll::Ready(None) => this.finish("0", None),
-            Poll::Ready(Some(Ok(frame))) => {
-                if let Some(t) = frame.trailers_ref() {
-                    let code = t
-                        .get("grpc-status")
-                        .and_then(|v| v.to_str().ok())
-                        .map(code_label)
-                        .unwrap_or("other");
-                    if let Some(g) = this.gateway.take() {
-                        g.count(&this.upstream, this.protocol, code);
-                    }
+        if !this.data_done {
+            match this.inner.poll_data(cx) {
+                Poll::Pending => return Poll::Pending,
+                Poll::Ready(Some(Ok(data))) => {
+                    // Passed on: the upstream may send as much again.
+                    let _ = this.inner.flow_control().release_capacity(data.len());
+                    return Poll::Ready(Some(Ok(Frame::data(data))));
                 }
-                Poll::Ready(Some(Ok(
-                    frame.map_data(|mut d| d.copy_to_bytes(d.remaining()))
-                )))
+                Poll::Ready(Some(Err(e))) => return this.failed(&e),
+                Poll::Ready(None) => this.data_done = true,
             }
-            Poll::Ready(Some(Err(e))) => {
-                tracing::warn!(upstream = %this.upstream, error = %e, "upstream stream failed");
-                let m = format!("upstream {} is unavailable (stream reset)", this.upstream);
-                this.finish("14", Some(&m))
+        }
+        match this.inner.poll_trailers(cx) {
+            Poll::Pending => Poll::Pending,
+            Poll::Ready(Ok(None)) => this.finish("0", None),
+            Poll::Ready(Ok(Some(trailers))) => {
+                let code = trailers
+                    .get("grpc-status")
+                    .and_then(|v| v.to_str().ok())
+                    .map(code_label)
+                    .unwrap_or("other");
+                this.done = true;
+                if let Some(g) = this.gateway.take() {
+                    g.count(&this.upstream, this.protocol, code);
+                }
+                Poll::Ready(Some(Ok(Frame::trailers(trailers))))
             }
+            Poll::Ready(Err(e)) => this.failed(&e),
         }
     }
 
