@@ -505,38 +505,22 @@ impl Gateway {
             CallError::Unavailable(name.to_owned())
         };
         if !grpc {
-            let mut out = Request::builder()
-                .method(parts.method.clone())
-                .uri(uri)
-                .body(Full::new(body))
-                .map_err(|_| CallError::Malformed("request not forwardable"))?;
-            *out.headers_mut() = std::mem::take(&mut parts.headers);
+            let out = outgoing(&mut parts, uri, Full::new(body))?;
             let resp = within(timeout, upstream.http.request(out))
                 .await
                 .ok_or_else(deadline_exceeded)?
                 .map_err(|e| unavailable(&e))?;
-            d.metrics
-                .observe(name, crate::metrics::Kind::Upstream, started.elapsed());
-            let (mut rparts, rbody) = resp.into_parts();
-            strip_hop_by_hop(&mut rparts.headers);
+            let (rparts, rbody) = self.received(name, started, resp);
             self.count(name, protocol, status_label(rparts.status));
             return Ok(Response::from_parts(rparts, axum::body::Body::new(rbody)));
         }
-        let mut out = Request::builder()
-            .method(parts.method.clone())
-            .uri(uri)
-            .version(http::Version::HTTP_2)
-            .body(())
-            .map_err(|_| CallError::Malformed("request not forwardable"))?;
-        *out.headers_mut() = std::mem::take(&mut parts.headers);
+        let mut out = outgoing(&mut parts, uri, ())?;
+        *out.version_mut() = http::Version::HTTP_2;
         let resp = within(timeout, upstream.grpc.call(out, body))
             .await
             .ok_or_else(deadline_exceeded)?
             .map_err(|e| unavailable(&e))?;
-        d.metrics
-            .observe(name, crate::metrics::Kind::Upstream, started.elapsed());
-        let (mut rparts, rbody) = resp.into_parts();
-        strip_hop_by_hop(&mut rparts.headers);
+        let (rparts, rbody) = self.received(name, started, resp);
         // A trailers-only response carries the status in its headers.
         let code = rparts
             .headers
@@ -561,6 +545,38 @@ impl Gateway {
         };
         Ok(Response::from_parts(rparts, axum::body::Body::new(body)))
     }
+}
+
+impl Gateway {
+    /// The upstream's response head, timed and without hop-by-hop headers.
+    fn received<B>(
+        &self,
+        upstream: &str,
+        started: Instant,
+        resp: Response<B>,
+    ) -> (http::response::Parts, B) {
+        self.deps
+            .metrics
+            .observe(upstream, crate::metrics::Kind::Upstream, started.elapsed());
+        let (mut parts, body) = resp.into_parts();
+        strip_hop_by_hop(&mut parts.headers);
+        (parts, body)
+    }
+}
+
+/// The request to the upstream: the caller's method and (rewritten) headers, the upstream's URI.
+fn outgoing<B>(
+    parts: &mut http::request::Parts,
+    uri: http::Uri,
+    body: B,
+) -> Result<Request<B>, CallError> {
+    let mut out = Request::builder()
+        .method(parts.method.clone())
+        .uri(uri)
+        .body(body)
+        .map_err(|_| CallError::Malformed("request not forwardable"))?;
+    *out.headers_mut() = std::mem::take(&mut parts.headers);
+    Ok(out)
 }
 
 /// `call`'s result, or `None` when `timeout` passed first.
