@@ -6,6 +6,7 @@ use super::*;
 on_both_backends!(
     an_exchanged_token_is_remembered_until_it_expires,
     a_replay_race_across_instances_has_one_winner,
+    a_burst_of_tokens_each_presented_four_times_has_one_winner_each,
 );
 
 async fn an_exchanged_token_is_remembered_until_it_expires(t: DatabaseTarget) {
@@ -42,4 +43,34 @@ async fn a_replay_race_across_instances_has_one_winner(t: DatabaseTarget) {
     assert_eq!(won.iter().filter(|w| **w).count(), 1);
     a.close().await;
     b.close().await;
+}
+
+/// A burst on one instance: 16 tokens, each presented 4 times at once; each is accepted
+/// exactly once, and all are remembered afterwards.
+async fn a_burst_of_tokens_each_presented_four_times_has_one_winner_each(t: DatabaseTarget) {
+    let store = open_store(&t).await;
+    let mut tries = tokio::task::JoinSet::new();
+    for round in 0..4 {
+        for token in 0..16 {
+            let s = store.clone();
+            tries.spawn(async move {
+                let id = format!("burst-{token}");
+                let won = s.remember_exchanged_token(&id, 1_000, 10).await.unwrap();
+                (token, round, won)
+            });
+        }
+    }
+    let mut winners = [0; 16];
+    for (token, _, won) in tries.join_all().await {
+        winners[token] += usize::from(won);
+    }
+    assert_eq!(winners, [1; 16]);
+    for token in 0..16 {
+        let id = format!("burst-{token}");
+        assert!(!store
+            .remember_exchanged_token(&id, 1_000, 11)
+            .await
+            .unwrap());
+    }
+    store.close().await;
 }
