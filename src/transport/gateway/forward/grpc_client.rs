@@ -129,18 +129,13 @@ impl GrpcUpstream {
         if let Some(open) = self.current() {
             return Ok(open);
         }
-        let handle = tokio::time::timeout(self.connect_timeout, self.connect())
+        let (send, conn) = tokio::time::timeout(self.connect_timeout, self.connect())
             .await
             .map_err(|_| SendError::Connect("timed out".into()))??;
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
-        *self.open.lock().unwrap_or_else(|p| p.into_inner()) = Some((id, handle.0.clone()));
-        tokio::spawn(drive(
-            handle.1,
-            Arc::downgrade(self),
-            id,
-            self.calls.clone(),
-        ));
-        Ok((id, handle.0))
+        *self.open.lock().unwrap_or_else(|p| p.into_inner()) = Some((id, send.clone()));
+        tokio::spawn(drive(conn, Arc::downgrade(self), id, self.calls.clone()));
+        Ok((id, send))
     }
 
     fn current(&self) -> Option<(u64, SendRequest<Bytes>)> {
