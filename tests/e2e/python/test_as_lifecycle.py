@@ -172,7 +172,16 @@ def test_no_credentials_in_the_log(server_factory):
     user_info_code(srv, cc["access_token"])
     user_info_code(srv, "garbage." + cc["access_token"].split(".")[1] + ".sig")
 
+    # Revocation (RFC 7009) audits who revoked a token, never the token.
+    for tok, auth, data in (
+        (cc["access_token"], ("flytepropeller", secret), {}),
+        (body["refresh_token"], None, {"client_id": "flytectl"}),
+    ):
+        r = requests.post(f"{srv.url}/oauth2/revoke", data={"token": tok, **data}, auth=auth, timeout=HTTP_TIMEOUT_S)
+        assert r.status_code == 200, (r.status_code, r.text[:300])
+
     log = srv.log_tail(max_chars=10_000_000)
+    assert "access_token_revoked" in log, "the revocation was not audited"
     leaked = [s[:8] + "…" for s in sensitive if s and s in log]
     # also the signature part of JWTs alone
     leaked += [t.split(".")[2][:8] + "…" for t in (body["access_token"], cc["access_token"]) if t.split(".")[2] in log]
